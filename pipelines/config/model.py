@@ -1,0 +1,500 @@
+"""Typed, immutable configuration objects, built once from schema-valid data with defaults applied.
+
+Field names are the schema's camelCase keys in snake_case; durations become seconds (float).
+Nothing here re-checks what the schema already guarantees; the cross-file rules live in
+``semantic.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float) -> float:
+    """``"1m30s"`` -> 90.0 seconds; numbers pass through (already seconds)."""
+    if isinstance(text, int | float):
+        return float(text)
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+# --- shared ----------------------------------------------------------------------------------------
+
+
+class SecretKeyRef(Frozen):
+    name: str
+    key: str
+
+
+class Toleration(Frozen):
+    key: str
+    operator: Literal["Equal", "Exists"]
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Resources(Frozen):
+    cpu: str | None = None
+    memory: str | None = None
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+
+
+# --- experiment ------------------------------------------------------------------------------------
+
+
+class ExperimentSite(Frozen):
+    namespaces: tuple[str, ...]
+
+
+class Experiment(Frozen):
+    name: str
+    description: str = ""
+    owners: tuple[str, ...]
+    contact: str
+    sites: dict[str, ExperimentSite]
+    source: Path = Field(exclude=True)
+
+
+# --- site ------------------------------------------------------------------------------------------
+
+
+class ArgoCD(Frozen):
+    server: str
+    namespace: str
+
+
+class KubernetesVersions(Frozen):
+    min_version: str
+    max_version: str
+
+
+class GpuClass(Frozen):
+    resource: str
+    node_selector: dict[str, str]
+    products: tuple[str, ...]
+    tolerations: tuple[Toleration, ...]
+
+
+class Cvmfs(Frozen):
+    storage_class: str | None = None
+    host_path: str | None = None
+
+
+class Nfs(Frozen):
+    server: str
+    path: str
+
+
+class SnapshotStore(Frozen):
+    claim: str
+
+
+class S3(Frozen):
+    endpoint: str
+    bucket: str
+    credentials: str
+
+
+class Storage(Frozen):
+    cvmfs: Cvmfs | None = None
+    nfs: Nfs | None = None
+    pvcs: tuple[str, ...]
+    snapshots: SnapshotStore | None = None
+    s3: S3 | None = None
+
+
+class Ingress(Frozen):
+    class_name: str
+    domain: str
+    annotations: dict[str, str]
+    tls_secret: str | None = None
+
+
+class PrometheusAuth(Frozen):
+    secret_ref: SecretKeyRef
+
+
+class Prometheus(Frozen):
+    url: str
+    auth: PrometheusAuth | None = None
+    operator: bool
+    rule_labels: dict[str, str]
+
+
+class SiteGrant(Frozen):
+    namespaces: tuple[str, ...]
+    gpu_quota: int
+
+
+class Site(Frozen):
+    name: str
+    description: str = ""
+    argocd: ArgoCD
+    kubernetes: KubernetesVersions
+    gpu_classes: dict[str, GpuClass]
+    storage: Storage
+    ingress: Ingress | None = None
+    prometheus: Prometheus | None = None
+    pushgateway: str | None = None
+    experiments: dict[str, SiteGrant]
+    source: Path = Field(exclude=True)
+
+
+# --- deployment ------------------------------------------------------------------------------------
+
+
+class Gpu(Frozen):
+    gpu_class: str = Field(alias="class")
+    count: int
+
+
+class Tracing(Frozen):
+    mode: Literal["triton", "opentelemetry"]
+    level: Literal["OFF", "TIMESTAMPS", "TENSORS"]
+    rate: int
+    endpoint: str | None = None
+
+
+class TritonServer(Frozen):
+    log_verbose: int
+    log_info: bool
+    strict_model_config: bool
+    exit_on_error: bool
+    exit_timeout: Seconds
+    model_control_mode: Literal["none", "explicit", "poll"]
+    poll_interval: Seconds
+    backend_config: dict[str, dict[str, str]]
+    tracing: Tracing | None = None
+
+
+class Probe(Frozen):
+    period: Seconds
+    timeout: Seconds
+    failure_threshold: int
+
+
+class ReadinessModel(Frozen):
+    name: str
+    version: int | None = None
+
+
+class Probes(Frozen):
+    startup_timeout: Seconds
+    readiness_model: ReadinessModel | None = None
+    readiness: Probe
+    liveness: Probe
+
+
+class Drain(Frozen):
+    delay: Seconds
+    grace_period: Seconds
+
+
+class Triton(Frozen):
+    image: str
+    gpu: Gpu | None = None
+    resources: Resources
+    node_selector: dict[str, str]
+    server: TritonServer
+    run_as_user: int
+    probes: Probes
+    drain: Drain
+
+
+class PvcDir(Frozen):
+    claim: str
+    path: str
+
+
+class ModelRepository(Frozen):
+    cvmfs: tuple[str, ...]
+    pvc: tuple[PvcDir, ...]
+    nfs: tuple[str, ...]
+    baked: tuple[str, ...]
+
+
+DType = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "STRING",
+]
+
+
+class Tensor(Frozen):
+    name: str
+    dtype: DType
+    dims: tuple[int, ...]
+    optional: bool
+
+
+class Artifact(Frozen):
+    source: str
+    sha256: str
+    size: int | None = None
+    filename: str | None = None
+
+
+class DynamicBatching(Frozen):
+    preferred_batch_size: tuple[int, ...]
+    max_queue_delay: Seconds
+
+
+class Instances(Frozen):
+    kind: Literal["GPU", "CPU", "AUTO"]
+    count: int
+
+
+Platform = Literal["onnxruntime_onnx", "pytorch_libtorch", "tensorrt_plan", "tensorflow_savedmodel", "python"]
+
+
+class Model(Frozen):
+    name: str
+    artifact: Artifact | None = None
+    config_file: str | None = None
+    platform: Platform
+    versions: tuple[int, ...]
+    max_batch_size: int
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    dynamic_batching: DynamicBatching | None = None
+    instances: Instances
+
+
+class TokenBucket(Frozen):
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval: Seconds
+
+
+class Timeouts(Frozen):
+    connect: Seconds
+    route: Seconds
+    idle: Seconds
+
+
+class EnvoyIngress(Frozen):
+    host: str
+    tls_secret: str | None = None
+
+
+class HealthCheck(Frozen):
+    interval: Seconds
+    timeout: Seconds
+    unhealthy_threshold: int
+    healthy_threshold: int
+
+
+class OutlierDetection(Frozen):
+    consecutive_errors: int
+    interval: Seconds
+    base_ejection_time: Seconds
+    max_ejection_percent: int
+
+
+RetryOn = Literal[
+    "unavailable",
+    "reset",
+    "connect-failure",
+    "resource-exhausted",
+    "refused-stream",
+    "cancelled",
+    "deadline-exceeded",
+]
+
+
+class Retries(Frozen):
+    on: tuple[RetryOn, ...]
+    attempts: int
+    per_try_timeout: Seconds
+    budget_percent: float
+    min_retry_concurrency: int
+
+
+class CircuitBreakers(Frozen):
+    max_connections: int
+    max_pending_requests: int
+    max_requests: int
+
+
+class RateLimit(Frozen):
+    connections: TokenBucket | None = None
+    requests: TokenBucket | None = None
+
+
+class AdmissionGate(Frozen):
+    enabled: bool
+    threshold: float
+    cache_for: Seconds
+    query_timeout: Seconds
+    on_prometheus_error: Literal["open", "closed"]
+
+
+class Jwt(Frozen):
+    provider: str
+    issuer: str
+    jwks_uri: str
+    audiences: tuple[str, ...]
+    jwks_cache_for: Seconds
+    clock_skew: Seconds
+
+
+class Auth(Frozen):
+    jwt: Jwt | None = None
+
+
+class EnvoyTracing(Frozen):
+    sampling_rate: float
+    collector: str
+
+
+class Envoy(Frozen):
+    image: str
+    replicas: int
+    resources: Resources
+    lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RING_HASH", "RANDOM", "MAGLEV"]
+    timeouts: Timeouts
+    ingress: EnvoyIngress | None = None
+    health_check: HealthCheck
+    outlier_detection: OutlierDetection
+    retries: Retries
+    circuit_breakers: CircuitBreakers
+    max_connections: int
+    rate_limit: RateLimit
+    admission_gate: AdmissionGate | None = None
+    auth: Auth | None = None
+    tracing: EnvoyTracing | None = None
+    access_log: bool
+
+
+class ScalingBehavior(Frozen):
+    stabilization: Seconds | None = None
+    period: Seconds
+    step: int
+
+
+class Autoscaling(Frozen):
+    min: int
+    max: int
+    metric: Literal["queueLatency", "pendingRequests", "query"]
+    query: str | None = None
+    activation_query: str | None = None
+    threshold: float
+    activation_threshold: float
+    polling_interval: Seconds
+    cooldown_period: Seconds
+    scale_up: ScalingBehavior
+    scale_down: ScalingBehavior
+    fallback_replicas: int | None = None
+
+
+class Alerts(Frozen):
+    enabled: bool
+    queue_latency_ms: float
+    error_ratio: float
+    for_: Seconds = Field(alias="for")
+
+
+class Monitoring(Frozen):
+    scrape_interval: Seconds
+    dashboard: bool
+    alerts: Alerts
+
+
+class Reference(Frozen):
+    inputs: str
+    outputs: str
+    atol: float
+    rtol: float
+
+
+class ModelCheck(Frozen):
+    name: str
+    batch_size: int
+    shapes: dict[str, tuple[int, ...]] | None = None
+    reference: Reference | None = None
+
+
+class LatencySLO(Frozen):
+    p50: Seconds | None = None
+    p99: Seconds
+    concurrency: int
+    requests: int
+    max_error_ratio: float
+
+
+class Checks(Frozen):
+    models: tuple[ModelCheck, ...]
+    latency_slo: LatencySLO = Field(alias="latencySLO")
+    schedule: str
+    timeout: Seconds
+
+
+class SiteDeployment(Frozen):
+    """A deployment as it runs at one site: per-site overrides merged, defaults applied.
+
+    This is what renderers, the model builder and the checks work on.
+    """
+
+    name: str
+    experiment: str
+    description: str = ""
+    site: str
+    namespace: str
+    replicas: int
+    triton: Triton
+    model_repository: ModelRepository
+    models: tuple[Model, ...]
+    envoy: Envoy
+    autoscaling: Autoscaling | None = None
+    monitoring: Monitoring
+    checks: Checks
+    source: Path = Field(exclude=True)
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max if self.autoscaling else self.replicas
+
+    @property
+    def gpus_per_pod(self) -> int:
+        return self.triton.gpu.count if self.triton.gpu else 0
+
+    def model(self, name: str) -> Model | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+class Deployment(Frozen):
+    """One deployment file: the same service at each of its sites (ordered by site name)."""
+
+    name: str
+    experiment: str
+    source: Path = Field(exclude=True)
+    placements: tuple[SiteDeployment, ...]
+
+    def at(self, site: str) -> SiteDeployment | None:
+        return next((p for p in self.placements if p.site == site), None)

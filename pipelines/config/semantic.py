@@ -1,0 +1,562 @@
+"""Rules that span files: what a single schema cannot know.
+
+Each rule is a small generator over the typed tree yielding located errors; ``check`` runs
+them all. A rule that needs a site or experiment that does not exist stays silent (the
+"unknown site" rule already reported it), so one mistake yields one message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pipelines.config.errors import ConfigError, JsonPath
+from pipelines.config.model import Deployment, SiteDeployment
+from pipelines.config.secrets import find_inline_secrets
+from pipelines.config.tree import Tree
+
+Rule = Callable[[Tree], Iterator[ConfigError]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def check(tree: Tree) -> list[ConfigError]:
+    return [err for r in RULES for err in r(tree)]
+
+
+def _hint(word: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    listed = ", ".join(sorted(known)) or "none"
+    return (f"did you mean {close[0]!r}? " if close else "") + f"known: {listed}"
+
+
+def _err(tree: Tree, source: Path, path: JsonPath, message: str, *, key: bool = False) -> ConfigError:
+    return tree.documents[source].error(path, message, key=key)
+
+
+def _where(tree: Tree, p: SiteDeployment, *path: str | int) -> JsonPath:
+    """The path of a setting of ``p`` as written: the site override if there is one, else deployment-wide."""
+    site_path: JsonPath = ("sites", p.site, *path)
+    doc = tree.documents[p.source]
+    return site_path if site_path in doc.values else tuple(path)
+
+
+def _live(tree: Tree) -> Iterator[tuple[Deployment, SiteDeployment]]:
+    for d in tree.deployments:
+        for p in d.placements:
+            yield d, p
+
+
+@rule
+def known_experiment(tree: Tree) -> Iterator[ConfigError]:
+    for d in tree.deployments:
+        if d.experiment not in tree.experiments and d.experiment not in tree.broken_experiments:
+            yield _err(
+                tree,
+                d.source,
+                ("experiment",),
+                f"unknown experiment {d.experiment!r} (no experiments/{d.experiment}/experiment.yaml); "
+                + _hint(d.experiment, list(tree.experiments)),
+            )
+
+
+@rule
+def site_and_namespace_granted(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        where = ("sites", p.site)
+        if site is None:
+            if p.site in tree.broken_sites:
+                continue
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"unknown site {p.site!r} (no gitops/sites/{p.site}.yaml); "
+                + _hint(p.site, list(tree.sites)),
+                key=True,
+            )
+            continue
+        exp = tree.experiments.get(p.experiment)
+        grant = site.experiments.get(p.experiment)
+        if grant is None:
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"experiment {p.experiment!r} is not admitted at site {p.site!r} "
+                f"(the site admits: {', '.join(sorted(site.experiments)) or 'none'})",
+                key=True,
+            )
+            continue
+        if p.namespace not in grant.namespaces:
+            yield _err(
+                tree,
+                p.source,
+                (*where, "namespace"),
+                f"namespace {p.namespace!r} is not granted to {p.experiment!r} "
+                f"at site {p.site!r} (granted: {', '.join(grant.namespaces)})",
+            )
+            continue
+        if exp is None:
+            continue
+        claim = exp.sites.get(p.site)
+        if claim is None:
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"experiment {p.experiment!r} does not list site {p.site!r} in "
+                f"experiments/{p.experiment}/experiment.yaml (it lists: {', '.join(sorted(exp.sites))})",
+                key=True,
+            )
+        elif p.namespace not in claim.namespaces:
+            yield _err(
+                tree,
+                p.source,
+                (*where, "namespace"),
+                f"namespace {p.namespace!r} is not among the namespaces "
+                f"experiment {p.experiment!r} uses at {p.site!r} ({', '.join(claim.namespaces)})",
+            )
+
+
+@rule
+def experiment_sites_exist(tree: Tree) -> Iterator[ConfigError]:
+    for exp in tree.experiments.values():
+        for site_name, claim in exp.sites.items():
+            site = tree.sites.get(site_name)
+            if site is None:
+                if site_name in tree.broken_sites:
+                    continue
+                yield _err(
+                    tree,
+                    exp.source,
+                    ("sites", site_name),
+                    f"unknown site {site_name!r}; " + _hint(site_name, list(tree.sites)),
+                    key=True,
+                )
+                continue
+            grant = site.experiments.get(exp.name)
+            granted = set(grant.namespaces) if grant else set()
+            for i, ns in enumerate(claim.namespaces):
+                if ns not in granted:
+                    yield _err(
+                        tree,
+                        exp.source,
+                        ("sites", site_name, "namespaces", i),
+                        f"namespace {ns!r} is not granted to {exp.name!r} by site {site_name!r} "
+                        f"(granted: {', '.join(sorted(granted)) or 'none'})",
+                    )
+
+
+@rule
+def site_sanity(tree: Tree) -> Iterator[ConfigError]:
+    for site in tree.sites.values():
+        lo, hi = (
+            tuple(int(x) for x in v.split("."))
+            for v in (site.kubernetes.min_version, site.kubernetes.max_version)
+        )
+        if lo > hi:
+            yield _err(
+                tree,
+                site.source,
+                ("kubernetes", "minVersion"),
+                f"minVersion {site.kubernetes.min_version} is newer than maxVersion {site.kubernetes.max_version}",
+            )
+        owners: dict[str, str] = {}
+        for exp_name, grant in sorted(site.experiments.items()):
+            for i, ns in enumerate(grant.namespaces):
+                if ns in owners:
+                    yield _err(
+                        tree,
+                        site.source,
+                        ("experiments", exp_name, "namespaces", i),
+                        f"namespace {ns!r} is already granted to {owners[ns]!r}: experiments must not share namespaces",
+                    )
+                owners[ns] = exp_name
+
+
+@rule
+def gpu_class_known(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        if site is None or p.triton.gpu is None:
+            continue
+        cls = p.triton.gpu.gpu_class
+        if cls not in site.gpu_classes:
+            yield _err(
+                tree,
+                p.source,
+                (*_where(tree, p, "triton", "gpu"), "class"),
+                f"{cls!r} is not a GPU class of site {p.site!r}; " + _hint(cls, list(site.gpu_classes)),
+            )
+
+
+@rule
+def gpu_quota(tree: Tree) -> Iterator[ConfigError]:
+    claims: dict[tuple[str, str], list[SiteDeployment]] = defaultdict(list)
+    for _, p in _live(tree):
+        if p.gpus_per_pod and p.site in tree.sites and p.experiment in tree.sites[p.site].experiments:
+            claims[(p.site, p.experiment)].append(p)
+    for (site_name, exp), placements in sorted(claims.items()):
+        quota = tree.sites[site_name].experiments[exp].gpu_quota
+        total = 0
+        for p in sorted(placements, key=lambda x: (x.name, str(x.source))):
+            total += p.gpus_per_pod * p.max_replicas
+            if total > quota:
+                parts = ", ".join(f"{x.name}: {x.gpus_per_pod}x{x.max_replicas}" for x in placements)
+                field = "autoscaling" if p.autoscaling else "replicas"
+                yield _err(
+                    tree,
+                    p.source,
+                    _where(tree, p, field),
+                    f"GPU quota of {exp!r} at {site_name!r} exceeded: {total} GPUs needed at most replicas "
+                    f"({parts}), quota is {quota}",
+                )
+                break
+
+
+@rule
+def replicas_and_scaling(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        a = p.autoscaling
+        if a is None:
+            continue
+        if a.min > a.max:
+            yield _err(
+                tree,
+                p.source,
+                _where(tree, p, "autoscaling", "min"),
+                f"autoscaling min ({a.min}) is larger than max ({a.max}) at site {p.site!r}",
+            )
+        where = _where(tree, p, "autoscaling")
+        if a.metric == "query" and not a.query:
+            yield _err(tree, p.source, (*where, "query"), "metric 'query' needs a PromQL 'query'")
+        if a.metric != "query" and a.query:
+            yield _err(
+                tree,
+                p.source,
+                (*where, "query"),
+                f"'query' is only used with metric: query (metric is {a.metric!r})",
+            )
+        if a.min == 0:
+            wake = a.activation_query if a.metric == "query" else "envoy"
+            if wake is None or (wake != "envoy" and _triton_only(wake)):
+                yield _err(
+                    tree,
+                    p.source,
+                    (*where, "min"),
+                    "min 0 (scale to zero) cannot wake up: Triton's own metrics vanish with its last replica; "
+                    "give an activationQuery on an Envoy metric (e.g. envoy_cluster_upstream_rq_total) or use a built-in metric",
+                )
+        if a.fallback_replicas is not None and a.fallback_replicas > a.max:
+            yield _err(
+                tree,
+                p.source,
+                (*where, "fallbackReplicas"),
+                f"fallbackReplicas ({a.fallback_replicas}) is above max ({a.max})",
+            )
+
+
+def _triton_only(query: str) -> bool:
+    metrics = set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{|\[)", query))
+    return not metrics or all(m.startswith("nv_") for m in metrics)
+
+
+@rule
+def unique_names(tree: Tree) -> Iterator[ConfigError]:
+    seen: dict[tuple[str, str], Path] = {}
+    for d in tree.deployments:
+        key = (d.experiment, d.name)
+        if key in seen:
+            yield _err(
+                tree,
+                d.source,
+                ("name",),
+                f"deployment name {d.name!r} is already used by {seen[key].name} "
+                f"in experiment {d.experiment!r}",
+            )
+        else:
+            seen[key] = d.source
+        models: dict[str, int] = {}
+        raw_models = tree.documents[d.source].data["models"]
+        for i, m in enumerate(raw_models):
+            if m["name"] in models:
+                yield _err(
+                    tree,
+                    d.source,
+                    ("models", i, "name"),
+                    f"model {m['name']!r} is declared twice (also models[{models[m['name']]}])",
+                )
+            else:
+                models[m["name"]] = i
+
+
+@rule
+def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
+    claimed: dict[str, SiteDeployment] = {}
+    for _, p in _live(tree):
+        ing = p.envoy.ingress
+        if ing is None:
+            continue
+        where = (*_where(tree, p, "envoy", "ingress"), "host")
+        other = claimed.get(ing.host)
+        if other is not None and (other.source, other.site) != (p.source, p.site):
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"ingress host {ing.host!r} is already claimed by "
+                f"{other.experiment}/{other.name} at {other.site!r}",
+            )
+        claimed.setdefault(ing.host, p)
+        site = tree.sites.get(p.site)
+        if site is None:
+            continue
+        if site.ingress is None:
+            yield _err(
+                tree, p.source, where, f"site {p.site!r} offers no ingress (no 'ingress' in its site file)"
+            )
+        elif not ing.host.endswith("." + site.ingress.domain):
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"host {ing.host!r} must be under the site's ingress domain {site.ingress.domain!r}",
+            )
+
+
+@rule
+def prometheus_consistency(tree: Tree) -> Iterator[ConfigError]:
+    for site in tree.sites.values():
+        prom = site.prometheus
+        if prom and prom.auth and prom.url.startswith("http://"):
+            yield _err(
+                tree,
+                site.source,
+                ("prometheus", "auth"),
+                "a bearer token would be sent over plain http: use an https:// Prometheus URL or drop auth",
+            )
+    for _, p in _live(tree):
+        where = tree.sites.get(p.site)
+        if where is None or where.prometheus is not None:
+            continue
+        if p.autoscaling is not None:
+            yield _err(
+                tree,
+                p.source,
+                _where(tree, p, "autoscaling"),
+                f"autoscaling needs Prometheus, but site {p.site!r} declares none",
+            )
+        if p.envoy.admission_gate is not None and p.envoy.admission_gate.enabled:
+            yield _err(
+                tree,
+                p.source,
+                ("envoy", "admissionGate"),
+                f"the admission gate queries Prometheus, but site {p.site!r} declares none (set enabled: false)",
+            )
+
+
+@rule
+def auth_consistency(tree: Tree) -> Iterator[ConfigError]:
+    for d in tree.deployments:
+        for p in d.placements[:1]:  # auth is deployment-wide: report once
+            jwt = p.envoy.auth.jwt if p.envoy.auth else None
+            if jwt is None:
+                continue
+            if jwt.jwks_uri.rstrip("/") == jwt.issuer.rstrip("/"):
+                yield _err(
+                    tree,
+                    p.source,
+                    ("envoy", "auth", "jwt", "jwksUri"),
+                    "jwksUri equals the issuer: give the key set URL (for Keycloak "
+                    "<issuer>/protocol/openid-connect/certs)",
+                )
+
+
+@rule
+def model_rules(tree: Tree) -> Iterator[ConfigError]:
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None
+        if p is None:
+            continue
+        base = p.source.parent
+        for i, m in enumerate(p.models):
+            at: JsonPath = ("models", i)
+            db = m.dynamic_batching
+            if db is not None and m.max_batch_size == 0:
+                yield _err(
+                    tree, p.source, (*at, "dynamicBatching"), "dynamic batching needs maxBatchSize > 0"
+                )
+            if db is not None:
+                for j, size in enumerate(db.preferred_batch_size):
+                    if size > m.max_batch_size:
+                        yield _err(
+                            tree,
+                            p.source,
+                            (*at, "dynamicBatching", "preferredBatchSize", j),
+                            f"preferred batch size {size} is above maxBatchSize {m.max_batch_size}",
+                        )
+            if m.artifact is None and not _has_in_place(p):
+                yield _err(
+                    tree,
+                    p.source,
+                    (*at, "name"),
+                    f"model {m.name!r} has no artifact and the deployment has no "
+                    "in-place repository (modelRepository.cvmfs/pvc/nfs/baked) to find it in",
+                )
+            if (
+                m.artifact is None
+                and m.config_file is None
+                and not m.inputs
+                and p.triton.server.strict_model_config
+            ):
+                yield _err(
+                    tree, p.source, at, f"model {m.name!r} declares no inputs while strictModelConfig is on"
+                )
+            if (
+                m.artifact is not None
+                and "://" not in m.artifact.source
+                and not (base / m.artifact.source).is_file()
+            ):
+                yield _err(
+                    tree,
+                    p.source,
+                    (*at, "artifact", "source"),
+                    f"file {m.artifact.source!r} not found next to the deployment",
+                )
+            if m.config_file is not None and not (base / m.config_file).is_file():
+                yield _err(
+                    tree,
+                    p.source,
+                    (*at, "configFile"),
+                    f"file {m.config_file!r} not found next to the deployment",
+                )
+        for d_p in d.placements:
+            for i, m in enumerate(d_p.models):
+                if m.instances.kind == "GPU" and d_p.triton.gpu is None:
+                    yield _err(
+                        tree,
+                        d_p.source,
+                        ("models", i, "instances", "kind"),
+                        f"GPU instances need a GPU: set triton.gpu (missing at site {d_p.site!r})",
+                    )
+                    break
+
+
+def _has_in_place(p: SiteDeployment) -> bool:
+    r = p.model_repository
+    return bool(r.cvmfs or r.pvc or r.nfs or r.baked)
+
+
+@rule
+def storage_available(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        if site is None:
+            continue
+        repo = p.model_repository
+        if repo.cvmfs and site.storage.cvmfs is None:
+            yield _err(
+                tree,
+                p.source,
+                ("modelRepository", "cvmfs"),
+                f"site {p.site!r} offers no CVMFS (storage.cvmfs)",
+            )
+        if repo.nfs and site.storage.nfs is None:
+            yield _err(
+                tree, p.source, ("modelRepository", "nfs"), f"site {p.site!r} offers no NFS (storage.nfs)"
+            )
+        for i, pvc in enumerate(repo.pvc):
+            if pvc.claim not in site.storage.pvcs:
+                yield _err(
+                    tree,
+                    p.source,
+                    ("modelRepository", "pvc", i, "claim"),
+                    f"claim {pvc.claim!r} is not offered by site {p.site!r} (storage.pvcs: {', '.join(site.storage.pvcs) or 'none'})",
+                )
+
+
+@rule
+def checks_refer_to_models(tree: Tree) -> Iterator[ConfigError]:
+    for d in tree.deployments:
+        if not d.placements:
+            continue
+        p = d.placements[0]
+        names = [m.name for m in p.models]
+        rm = p.triton.probes.readiness_model
+        if rm is not None and rm.name not in names:
+            yield _err(
+                tree,
+                p.source,
+                ("triton", "probes", "readinessModel", "name"),
+                f"{rm.name!r} is not a model of this deployment; " + _hint(rm.name, names),
+            )
+        for i, c in enumerate(p.checks.models):
+            at: JsonPath = ("checks", "models", i)
+            model = p.model(c.name)
+            if model is None:
+                yield _err(
+                    tree,
+                    p.source,
+                    (*at, "name"),
+                    f"{c.name!r} is not a model of this deployment; " + _hint(c.name, names),
+                )
+                continue
+            if model.max_batch_size and c.batch_size > model.max_batch_size:
+                yield _err(
+                    tree,
+                    p.source,
+                    (*at, "batchSize"),
+                    f"batch size {c.batch_size} is above maxBatchSize {model.max_batch_size}",
+                )
+            inputs = {t.name: t for t in model.inputs}
+            for name, dims in (c.shapes or {}).items():
+                t = inputs.get(name)
+                if t is None:
+                    yield _err(
+                        tree,
+                        p.source,
+                        (*at, "shapes", name),
+                        f"{name!r} is not an input of {c.name!r}; " + _hint(name, list(inputs)),
+                        key=True,
+                    )
+                elif len(dims) != len(t.dims) or any(
+                    want not in (-1, got) for want, got in zip(t.dims, dims, strict=False)
+                ):
+                    yield _err(
+                        tree,
+                        p.source,
+                        (*at, "shapes", name),
+                        f"shape {list(dims)} does not fit the declared dims {list(t.dims)}",
+                    )
+            if c.reference is not None:
+                for part in ("inputs", "outputs"):
+                    rel = getattr(c.reference, part)
+                    if not (p.source.parent / rel).is_file():
+                        yield _err(
+                            tree,
+                            p.source,
+                            (*at, "reference", part),
+                            f"file {rel!r} not found next to the deployment",
+                        )
+
+
+@rule
+def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
+    for source, doc in tree.documents.items():
+        for path, what in find_inline_secrets(doc.data):
+            yield _err(
+                tree,
+                source,
+                path,
+                f"this looks like {what}: never commit credentials; put them in a "
+                "Kubernetes Secret and reference it (secretRef)",
+            )

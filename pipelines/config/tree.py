@@ -1,0 +1,336 @@
+"""Find, load and type every configuration file of a repository tree.
+
+The layout says what a file is:
+
+    gitops/sites/<site>.yaml                 a site
+    experiments/<experiment>/experiment.yaml an experiment
+    experiments/<experiment>/<any>.yaml      a deployment of that experiment
+
+Sub-folders of an experiment (``models/``, ``checks/``) hold data files, not configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from pipelines.config import schema
+from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
+from pipelines.config.loader import Document, load_file
+from pipelines.config.model import Deployment, Experiment, Site, SiteDeployment
+
+Kind = Literal["site", "experiment", "deployment"]
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class LayoutError(Exception):
+    """A path that is not part of a configuration tree (a usage error, exit code 2)."""
+
+
+def find_root(path: Path) -> Path:
+    """The repository root above ``path``: the nearest folder holding ``experiments/`` or ``gitops/``."""
+    path = path.resolve()
+    for candidate in (path, *path.parents):
+        if (candidate / "experiments").is_dir() or (candidate / "gitops").is_dir():
+            return candidate
+    raise LayoutError(f"{path}: not inside a configuration tree (no experiments/ or gitops/ folder above it)")
+
+
+def classify(root: Path, path: Path) -> Kind | None:
+    """What the file at ``path`` is, by where it lives; None for files that are not configuration."""
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return None
+    if not parts or not parts[-1].endswith(YAML_SUFFIXES):
+        return None
+    if len(parts) == 3 and parts[:2] == ("gitops", "sites"):
+        return "site"
+    if len(parts) == 3 and parts[0] == "experiments":
+        return "experiment" if Path(parts[2]).stem == "experiment" else "deployment"
+    return None
+
+
+def discover(root: Path) -> dict[Path, Kind]:
+    """Every configuration file under ``root``, by kind."""
+    found: dict[Path, Kind] = {}
+    globs = ["gitops/sites/*", "experiments/*/*"]
+    for pattern in globs:
+        for path in sorted(root.glob(pattern)):
+            kind = classify(root, path)
+            if kind and path.is_file():
+                found[path.resolve()] = kind
+    return found
+
+
+def expand(root: Path, paths: Iterable[Path]) -> set[Path]:
+    """The configuration files named by ``paths`` (files or folders); raises LayoutError for strays."""
+    everything = discover(root)
+    selected: set[Path] = set()
+    for given in paths:
+        p = given.resolve()
+        if p.is_dir():
+            selected.update(f for f in everything if f.is_relative_to(p))
+        elif p in everything:
+            selected.add(p)
+        elif not p.exists():
+            raise LayoutError(f"{given}: no such file or folder")
+        else:
+            raise LayoutError(
+                f"{given}: not a configuration file; sites are gitops/sites/<name>.yaml, experiments "
+                "experiments/<name>/experiment.yaml, deployments experiments/<experiment>/<name>.yaml"
+            )
+    return selected
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Everything configured in one repository, typed and cross-checked."""
+
+    root: Path
+    sites: Mapping[str, Site]
+    experiments: Mapping[str, Experiment]
+    deployments: tuple[Deployment, ...]
+    documents: Mapping[Path, Document] = field(repr=False)
+    # Names whose file exists but has errors: rules stay quiet about them ("unknown site" would mislead).
+    broken_sites: frozenset[str] = frozenset()
+    broken_experiments: frozenset[str] = frozenset()
+
+    def site_deployments(self, site: str | None = None) -> list[SiteDeployment]:
+        """Every (deployment, site) pair, ordered by site, experiment and name."""
+        out = [p for d in self.deployments for p in d.placements if site is None or p.site == site]
+        return sorted(out, key=lambda p: (p.site, p.experiment, p.name))
+
+    def deployment(self, name: str) -> Deployment:
+        """Look a deployment up by ``name`` or ``experiment/name``; KeyError with the choices otherwise."""
+        matches = [d for d in self.deployments if name in (d.name, f"{d.experiment}/{d.name}")]
+        if len(matches) != 1:
+            known = ", ".join(sorted(f"{d.experiment}/{d.name}" for d in self.deployments))
+            why = "is ambiguous" if matches else "is not a deployment"
+            raise KeyError(f"{name!r} {why}; known: {known}")
+        return matches[0]
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Mappings merge key by key; anything else in ``override`` replaces ``base``."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = deep_merge(base.get(key), value)
+        return out
+    return copy.deepcopy(override)
+
+
+def effective(raw: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
+    """The deployment's raw settings at one site: placement overrides merged over the base."""
+    eff = {k: copy.deepcopy(v) for k, v in raw.items() if k != "sites"}
+    for section in ("triton", "envoy", "autoscaling"):
+        if section in placement:
+            eff[section] = deep_merge(eff.get(section, {}), placement[section])
+    if "replicas" in placement:  # a fixed count at this site turns autoscaling off here
+        eff["replicas"] = placement["replicas"]
+        eff.pop("autoscaling", None)
+    return eff
+
+
+class _Loader:
+    """Collects errors across all files while building typed objects from the valid ones."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.errors: list[ConfigError] = []
+        self.documents: dict[Path, Document] = {}
+
+    def load(self, path: Path, kind: Kind) -> Document | None:
+        try:
+            doc = load_file(path, display_path(path))
+        except ConfigErrors as exc:
+            self.errors.extend(exc.errors)
+            return None
+        self.documents[path] = doc  # kept even when invalid: later rules locate errors in it
+        problems = schema.validate(doc, kind)
+        if problems:
+            self.errors.extend(problems)
+            return None
+        return doc
+
+    def typed(self, doc: Document, build: Any, data: dict[str, Any]) -> Any:
+        try:
+            return build(data)
+        except ValidationError as exc:  # only reachable if the schema and model.py disagree
+            for e in exc.errors():
+                self.errors.append(
+                    ConfigError(
+                        doc.locate(tuple(e["loc"])),
+                        ".".join(map(str, e["loc"])),
+                        f"internal: schema and typed model disagree: {e['msg']}",
+                    )
+                )
+            return None
+
+    def site(self, path: Path) -> Site | None:
+        doc = self.load(path, "site")
+        if doc is None:
+            return None
+        if doc.data["name"] != path.stem:
+            self.errors.append(
+                doc.error(("name",), f"site name {doc.data['name']!r} must equal the file name {path.stem!r}")
+            )
+        data = schema.apply_defaults(doc.data, "site")
+        return self.typed(doc, lambda d: Site.model_validate({**d, "source": path}), data)  # type: ignore[no-any-return]
+
+    def experiment(self, path: Path) -> Experiment | None:
+        doc = self.load(path, "experiment")
+        if doc is None:
+            return None
+        if doc.data["name"] != path.parent.name:
+            self.errors.append(
+                doc.error(
+                    ("name",),
+                    f"experiment name {doc.data['name']!r} must equal its folder name {path.parent.name!r}",
+                )
+            )
+        data = schema.apply_defaults(doc.data, "experiment")
+        return self.typed(doc, lambda d: Experiment.model_validate({**d, "source": path}), data)  # type: ignore[no-any-return]
+
+    def deployment(self, path: Path) -> Deployment | None:
+        doc = self.load(path, "deployment")
+        if doc is None:
+            return None
+        raw = doc.data
+        if raw["experiment"] != path.parent.name:
+            self.errors.append(
+                doc.error(
+                    ("experiment",),
+                    f"deployment belongs to experiment {raw['experiment']!r} but lives in "
+                    f"experiments/{path.parent.name}/: move it or fix the field",
+                )
+            )
+        placements = []
+        for site_name in sorted(raw["sites"]):
+            placement = raw["sites"][site_name]
+            where = ("sites", site_name)
+            if "replicas" in placement and "autoscaling" in placement:
+                self.errors.append(
+                    doc.error(
+                        (*where, "replicas"),
+                        "set either a fixed replicas count or autoscaling at a site, not both",
+                    )
+                )
+                continue
+            eff = effective(raw, placement)
+            if "autoscaling" in eff and "max" not in eff["autoscaling"]:
+                self.errors.append(
+                    doc.error((*where, "autoscaling"), "autoscaling needs 'max' (here or deployment-wide)")
+                )
+                continue
+            data = schema.apply_defaults(eff, "deployment")
+            extra = {"site": site_name, "namespace": placement["namespace"], "source": path}
+            built = self.typed(
+                doc, lambda d, extra=extra: SiteDeployment.model_validate({**d, **extra}), data
+            )
+            if built is not None:
+                placements.append(built)
+        return Deployment(
+            name=raw["name"], experiment=raw["experiment"], source=path, placements=tuple(placements)
+        )
+
+
+def check_tree(root: Path) -> tuple[Tree, list[ConfigError]]:
+    """Load every file under ``root`` and run every rule; returns the tree and all problems found.
+
+    Files with problems are left out of the tree (but kept in ``tree.documents`` for locating).
+    """
+    from pipelines.config.semantic import check  # semantic imports Tree from here
+
+    files = discover(root)
+    loader = _Loader(root)
+    sites: dict[str, Site] = {}
+    experiments: dict[str, Experiment] = {}
+    deployments: list[Deployment] = []
+    for path, kind in files.items():
+        if kind == "site" and (s := loader.site(path)):
+            sites[s.name] = s
+        elif kind == "experiment" and (e := loader.experiment(path)):
+            experiments[e.name] = e
+    for path, kind in files.items():
+        if kind == "deployment" and (d := loader.deployment(path)):
+            deployments.append(d)
+    deployments.sort(key=lambda d: (d.experiment, d.name, str(d.source)))
+    broken_sites = frozenset(p.stem for p, k in files.items() if k == "site") - set(sites)
+    broken_exps = frozenset(p.parent.name for p, k in files.items() if k == "experiment") - set(experiments)
+    tree = Tree(root, sites, experiments, tuple(deployments), loader.documents, broken_sites, broken_exps)
+    return tree, loader.errors + check(tree)
+
+
+def load_tree(root: Path, selection: set[Path] | None = None) -> Tree:
+    """Load and check the whole tree under ``root``; raises ConfigErrors with all problems at once.
+
+    Every file is read (cross-file rules such as GPU quotas need all of them), but when
+    ``selection`` is given only problems in those files, and in the sites and experiments
+    they refer to, are reported.
+    """
+    tree, errors = check_tree(root)
+    if selection is not None:
+        keep = relevant(tree, selection)
+        errors = [e for e in errors if _resolve_display(e.location) in keep]
+    if errors:
+        raise ConfigErrors(errors)
+    return tree
+
+
+def _resolve_display(loc: Location) -> Path:
+    return Path(loc.file).resolve()
+
+
+def relevant(tree: Tree, selection: set[Path]) -> set[Path]:
+    """The selected files plus the site and experiment files that selected deployments use."""
+    keep = set(selection)
+    for path in selection:
+        doc = tree.documents.get(path)
+        if doc is None or classify(tree.root, path) != "deployment":
+            continue
+        keep.add((path.parent / "experiment.yaml").resolve())
+        sites = doc.data.get("sites") if isinstance(doc.data, dict) else None
+        for name in sites if isinstance(sites, dict) else ():
+            keep.add((tree.root / "gitops" / "sites" / f"{name}.yaml").resolve())
+    return keep
+
+
+def dependents(tree: Tree, changed: set[Path]) -> set[Path]:
+    """Configuration files to re-check when ``changed`` files change (a pull request's diff).
+
+    A changed deployment checks itself; a changed experiment (or any file in its folder, such
+    as a model or reference file) re-checks all its deployments; a changed site re-checks every
+    deployment placed there. Deleted files count too: their dependents must still be valid.
+    """
+    root = tree.root.resolve()
+    out: set[Path] = set()
+    touched_sites: set[str] = set()
+    touched_experiments: set[str] = set()
+    for path in changed:
+        try:
+            parts = path.resolve().relative_to(root).parts
+        except ValueError:
+            continue
+        kind = classify(root, path)
+        if kind is not None and path.exists():
+            out.add(path.resolve())
+        if kind == "site":
+            touched_sites.add(Path(parts[-1]).stem)
+        elif parts[:1] == ("experiments",) and len(parts) >= 2 and (kind == "experiment" or len(parts) > 3):
+            touched_experiments.add(parts[1])
+    for path, doc in tree.documents.items():
+        if classify(root, path) != "deployment":
+            continue
+        sites = doc.data.get("sites")
+        if path.parent.name in touched_experiments or (
+            isinstance(sites, dict) and touched_sites & set(sites)
+        ):
+            out.add(path)
+    return out
