@@ -72,7 +72,15 @@ def main() -> None:
 
 
 # Each subcommand lives in its own module and registers itself on ``cli`` when imported.
+from pipelines.cli import build_models as _build_models  # noqa: E402,F401
+from pipelines.cli import check as _check  # noqa: E402,F401
 from pipelines.cli import demo as _demo  # noqa: E402,F401
+from pipelines.cli import github as _github  # noqa: E402,F401
+from pipelines.cli import local as _local  # noqa: E402,F401
+from pipelines.cli import pipelines_cmd as _pipelines_cmd  # noqa: E402,F401
+from pipelines.cli import pushgateway as _pushgateway  # noqa: E402,F401
+from pipelines.cli import render as _render  # noqa: E402,F401
+from pipelines.cli import rollout as _rollout  # noqa: E402,F401
 from pipelines.cli import validate as _validate  # noqa: E402,F401
 
 if __name__ == "__main__":

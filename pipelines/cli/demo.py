@@ -1,14 +1,34 @@
-"""``sonic demo``: the whole chain on this machine, step by step."""
+"""``sonic demo``: the whole chain on this machine, step by step.
+
+validate -> build (--local) -> render -> local up -> check -> report -> down. Each step says
+what it did, what it skipped and why; the stack always comes down, even on Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.table import Table
+from rich.text import Text
 
-from pipelines.cli import cli, die, load_or_exit, out
-from pipelines.config import LayoutError, Tree, find_root
+from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, load_or_exit, out
+from pipelines.cli.check import placement
+from pipelines.config import ConfigErrors, LayoutError, SiteDeployment, Tree, find_root
+
+DEMO_DEPLOYMENT = "cms/minimal"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    status: str  # passed, failed, skipped
+    detail: str
+    seconds: float
 
 
 @cli.command()
@@ -19,18 +39,189 @@ from pipelines.config import LayoutError, Tree, find_root
     show_default=True,
     help="Repository to run on.",
 )
-def demo(root: Path) -> None:
-    """Run the whole chain on this machine: validate the example tree and summarise each site."""
+@click.option("--deployment", default=DEMO_DEPLOYMENT, show_default=True, help="The deployment to run.")
+@click.option("--replicas", type=click.IntRange(1, 8), default=2, show_default=True, help="Triton replicas.")
+@click.option("--keep", is_flag=True, help="Leave the local stack running at the end (stop it with `sonic local down`).")
+def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
+    """Run the whole chain on this machine with real Triton, Envoy and Prometheus processes.
+
+    \b
+    1. validate  every experiment, deployment and site file (schemas, cross-file rules)
+    2. build     the deployment's model repository from verified artifacts, plus its CPU variant
+    3. render    the deployment's Kubernetes manifests (in memory; written to the run directory)
+    4. local up  Triton replicas, Envoy with the rendered config, Prometheus with the rendered rules
+    5. check     real inference requests through Envoy: the checks `sonic check` runs after a sync
+    6. report    what passed, failed and was skipped, and why
+    7. down      stop everything, remove shared memory
+
+    Exit codes: 0 every step passed; 1 a step or check failed; 2 environment error.
+    """
     try:
         root = find_root(root)
     except LayoutError as exc:
         die(str(exc))
+    steps: list[Step] = []
+
     out.rule("[bold]1. validate")
+    t0 = time.perf_counter()
     tree = load_or_exit(root)
     out.print(
         f"{len(tree.sites)} sites, {len(tree.experiments)} experiments, {len(tree.deployments)} deployments: all valid"
     )
     print_site_summary(tree)
+    p = placement(tree, deployment, None)
+    steps.append(Step("validate", "passed", f"{len(tree.deployments)} deployments valid", time.perf_counter() - t0))
+
+    out.rule(f"[bold]2. build {p.experiment}/{p.name} (--local)")
+    repository = _build(tree, p, root, steps)
+
+    out.rule("[bold]3. render")
+    _render(tree, p, root, steps)
+
+    out.rule(f"[bold]4. local up ({replicas} Triton replicas, Envoy, Prometheus)")
+    passed = _run_stack(tree, p, root, repository, replicas, keep, steps)
+
+    out.rule("[bold]6. report")
+    _print_steps(steps)
+    sys.exit(0 if passed and all(s.status != "failed" for s in steps) else EXIT_INVALID)
+
+
+def _build(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Path:
+    from pipelines.local.stack import StackError, build_local_snapshot
+    from pipelines.modelrepo.build import UsageError
+
+    t0 = time.perf_counter()
+    try:
+        built = build_local_snapshot(tree, p, root / ".sonic" / "models")
+    except ConfigErrors as exc:
+        for e in exc.errors:
+            out.print(str(e), markup=False)
+        _fail(steps, "build", f"{len(exc.errors)} problem(s) with the models", t0)
+    except (StackError, UsageError) as exc:
+        _fail(steps, "build", str(exc), t0)
+    out.print(f"models verified (sha256) and published; CPU variant: {built.repository}", markup=False)
+    notes = [f"skipped model {m}: {why}" for m, why in built.skipped]
+    for note in notes:
+        out.print(note, markup=False)
+    steps.append(
+        Step("build", "passed", "; ".join(["snapshot published", *notes]), time.perf_counter() - t0)
+    )
+    return built.repository
+
+
+def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> None:
+    t0 = time.perf_counter()
+    try:
+        from pipelines.render import RenderError, render_tree
+    except ImportError as exc:
+        out.print(f"skipped: the renderer is not available ({exc})", markup=False)
+        steps.append(Step("render", "skipped", f"renderer not available ({exc})", time.perf_counter() - t0))
+        return
+    ref = f"{p.experiment}/{p.name}"
+    try:
+        files = render_tree(tree, only={ref})
+    except RenderError as exc:
+        out.print(f"render failed: {exc}", markup=False)
+        steps.append(Step("render", "failed", str(exc), time.perf_counter() - t0))
+        return
+    from pipelines.local.state import run_dir
+
+    # Written beside the local stack, never over gitops/rendered (that is `sonic render`'s job).
+    dest = run_dir(root, p).parent / f"{p.experiment}-{p.name}-rendered"
+    mine = {path: text for path, text in files.items() if f"/{p.experiment}/{p.name}/" in path}
+    for path, text in mine.items():
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    for path in sorted(mine):
+        out.print(f"  {path}", markup=False)
+    out.print(f"{len(mine)} manifest files for {ref} at site {p.site} (copies in {dest})", markup=False)
+    steps.append(Step("render", "passed", f"{len(mine)} manifest files", time.perf_counter() - t0))
+
+
+def _run_stack(
+    tree: Tree, p: SiteDeployment, root: Path, repository: Path, replicas: int, keep: bool, steps: list[Step]
+) -> bool:
+    from pipelines.checks import run_checks
+    from pipelines.checks.output import print_report
+    from pipelines.local import stack
+    from pipelines.local.envoy import EnvoyMissing
+    from pipelines.local.triton import TritonError
+
+    t0 = time.perf_counter()
+    try:
+        state = stack.up(
+            tree,
+            p,
+            root=root,
+            replicas=replicas,
+            repository=repository,
+            say=lambda msg: out.print(msg, markup=False),
+        )
+    except stack.AlreadyRunning as exc:
+        _fail(steps, "local up", str(exc), t0, EXIT_USAGE)
+    except EnvoyMissing as exc:
+        _fail(steps, "local up", str(exc), t0, EXIT_USAGE)
+    except (stack.StackError, TritonError) as exc:
+        _fail(steps, "local up", str(exc), t0)
+    try:
+        skipped = list(state.skipped)
+        for note in skipped:
+            out.print(f"skipped: {note}", markup=False)
+        detail = f"{len(state.tritons)} Triton, Envoy at {state.endpoint}" + (
+            f", Prometheus at {state.prometheus_url}" if state.prometheus_url else ", no Prometheus"
+        )
+        steps.append(Step("local up", "passed", "; ".join([detail, *skipped]), time.perf_counter() - t0))
+        out.print(detail, markup=False)
+
+        out.rule("[bold]5. check (through Envoy)")
+        t1 = time.perf_counter()
+        out.print(
+            f"$ sonic check --endpoint {state.endpoint} {p.experiment}/{p.name}"
+            + (f" --prometheus {state.prometheus_url}" if state.prometheus_url else ""),
+            markup=False,
+        )
+        report = run_checks(p, state.endpoint, prometheus_url=state.prometheus_url)
+        print_report(report, out)
+        c = report.counts()
+        steps.append(
+            Step(
+                "check",
+                "passed" if report.passed else "failed",
+                f"{c['pass']} passed, {c['fail']} failed, {c['skip']} skipped",
+                time.perf_counter() - t1,
+            )
+        )
+        return report.passed
+    finally:
+        t2 = time.perf_counter()
+        if keep:
+            out.rule("[bold]7. down (skipped: --keep)")
+            out.print(f"the stack keeps running; stop it with: sonic local down {p.experiment}/{p.name}", markup=False)
+            steps.append(Step("down", "skipped", "--keep: the stack is still running", 0.0))
+        else:
+            out.rule("[bold]7. down")
+            for line in stack.down(state):
+                out.print(f"stopped {line}", markup=False)
+            steps.append(Step("down", "passed", f"logs kept in {state.run_dir}", time.perf_counter() - t2))
+
+
+def _fail(steps: list[Step], name: str, detail: str, t0: float, code: int = EXIT_INVALID) -> NoReturn:
+    """Record a failed step, print the report so far, and exit."""
+    out.print(Text(f"{name} failed: {detail}", style="bold red"))
+    steps.append(Step(name, "failed", detail, time.perf_counter() - t0))
+    _print_steps(steps)
+    sys.exit(code)
+
+
+def _print_steps(steps: list[Step]) -> None:
+    styles = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
+    table = Table(title="sonic demo", title_justify="left")
+    for col in ("step", "result", "detail", "time"):
+        table.add_column(col)
+    for s in steps:
+        table.add_row(s.name, Text(s.status, style=styles[s.status]), Text(s.detail), f"{s.seconds:.1f}s")
+    out.print(table)
 
 
 def print_site_summary(tree: Tree) -> None:

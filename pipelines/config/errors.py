@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 PathElem = str | int
 JsonPath = tuple[PathElem, ...]
 
 
-@dataclass(frozen=True, order=True)
-class Location:
-    """A place in a file; line and column are 1-based (0 when unknown)."""
+class Location(NamedTuple):
+    """A place in a file; line and column are 1-based (0 when unknown).
+
+    A NamedTuple rather than a frozen dataclass: the loader records one per YAML node, and
+    tuple construction is several times cheaper (immutable and ordered all the same).
+    """
 
     file: str
     line: int = 0

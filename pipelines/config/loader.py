@@ -10,6 +10,7 @@ Every value's position is recorded, so later stages can say ``file:line:col`` fo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,11 @@ MAX_DEPTH = 64
 _CoreLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _STD = "tag:yaml.org,2002:"
-_ALLOWED_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+# Allowed tags by node kind: a tag on the wrong kind of node (``!!map foo``) is refused too.
+_SCALAR_TAGS = frozenset(f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp"))
+_SEQ_TAG = f"{_STD}seq"
+_MAP_TAG = f"{_STD}map"
+_PLAIN_DATA = "only plain data (mappings, lists, strings, numbers, booleans, null)"
 
 
 class _Loader(_CoreLoader):  # type: ignore[misc]
@@ -94,13 +99,10 @@ class _Builder:
             raise _TooBig(node)
         if len(path) > MAX_DEPTH:
             raise _TooDeep(node)
-        self.values.setdefault(path, self.loc(node))
-        if node.tag not in _ALLOWED_TAGS:
-            self.fail(
-                node,
-                path,
-                f"YAML tag {node.tag!r} is not allowed: only plain data (mappings, lists, strings, numbers, booleans, null)",
-            )
+        if path not in self.values:  # an alias expanded twice keeps its first location
+            self.values[path] = self.loc(node)
+        if not _tag_fits(node):
+            self.fail(node, path, f"YAML tag {_short_tag(node.tag)!r} is not allowed here: {_PLAIN_DATA}")
             return None
         if id(node) in self.active:
             self.fail(node, path, "recursive YAML alias: a value may not contain itself")
@@ -108,7 +110,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             if node.tag != f"{_STD}str":
                 self.raw[path] = node.value
-            return self.scalar(node)
+            return self.scalar(node, path)
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
@@ -118,13 +120,26 @@ class _Builder:
         finally:
             self.active.discard(id(node))
 
-    def scalar(self, node: ScalarNode) -> Any:
+    def scalar(self, node: ScalarNode, path: JsonPath) -> Any:
         tag = node.tag.removeprefix(_STD)
-        if tag == "timestamp":  # dates stay text: no field of ours is a date, and strings compare exactly
+        if tag in (
+            "str",
+            "timestamp",
+        ):  # dates stay text: no field of ours is a date, and strings compare exactly
             return node.value
-        if tag == "str":
-            return node.value
-        return getattr(_scalars, f"construct_yaml_{tag}")(node)
+        try:
+            value = getattr(_scalars, f"construct_yaml_{tag}")(node)
+        except (ValueError, KeyError, IndexError, OverflowError):
+            # PyYAML's resolver accepts a few texts its constructor cannot convert ("0b_", a
+            # 5,000-digit integer, "!!bool maybe"): the user's mistake, not ours.
+            self.fail(
+                node, path, f"{node.value[:40]!r} is not a valid {tag}: write it in quotes if it is text"
+            )
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(node, path, f"{node.value[:40]!r} is not a finite number (JSON has no NaN or infinity)")
+            return None
+        return value
 
     def mapping(self, node: MappingNode, path: JsonPath) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -136,6 +151,13 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 self.fail(key_node, path, "mapping keys must be plain strings, not lists or mappings")
                 continue
+            if not _tag_fits(key_node):
+                self.fail(
+                    key_node,
+                    path,
+                    f"YAML tag {_short_tag(key_node.tag)!r} is not allowed on a key: {_PLAIN_DATA}",
+                )
+                continue
             key = str(key_node.value)
             child = (*path, key)
             if key in first_seen:
@@ -143,10 +165,20 @@ class _Builder:
                     key_node, child, f"duplicate key {key!r} (first defined at line {first_seen[key].line})"
                 )
                 continue
-            first_seen[key] = self.loc(key_node)
-            self.keys[child] = self.loc(key_node)
+            first_seen[key] = self.keys[child] = self.loc(key_node)
             out[key] = self.build(value_node, child)
         return out
+
+
+def _tag_fits(node: Node) -> bool:
+    if isinstance(node, ScalarNode):
+        return node.tag in _SCALAR_TAGS
+    return node.tag == (_SEQ_TAG if isinstance(node, SequenceNode) else _MAP_TAG)
+
+
+def _short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:binary`` -> ``!!binary``: the way people write it."""
+    return "!!" + tag.removeprefix(_STD) if tag.startswith(_STD) else tag
 
 
 class _TooBig(Exception):
@@ -160,9 +192,10 @@ class _TooDeep(_TooBig):
 
 def load_text(text: str, display: str, path: Path | None = None) -> Document:
     """Parse YAML text; raises ConfigErrors with every problem found."""
-    loader = _Loader(text)
+    nodes: list[Node] = []
+    loader: Any = None
     try:
-        nodes: list[Node] = []
+        loader = _Loader(text)
         while loader.check_node():
             nodes.append(loader.get_node())
             if len(nodes) > 1:
@@ -179,15 +212,41 @@ def load_text(text: str, display: str, path: Path | None = None) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(filter(None, [exc.context, exc.problem]))
+        if _char_at(text, line, col) == "\t":
+            problem += " (a tab: YAML indents with spaces only)"
         raise ConfigErrors(
             [ConfigError(Location(display, line, col), "(top level)", f"invalid YAML: {problem}")]
         ) from None
-    except yaml.YAMLError as exc:  # reader errors: control characters and the like
+    except yaml.reader.ReaderError as exc:  # control characters and the like, by character offset
+        before = text[: exc.position]
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character or "\0")
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
         raise ConfigErrors(
-            [ConfigError(Location(display, 1, 1), "(top level)", f"invalid YAML: {exc}")]
+            [
+                ConfigError(
+                    Location(display, line, col),
+                    "(top level)",
+                    f"invalid YAML: character U+{char:04X} is not allowed ({exc.reason})",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigErrors(
+            [ConfigError(Location(display, 1, 1), "(top level)", f"invalid YAML: {_first_line(exc)}")]
+        ) from None
+    except (
+        UnicodeEncodeError
+    ) as exc:  # lone surrogates in a str given to load_text (files are decoded strictly)
+        raise ConfigErrors(
+            [ConfigError(Location(display, 1, 1), "(top level)", f"not valid Unicode text: {exc.reason}")]
+        ) from None
+    except RecursionError:  # only the pure-Python parser recurses; libyaml stops at 1,000 levels itself
+        raise ConfigErrors(
+            [ConfigError(Location(display, 1, 1), "(top level)", f"nested deeper than {MAX_DEPTH} levels")]
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not nodes:
         raise ConfigErrors(
             [
@@ -224,6 +283,17 @@ def load_text(text: str, display: str, path: Path | None = None) -> Document:
     return Document(path or Path(display), display, data, builder.values, builder.keys, builder.raw)
 
 
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.split("\n")
+    if 1 <= line <= len(lines) and 1 <= col <= len(lines[line - 1]):
+        return lines[line - 1][col - 1]
+    return ""
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _loc(display: str, node: Node) -> Location:
     return Location(display, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -236,13 +306,13 @@ def load_file(path: Path, display: str | None = None) -> Document:
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigErrors(
-            [ConfigError(Location(display), "(top level)", f"cannot read file: {exc.strerror or exc}")]
+            [ConfigError(Location(display, 1, 1), "(top level)", f"cannot read file: {exc.strerror or exc}")]
         ) from None
     if len(raw) > MAX_BYTES:
         raise ConfigErrors(
             [
                 ConfigError(
-                    Location(display),
+                    Location(display, 1, 1),
                     "(top level)",
                     f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB: configuration files are small; is this the right file?",
                 )

@@ -25,6 +25,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 # Keys that, in free-form maps (annotations, backend settings), announce a secret value.
 _SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|api[-_]?key|private[-_]?key|credential)")
 _FREE_FORM_PARENTS = {"annotations", "backendConfig"}
+# ...unless the key says the value names a Secret (nginx's ``auth-tls-secret: ns/name``) and the
+# value is such a name: a reference is exactly what belongs here.
+_SECRET_NAME_KEY = re.compile(r"(?i)secret(?:[-_]?name)?$")
+_OBJECT_REF = re.compile(r"^(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 def find_inline_secrets(data: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, str]]:
@@ -34,7 +38,8 @@ def find_inline_secrets(data: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPa
         for key, value in data.items():
             child = (*path, key)
             if free_form and isinstance(value, str) and value and _SECRET_KEY.search(key):
-                yield child, f"a value under a secret-like key {key!r}"
+                if not (_SECRET_NAME_KEY.search(key) and _OBJECT_REF.match(value)):
+                    yield child, f"a value under a secret-like key {key!r}"
                 continue
             yield from find_inline_secrets(value, child)
     elif isinstance(data, list):

@@ -236,14 +236,15 @@ def replicas_and_scaling(tree: Tree) -> Iterator[ConfigError]:
                 _where(tree, p, "autoscaling", "min"),
                 f"autoscaling min ({a.min}) is larger than max ({a.max}) at site {p.site!r}",
             )
-        where = _where(tree, p, "autoscaling")
+        # metric, query, activationQuery and fallbackReplicas are deployment-wide only (the
+        # override schema has no such fields), so they are reported where they must be written.
         if a.metric == "query" and not a.query:
-            yield _err(tree, p.source, (*where, "query"), "metric 'query' needs a PromQL 'query'")
+            yield _err(tree, p.source, ("autoscaling", "query"), "metric 'query' needs a PromQL 'query'")
         if a.metric != "query" and a.query:
             yield _err(
                 tree,
                 p.source,
-                (*where, "query"),
+                ("autoscaling", "query"),
                 f"'query' is only used with metric: query (metric is {a.metric!r})",
             )
         if a.min == 0:
@@ -252,7 +253,7 @@ def replicas_and_scaling(tree: Tree) -> Iterator[ConfigError]:
                 yield _err(
                     tree,
                     p.source,
-                    (*where, "min"),
+                    _where(tree, p, "autoscaling", "min"),
                     "min 0 (scale to zero) cannot wake up: Triton's own metrics vanish with its last replica; "
                     "give an activationQuery on an Envoy metric (e.g. envoy_cluster_upstream_rq_total) or use a built-in metric",
                 )
@@ -260,7 +261,7 @@ def replicas_and_scaling(tree: Tree) -> Iterator[ConfigError]:
             yield _err(
                 tree,
                 p.source,
-                (*where, "fallbackReplicas"),
+                ("autoscaling", "fallbackReplicas"),
                 f"fallbackReplicas ({a.fallback_replicas}) is above max ({a.max})",
             )
 
@@ -387,7 +388,6 @@ def model_rules(tree: Tree) -> Iterator[ConfigError]:
         p = d.placements[0] if d.placements else None
         if p is None:
             continue
-        base = p.source.parent
         for i, m in enumerate(p.models):
             at: JsonPath = ("models", i)
             db = m.dynamic_batching
@@ -421,24 +421,10 @@ def model_rules(tree: Tree) -> Iterator[ConfigError]:
                 yield _err(
                     tree, p.source, at, f"model {m.name!r} declares no inputs while strictModelConfig is on"
                 )
-            if (
-                m.artifact is not None
-                and "://" not in m.artifact.source
-                and not (base / m.artifact.source).is_file()
-            ):
-                yield _err(
-                    tree,
-                    p.source,
-                    (*at, "artifact", "source"),
-                    f"file {m.artifact.source!r} not found next to the deployment",
-                )
-            if m.config_file is not None and not (base / m.config_file).is_file():
-                yield _err(
-                    tree,
-                    p.source,
-                    (*at, "configFile"),
-                    f"file {m.config_file!r} not found next to the deployment",
-                )
+            if m.artifact is not None and "://" not in m.artifact.source:
+                yield from _local_file(tree, p, (*at, "artifact", "source"), m.artifact.source)
+            if m.config_file is not None:
+                yield from _local_file(tree, p, (*at, "configFile"), m.config_file)
         for d_p in d.placements:
             for i, m in enumerate(d_p.models):
                 if m.instances.kind == "GPU" and d_p.triton.gpu is None:
@@ -449,6 +435,26 @@ def model_rules(tree: Tree) -> Iterator[ConfigError]:
                         f"GPU instances need a GPU: set triton.gpu (missing at site {d_p.site!r})",
                     )
                     break
+
+
+def _local_file(tree: Tree, p: SiteDeployment, path: JsonPath, rel: str) -> Iterator[ConfigError]:
+    """A file named relative to the deployment must exist inside the experiment's folder.
+
+    The build workflow reads these files from a checkout of a pull request: an absolute path
+    or ``..`` could make it read (and hash, and publish) any file on the build machine.
+    """
+    folder = p.source.parent.resolve()
+    target = (folder / rel).resolve()
+    if Path(rel).is_absolute() or not target.is_relative_to(folder):
+        yield _err(
+            tree,
+            p.source,
+            path,
+            f"{rel!r} points outside experiments/{p.experiment}/: "
+            "give a path relative to the deployment file, inside the experiment's folder",
+        )
+    elif not target.is_file():
+        yield _err(tree, p.source, path, f"file {rel!r} not found next to the deployment")
 
 
 def _has_in_place(p: SiteDeployment) -> bool:
@@ -473,6 +479,15 @@ def storage_available(tree: Tree) -> Iterator[ConfigError]:
         if repo.nfs and site.storage.nfs is None:
             yield _err(
                 tree, p.source, ("modelRepository", "nfs"), f"site {p.site!r} offers no NFS (storage.nfs)"
+            )
+        if any(m.artifact for m in p.models) and site.storage.snapshots is None and site.storage.s3 is None:
+            first = next(i for i, m in enumerate(p.models) if m.artifact)
+            yield _err(
+                tree,
+                p.source,
+                ("models", first, "artifact"),
+                f"models built from artifacts are published as snapshots, but site {p.site!r} offers no "
+                "snapshot storage (storage.snapshots or storage.s3)",
             )
         for i, pvc in enumerate(repo.pvc):
             if pvc.claim not in site.storage.pvcs:
@@ -539,14 +554,7 @@ def checks_refer_to_models(tree: Tree) -> Iterator[ConfigError]:
                     )
             if c.reference is not None:
                 for part in ("inputs", "outputs"):
-                    rel = getattr(c.reference, part)
-                    if not (p.source.parent / rel).is_file():
-                        yield _err(
-                            tree,
-                            p.source,
-                            (*at, "reference", part),
-                            f"file {rel!r} not found next to the deployment",
-                        )
+                    yield from _local_file(tree, p, (*at, "reference", part), getattr(c.reference, part))
 
 
 @rule

@@ -56,3 +56,18 @@ def activation_query(p: SiteDeployment) -> str:
     if a is not None and a.activation_query:
         return a.activation_query
     return envoy_request_rate_query(p)
+
+
+def triton_up_query(p: SiteDeployment) -> str:
+    """Triton replicas Prometheus scrapes successfully (0 or no data when none runs)."""
+    return f"sum(up{{{triton_selector(p)}}})"
+
+
+def load_total_query(p: SiteDeployment) -> str:
+    """The load metric times the replica count, for KEDA's ``AverageValue`` metric type.
+
+    KEDA's ``fallback`` works only with ``AverageValue`` (HPA divides the value by the replica
+    count), while the load metric is a per-replica figure (``Value`` semantics). Multiplying by
+    the replicas makes both give the same desired count: ceil(R * load / threshold).
+    """
+    return f"({load_query(p)}) * {triton_up_query(p)}"

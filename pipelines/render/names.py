@@ -49,3 +49,75 @@ def labels(p: SiteDeployment, component: str) -> dict[str, str]:
 def selector(p: SiteDeployment, component: str) -> dict[str, str]:
     """The stable subset of labels used in selectors (immutable on Deployments)."""
     return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": p.name}
+
+
+# --- object names (every object a deployment renders is named here) --------------------------------
+# Names stay under 63 characters: deployment names are at most 40 (common.schema.json#/$defs/name).
+
+SNAPSHOT_MOUNT = "/models/built"  # the snapshot claim's <experiment>/<deployment> directory, read-only
+CVMFS_MOUNT = "/cvmfs"  # same path as on the nodes, so declared /cvmfs/... repositories stay valid
+NFS_MOUNT = "/models/nfs"
+DRAIN_FILE = "/tmp/drain"  # preStop creates it; the readiness probe fails while it exists
+ENVOY_CONFIG_DIR = "/etc/envoy"
+ENVOY_CONFIG_FILE = "envoy.yaml"
+
+CONFIG_CHECKSUM_ANNOTATION = "sonic.fastml.org/config-sha256"
+ROLE_LABEL = "sonic.fastml.org/role"  # tells the Envoy client Service from its stats Service
+
+
+def envoy_stats_name(p: SiteDeployment) -> str:
+    """Service that exposes only Envoy's stats listener, for Prometheus."""
+    return f"{p.name}-envoy-stats"
+
+
+def envoy_service_host(p: SiteDeployment) -> str:
+    """In-cluster DNS name of the client-facing Envoy Service (gRPC only)."""
+    return f"{envoy_name(p)}.{p.namespace}.svc"
+
+
+def cvmfs_claim_name(p: SiteDeployment) -> str:
+    """The per-deployment read-only CVMFS PersistentVolumeClaim (sites with a CVMFS StorageClass)."""
+    return f"{p.name}-cvmfs"
+
+
+def snapshot_subpath(p: SiteDeployment) -> str:
+    """Directory of this deployment's built snapshots inside the site's snapshot claim."""
+    return f"{p.experiment}/{p.name}"
+
+
+def monitoring_name(p: SiteDeployment) -> str:
+    """PrometheusRule / plain-Prometheus ConfigMap of the deployment."""
+    return f"{p.name}-monitoring"
+
+
+def dashboard_name(p: SiteDeployment) -> str:
+    return f"{p.name}-dashboard"
+
+
+def scaler_name(p: SiteDeployment) -> str:
+    """ScaledObject (and the HPA KEDA creates for it)."""
+    return f"{p.name}-triton"
+
+
+def trigger_auth_name(p: SiteDeployment) -> str:
+    return f"{p.name}-prometheus"
+
+
+def check_name(p: SiteDeployment) -> str:
+    """PostSync hook Job (and its ServiceAccount) running ``sonic check``."""
+    return f"{p.name}-check"
+
+
+def deployment_ref(p: SiteDeployment) -> str:
+    """``<experiment>/<deployment>``: how the CLI names a deployment."""
+    return f"{p.experiment}/{p.name}"
+
+
+def application_name(p: SiteDeployment) -> str:
+    """Argo CD Application of one deployment at one site (unique even in a central Argo CD)."""
+    return f"{p.site}-{p.experiment}-{p.name}"
+
+
+def rendered_dir(p: SiteDeployment) -> str:
+    """Repository-relative directory of the deployment's rendered manifests at its site."""
+    return f"gitops/rendered/{p.site}/{p.experiment}/{p.name}"

@@ -1,0 +1,137 @@
+"""Benchmark rendering: per-deployment render time at 1 / 10 / 100 / 1,000 deployments, and
+``sonic render --check`` on the example tree.
+
+Not a test: it prints a table (``--markdown`` prints rows for docs/benchmarks.md). The
+deployments are the example placements (every example deployment at every one of its sites)
+cycled and renamed, so each size renders the same mix of GPU/CPU, KEDA/fixed, CVMFS/PVC/baked,
+JWT, ingress and operator/plain-Prometheus sites. "Render" is everything ``sonic render`` does
+per deployment in memory: all objects (Triton, Envoy bootstrap and Deployment, KEDA,
+monitoring and dashboard, security, Argo CD hook), grouped into files and dumped to YAML.
+
+Run:  .venv/bin/python bench/render_bench.py [--sizes 1,10,100,1000] [--repeat 3] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.config import Site, SiteDeployment, load_tree  # noqa: E402
+from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
+from pipelines.render import _files_of, names, render_site_deployment  # noqa: E402
+
+
+def _lock(p: SiteDeployment) -> Lock | None:
+    built = [m for m in p.models if m.artifact is not None]
+    if not built:
+        return None
+    models = tuple(
+        LockedModel(
+            m.name, tuple(m.versions), m.artifact.source, m.artifact.sha256, m.artifact.size or 1, "0" * 64
+        )
+        for m in sorted(built, key=lambda m: m.name)
+        if m.artifact is not None
+    )
+    return Lock(p.experiment, p.name, content_digest(p.experiment, p.name, models), models)
+
+
+def workload(n: int) -> list[tuple[SiteDeployment, Site, Lock | None]]:
+    tree = load_tree(ROOT)
+    base = tree.site_deployments()
+    out = []
+    for i in range(n):
+        p = base[i % len(base)]
+        q = p.model_copy(update={"name": f"{p.name[:28]}-{i}"})
+        out.append((q, tree.sites[q.site], _lock(q)))
+    return out
+
+
+def render_all(items: list[tuple[SiteDeployment, Site, Lock | None]]) -> int:
+    files = 0
+    for p, site, lock in items:
+        files += len(_files_of(render_site_deployment(p, site, lock), names.rendered_dir(p), "bench"))
+    return files
+
+
+def time_render(n: int, repeat: int) -> tuple[float, float]:
+    items = workload(n)
+    render_all(items[: min(n, 7)])  # warm-up: imports, caches
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        render_all(items)
+        runs.append(time.perf_counter() - start)
+    total = statistics.median(runs)
+    return total, total / n
+
+
+def time_check_in_process(repeat: int) -> float:
+    """What --check does after start-up: load and validate the tree, render it, read and compare the files."""
+    from pipelines.cli.render import read_tree, unified_diff
+    from pipelines.render import render_tree
+    from pipelines.render.gitrepo import load_repository
+
+    runs = []
+    for _ in range(repeat + 1):
+        start = time.perf_counter()
+        fresh = render_tree(load_tree(ROOT), repo=load_repository(ROOT))
+        unified_diff(read_tree(ROOT), fresh)
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs[1:])
+
+
+def time_check(repeat: int) -> float:
+    sonic = Path(sys.executable).parent / "sonic"
+    cmd = [str(sonic), "render", "--check", "--root", str(ROOT)]
+    if os.path.exists("/usr/bin/taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        # Exit 1 (a stale committed tree) takes the same time: render, read, compare, diff.
+        done = subprocess.run(cmd, check=False, capture_output=True, timeout=300)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"sonic render --check failed: {done.stderr.decode()}")
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1,10,100,1000")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        total, per = time_render(n, args.repeat)
+        rows.append((n, total, per))
+    check = time_check(args.repeat)
+    in_process = time_check_in_process(args.repeat)
+    if args.markdown:
+        print("| deployments | render total | per deployment |")
+        print("|---:|---:|---:|")
+        for n, total, per in rows:
+            print(f"| {n:,} | {total * 1000:,.0f} ms | {per * 1000:.1f} ms |")
+        print(
+            f"\n`sonic render --check` on the example tree (7 deployments at 4 sites): {check:.2f} s wall "
+            f"as a command, {in_process * 1000:.0f} ms of it the check itself (in process)"
+        )
+        return
+    print(f"{'deployments':>12} {'total':>10} {'per deployment':>15}")
+    for n, total, per in rows:
+        print(f"{n:>12,} {total * 1000:>8,.0f}ms {per * 1000:>13.2f}ms")
+    print(f"sonic render --check (example tree): {check:.2f} s wall (median of {args.repeat})")
+    print(f"  of which the check itself, in process: {in_process * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

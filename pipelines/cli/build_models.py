@@ -1,0 +1,287 @@
+"""``sonic build-models``: a deployment's verified Triton model repository, snapshot and lock file."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from pipelines.cli import EXIT_INVALID, cli, die, err, report_errors
+from pipelines.config import ConfigErrors, Deployment, LayoutError, find_root
+from pipelines.config.errors import display_path
+from pipelines.config.tree import check_tree, classify, relevant
+from pipelines.modelrepo.build import BuildOptions, BuildResult, UsageError, build
+from pipelines.modelrepo.fetch import DEFAULT_MAX_SIZE, FetchPolicy
+from pipelines.modelrepo.snapshot import SnapshotError
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1000, "KIB": 1024, "M": 1024**2, "MB": 1000**2, "MIB": 1024**2}
+_UNITS |= {"G": 1024**3, "GB": 1000**3, "GIB": 1024**3, "T": 1024**4, "TB": 1000**4, "TIB": 1024**4}
+
+
+class ByteSize(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """``500MiB``, ``2GB``, ``1048576``."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*([0-9]+)\s*([A-Za-z]*)\s*", str(value))
+        if m is None or m.group(2).upper() not in _UNITS:
+            self.fail(f"{value!r} is not a size (examples: 500MiB, 2GB, 1048576)", param, ctx)
+        return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+class RichObserver:
+    """Byte progress bars on stderr (only when it is a terminal), safe to call from worker threads."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+        self.lock = threading.Lock()
+
+    def begin(self, key: str, label: str, total: int | None) -> None:
+        with self.lock:
+            self.tasks[key] = self.progress.add_task(label, total=total)
+
+    def total(self, key: str, total: int) -> None:
+        self.progress.update(self.tasks[key], total=total)
+
+    def advance(self, key: str, n: int) -> None:
+        self.progress.advance(self.tasks[key], n)
+
+    def reset(self, key: str, completed: int) -> None:
+        self.progress.update(self.tasks[key], completed=completed)
+
+    def end(self, key: str) -> None:
+        with self.lock:
+            task = self.tasks.pop(key, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+    def stage(self, name: str, detail: str = "") -> None:
+        pass
+
+
+def _find_deployment(root: Path, name: str, fmt: str) -> tuple[Any, Deployment]:
+    """The tree and the deployment called ``name`` (or at path ``name``); exits on errors in what it uses."""
+    tree, errors = check_tree(root)
+    wanted: Path | None = None
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        wanted = candidate.resolve()
+        if classify(root, wanted) != "deployment":
+            die(f"{name}: not a deployment file (deployments are experiments/<experiment>/<name>.yaml)")
+    else:
+        for path, doc in tree.documents.items():
+            data = doc.data if isinstance(doc.data, dict) else {}
+            if classify(root, path) == "deployment" and name in (
+                data.get("name"),
+                f"{data.get('experiment')}/{data.get('name')}",
+            ):
+                if wanted is not None:
+                    die(f"{name!r} is ambiguous: give experiment/name or the file path")
+                wanted = path
+    if wanted is None:
+        known = ", ".join(sorted(f"{d.experiment}/{d.name}" for d in tree.deployments)) or "none"
+        die(f"{name!r} is not a deployment; known: {known}")
+    keep = relevant(tree, {wanted})
+    mine = [e for e in errors if Path(e.location.file).resolve() in keep]
+    if mine:
+        report_errors(ConfigErrors(mine), fmt)
+    deployment = next((d for d in tree.deployments if d.source.resolve() == wanted), None)
+    if deployment is None:  # only possible when its errors were filtered out above
+        die(f"{name!r}: the deployment could not be loaded")
+    return tree, deployment
+
+
+def _default_dest(root: Path) -> Path:
+    """``<root>/.sonic/models``, with a .gitignore so that build output never shows up in git."""
+    base = root / ".sonic"
+    base.mkdir(exist_ok=True)
+    ignore = base / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Local build output of sonic (model snapshots, caches): never committed.\n*\n")
+    return base / "models"
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _as_json(r: BuildResult) -> dict[str, Any]:
+    def path(p: Path | None) -> str | None:
+        return display_path(p) if p is not None else None
+
+    return {
+        "ok": True,
+        "experiment": r.experiment,
+        "deployment": r.deployment,
+        "file": display_path(r.source),
+        "models": [m.__dict__ for m in r.models],
+        "inPlace": [s.__dict__ for s in r.in_place],
+        "snapshot": r.lock.snapshot if r.lock else None,
+        "snapshotPath": path(r.snapshot),
+        "snapshotCreated": r.snapshot_created,
+        "bytesCopied": r.copied,
+        "localSnapshotPath": path(r.local_snapshot),
+        "localCreated": r.local_created,
+        "localSkipped": [{"model": m, "reason": why} for m, why in r.local_skipped],
+        "lockFile": path(r.lock_file),
+        "lock": r.lock_status,
+    }
+
+
+def _print_text(r: BuildResult, dry_run: bool) -> None:
+    echo = click.echo
+    echo(f"{r.experiment}/{r.deployment} ({display_path(r.source)})")
+    for m in r.models:
+        if m.kind == "artifact":
+            moved = f", {_human(m.transferred)} transferred" if m.transferred else ", cached"
+            echo(
+                f"  model {m.name}: {m.source} sha256 {m.sha256[:12]}... verified ({_human(m.size)}{moved}); "
+                f"config {m.config}; ONNX graph {m.graph}"
+            )
+        else:
+            echo(f"  model {m.name}: in place ({m.config})")
+    for s in r.in_place:
+        echo(f"  {s.kind} {s.location}: {'verified, ' if s.verified else ''}{s.detail}")
+    if r.cleaned:
+        echo(f"  removed {r.cleaned} partial snapshot(s) left by an interrupted build")
+    if dry_run:
+        digest = r.lock.snapshot if r.lock else "none (no artifact models)"
+        echo(f"dry run: all checks passed; snapshot would be {digest}; nothing published")
+        return
+    if r.lock is None:
+        why = "removed the stale lock" if r.lock_status == "removed" else "no lock written"
+        echo(f"no artifact models: nothing to build; {why} (Triton reads the in-place repositories)")
+        return
+    state = "published" if r.snapshot_created else "unchanged, nothing copied"
+    echo(f"snapshot {r.lock.snapshot} ({state}): {display_path(r.snapshot) if r.snapshot else ''}")
+    if r.local_snapshot is not None:
+        state = "published" if r.local_created else "unchanged"
+        echo(f"local CPU variant ({state}): {display_path(r.local_snapshot)}")
+        for model, why in r.local_skipped:
+            echo(f"  local: skipped {model}: {why}")
+    echo(f"lock {display_path(r.lock_file)} ({r.lock_status})")
+
+
+@cli.command("build-models")
+@click.argument("deployment")
+@click.option(
+    "--site", "sites", multiple=True, metavar="SITE", help="Check only against this site (repeatable)."
+)
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Snapshot store: snapshots/<digest>/, local/snapshots/<digest>/, cache/. [default: ROOT/.sonic/models]",
+)
+@click.option(
+    "--local", is_flag=True, help="Also publish the CPU variant for the Triton bundled in nvidia-pytriton."
+)
+@click.option("--dry-run", is_flag=True, help="Verify sources and configs; publish nothing, write no lock.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("."),
+    show_default=True,
+    help="Repository to work in.",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Trust these CA certificates (PEM) for https artifacts instead of the system store.",
+)
+@click.option(
+    "--max-size",
+    type=ByteSize(),
+    default=DEFAULT_MAX_SIZE,
+    show_default="32GiB",
+    help="Largest artifact accepted when it declares no size.",
+)
+@click.option(
+    "--cvmfs-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="Where /cvmfs is visible on this machine (CVMFS repositories are verified when present).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def build_models(
+    deployment: str,
+    sites: tuple[str, ...],
+    dest: Path | None,
+    local: bool,
+    dry_run: bool,
+    root: Path,
+    ca_bundle: Path | None,
+    max_size: int,
+    cvmfs_root: Path,
+    fmt: str,
+) -> None:
+    """Build DEPLOYMENT's Triton model repository from verified artifacts.
+
+    DEPLOYMENT is a name, experiment/name, or the deployment's YAML file. For each model with an
+    artifact: fetch it (file, relative path or https; resumable, size-limited), check its sha256,
+    generate config.pbtxt (or check the supplied one), cross-check it with the ONNX graph, and
+    publish the repository atomically as DEST/snapshots/<digest>/. The lock file
+    experiments/<experiment>/locks/<name>.repository.lock.json records what was built; rendering
+    points Triton at that snapshot. CVMFS repositories are verified when mounted.
+
+    \b
+    Exit codes: 0 built (or nothing to build), 1 invalid artifact or config, 2 usage error.
+    """
+    try:
+        root = find_root(root)
+    except LayoutError as exc:
+        die(str(exc))
+    tree, dep = _find_deployment(root, deployment, fmt)
+    dest = (dest or _default_dest(root)).resolve()
+    options = BuildOptions(
+        dest=dest,
+        dry_run=dry_run,
+        local=local,
+        sites=sites,
+        policy=FetchPolicy(max_size=max_size, ca_bundle=ca_bundle),
+        cvmfs_root=cvmfs_root,
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+            result = build(tree, dep, options, RichObserver(progress))
+    except ConfigErrors as exc:
+        report_errors(exc, fmt)
+    except UsageError as exc:
+        die(str(exc))
+    except SnapshotError as exc:
+        die(str(exc), EXIT_INVALID)
+    except OSError as exc:
+        die(f"cannot use {dest}: {exc.strerror or exc} ({exc.filename or dest})")
+    if fmt == "json":
+        click.echo(json.dumps(_as_json(result), indent=2))
+    else:
+        _print_text(result, dry_run)

@@ -1,0 +1,110 @@
+"""``sonic pipelines render [--check]``: the Argo Workflows / Argo Events objects in gitops/workflows/.
+
+``sonic pipelines verify-rendered``: the pull-request pipeline's offline check of gitops/rendered/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipelines.cli import EXIT_INVALID, cli, die, load_or_exit, out, report_errors
+from pipelines.config import ConfigErrors, LayoutError, find_root
+from pipelines.workflows import render as workflows_render
+from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
+from pipelines.workflows.settings import SettingsError, load_settings
+
+
+TOOLS = ("envoy", "promtool", "kubernetes-validate")
+
+
+@cli.group()
+def pipelines() -> None:
+    """The pipelines that run this repository on Argo Workflows (defined in Python with Hera)."""
+
+
+@pipelines.command()
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 with a diff when gitops/workflows/ is out of date."
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Repository to render.",
+)
+def render(check: bool, root: Path) -> None:
+    """Render WorkflowTemplates, CronWorkflows, EventSource, Sensor and RBAC into gitops/workflows/.
+
+    \b
+    Output is deterministic: the same repository renders byte-identical files, so CI can
+    compare the committed files with a fresh render (--check).
+    """
+    try:
+        root = find_root(root)
+    except LayoutError as exc:
+        die(str(exc))
+    tree = load_or_exit(root)
+    try:
+        settings = load_settings(root)
+    except ConfigErrors as exc:
+        report_errors(exc, "text")
+    except SettingsError as exc:
+        die(str(exc), EXIT_INVALID)
+    files = workflows_render.render(tree, settings)
+    if check:
+        d = workflows_render.drift(root, files)
+        if d.clean:
+            out.print(f"ok: {workflows_render.OUT_DIR}/ is up to date ({len(files)} files)")
+            return
+        click.echo(d.diff, nl=False)
+        for name in d.missing:
+            click.echo(f"missing: {workflows_render.OUT_DIR}/{name}")
+        for name in d.stale:
+            click.echo(f"not rendered any more: {workflows_render.OUT_DIR}/{name}")
+        die(f"{workflows_render.OUT_DIR}/ is out of date: run `sonic pipelines render`", EXIT_INVALID)
+    touched = workflows_render.write(root, files)
+    summary = f"{len(touched)} of {len(files)} files changed" if touched else "nothing changed"
+    out.print(f"rendered {workflows_render.OUT_DIR}/: {summary}")
+
+
+@pipelines.command("verify-rendered")
+@click.option("--require-all", is_flag=True, help="Fail when a tool is missing (the pipeline image has them all).")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Repository to check.",
+)
+def verify_rendered(require_all: bool, root: Path) -> None:
+    """Check the committed gitops/rendered/ with the real tools, offline.
+
+    \b
+    envoy --mode validate       every Envoy configuration
+    promtool check rules        every Prometheus rule group
+    kubernetes-validate         every core object, --strict, at its site's oldest and
+                                newest Kubernetes version
+
+    Exit 1 when anything fails (or, with --require-all, when a tool is missing).
+    """
+    try:
+        root = find_root(root)
+    except LayoutError as exc:
+        die(str(exc))
+    tree = load_or_exit(root)
+    findings = verify_rendered_tree(root, tree)
+    if not findings:
+        die(f"nothing to verify under {root / 'gitops' / 'rendered'}: run `sonic render` first", EXIT_INVALID)
+    failed = [f for f in findings if f.outcome == "failed"]
+    skipped = [f for f in findings if f.outcome == "skipped"]
+    for f in failed:
+        click.echo(f"FAIL {f.tool}: {f.subject}\n{f.detail}")
+    for reason in sorted({f"{f.tool}: {f.detail}" for f in skipped}):
+        click.echo(f"skipped {reason}")
+    counts = {tool: sum(1 for f in findings if f.tool == tool and f.outcome == "ok") for tool in TOOLS}
+    out.print("checked: " + ", ".join(f"{n} with {tool}" for tool, n in counts.items()))
+    if failed or (require_all and skipped):
+        die(f"{len(failed)} failed, {len(skipped)} skipped", EXIT_INVALID)

@@ -1,0 +1,129 @@
+"""``sonic pushgateway``: push check results to a Prometheus Pushgateway.
+
+\b
+  sonic pushgateway check DEPLOYMENT --url URL --endpoint HOST:PORT   run sonic check, push, exit with its code
+  sonic pushgateway push REPORT.json --url URL --exit-code N          push a report written earlier
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, err
+from pipelines.workflows.check_runner import run_check
+from pipelines.workflows.pushgateway import PushError, check_metrics, exposition, push
+
+url_option = click.option(
+    "--url", required=True, help="Pushgateway base URL, e.g. http://pushgateway.monitoring.svc:9091."
+)
+job_option = click.option("--job", default="sonic_scheduled_validation", show_default=True, help="Job label.")
+
+
+@cli.group()
+def pushgateway() -> None:
+    """Publish scheduled check results as Prometheus metrics (Pushgateway, text format)."""
+
+
+def _grouping(report: dict[str, Any] | None, deployment: str, site: str | None) -> list[tuple[str, str]]:
+    experiment, _, name = deployment.rpartition("/")
+    site = site or (str(report.get("site")) if report and report.get("site") else "")
+    if report and isinstance(report.get("deployment"), str) and "/" in report["deployment"]:
+        experiment, _, name = report["deployment"].rpartition("/")
+    return [("site", site), ("experiment", experiment), ("deployment", name)]
+
+
+def _push(url: str, job: str, grouping: list[tuple[str, str]], text: str) -> None:
+    try:
+        push(url, job, grouping, text)
+    except PushError as exc:
+        die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
+    except ValueError as exc:
+        die(str(exc), EXIT_INVALID)
+
+
+@pushgateway.command()
+@click.argument("deployment")
+@url_option
+@job_option
+@click.option("--endpoint", required=True, metavar="HOST:PORT", help="Passed to sonic check.")
+@click.option("--site", help="Passed to sonic check, and the site label.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), help="Passed to sonic check.")
+@click.option(
+    "--prometheus-token-file", type=click.Path(path_type=Path, dir_okay=False), help="Passed to sonic check."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=900.0,
+    show_default=True,
+    help="Seconds for sonic check.",
+)
+def check(
+    deployment: str,
+    url: str,
+    job: str,
+    endpoint: str,
+    site: str | None,
+    token_file: Path | None,
+    prometheus_token_file: Path | None,
+    timeout: float,
+) -> None:
+    """Run `sonic check` on DEPLOYMENT, push the result, and exit with the check's exit code.
+
+    A push that fails makes the step exit 2 (retried) even when the check passed: a result
+    nobody can see is not a result.
+    """
+    extra = ["--timeout", f"{timeout:g}"]
+    if site:
+        extra += ["--site", site]
+    if prometheus_token_file is not None:
+        extra += ["--prometheus-token-file", str(prometheus_token_file)]
+    run = run_check(deployment, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
+    click.echo(run.stdout, nl=False)
+    if run.stderr:
+        click.echo(run.stderr, err=True, nl=False)
+    report = run.report
+    text = exposition(check_metrics(report, run.exit_code, run.started_at + run.duration, run.duration))
+    _push(url, job, _grouping(report, deployment, site), text)
+    err.print(f"sonic: pushed the result of {deployment} to {url}", markup=False)
+    raise SystemExit(run.exit_code)
+
+
+@pushgateway.command("push")
+@click.argument("report_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@url_option
+@job_option
+@click.option(
+    "--exit-code", type=int, required=True, help="Exit code of the sonic check that wrote the report."
+)
+@click.option("--deployment", help="EXPERIMENT/NAME (default: from the report).")
+@click.option("--site", help="Site label (default: from the report).")
+@click.option("--duration", type=float, default=0.0, help="Seconds the check took.")
+def push_report(
+    report_file: Path,
+    url: str,
+    job: str,
+    exit_code: int,
+    deployment: str | None,
+    site: str | None,
+    duration: float,
+) -> None:
+    """Push REPORT_FILE (the output of `sonic check --format json`)."""
+    try:
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        die(f"{report_file}: not a JSON report ({exc})", EXIT_INVALID)
+    if not isinstance(report, dict):
+        die(f"{report_file}: expected a JSON object", EXIT_INVALID)
+    deployment = deployment or str(report.get("deployment") or "")
+    if "/" not in deployment:
+        die("the deployment (EXPERIMENT/NAME) is neither in the report nor given with --deployment")
+    finished = report_file.stat().st_mtime if not duration else time.time()
+    text = exposition(check_metrics(report, exit_code, finished, duration))
+    _push(url, job, _grouping(report, deployment, site), text)
+    click.echo(f"pushed {deployment} to {url}")

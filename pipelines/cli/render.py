@@ -1,0 +1,274 @@
+"""``sonic render`` and ``sonic diff``: write, check and explain the rendered GitOps tree.
+
+The tree (``gitops/rendered`` and ``gitops/argocd``) is written atomically: everything is
+rendered into a scratch directory beside it, then each directory is swapped in with one
+``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel or file system lacks it). An
+interrupted render leaves the previous tree as it was; files of removed deployments disappear
+because the whole directory is replaced. Scratch directories of a killed run
+(``gitops/.sonic-render-*``) are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import click
+
+from pipelines.cli import EXIT_INVALID, cli, die, err, load_or_exit, out, report_errors
+from pipelines.config import ConfigErrors, LayoutError, Tree, find_root
+from pipelines.render import ARGOCD, RENDERED, RenderError, render_tree
+from pipelines.render.gitrepo import Repository, load_repository
+from pipelines.render.summary import summarize
+
+MANAGED = (RENDERED, ARGOCD)
+SCRATCH_PREFIX = ".sonic-render-"
+
+_root_option = click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Repository to render.",
+)
+
+
+# --- reading and writing the tree ------------------------------------------------------------------
+
+
+def read_tree(root: Path, prefixes: Iterable[str] = MANAGED) -> dict[str, str]:
+    """The files under ``prefixes`` (repository-relative directories) as ``{path: text}``."""
+    files: dict[str, str] = {}
+    for prefix in prefixes:
+        base = root / prefix
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            if path.is_file():
+                files[path.relative_to(root).as_posix()] = path.read_text(encoding="utf-8")
+    return files
+
+
+def _in_scope(path: str, scope: Iterable[str]) -> bool:
+    return any(path == s or path.startswith(s.rstrip("/") + "/") for s in scope)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux ``renameat2``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: file system or kernel cannot
+        return False
+    raise OSError(errno, os.strerror(errno), str(a))
+
+
+def _write_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def clean_scratch(root: Path) -> None:
+    """Remove scratch directories left by a render that was killed."""
+    for stale in (root / "gitops").glob(SCRATCH_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_tree(root: Path, files: Mapping[str, str]) -> None:
+    """Replace ``gitops/rendered`` and ``gitops/argocd`` with exactly ``files``, atomically per directory."""
+    gitops = root / "gitops"
+    gitops.mkdir(parents=True, exist_ok=True)
+    clean_scratch(root)
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=gitops))
+    try:
+        for rel, text in files.items():
+            if not _in_scope(rel, MANAGED):
+                raise ValueError(f"refusing to write {rel}: outside {', '.join(MANAGED)}")
+            _write_file(scratch / "new" / rel, text)
+        for managed in MANAGED:
+            fresh = scratch / "new" / managed
+            fresh.mkdir(parents=True, exist_ok=True)
+            target = root / managed
+            if not target.exists():
+                fresh.rename(target)
+            elif not _exchange(fresh, target):
+                target.rename(scratch / "old")
+                fresh.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def unified_diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """A unified diff (a/ = committed, b/ = fresh render) of every file that differs."""
+    lines: list[str] = []
+    for path in sorted(set(before) | set(after)):
+        a, b = before.get(path), after.get(path)
+        if a == b:
+            continue
+        lines.extend(
+            difflib.unified_diff(
+                (a or "").splitlines(keepends=True),
+                (b or "").splitlines(keepends=True),
+                fromfile=f"a/{path}" if a is not None else "/dev/null",
+                tofile=f"b/{path}" if b is not None else "/dev/null",
+            )
+        )
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+    return lines
+
+
+# --- shared steps -----------------------------------------------------------------------------------
+
+
+def _load(root: Path) -> tuple[Path, Tree, Repository]:
+    try:
+        root = find_root(root)
+    except LayoutError as exc:
+        die(str(exc))
+    tree = load_or_exit(root)
+    try:
+        repo = load_repository(root)
+    except ConfigErrors as exc:
+        report_errors(exc, "text")
+    return root, tree, repo
+
+
+def _render(tree: Tree, repo: Repository, only: set[str] | None = None) -> dict[str, str]:
+    try:
+        return render_tree(tree, repo=repo, only=only)
+    except RenderError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        n = len(exc.problems)
+        die(f"{n} deployment{'s' if n != 1 else ''} cannot be rendered", EXIT_INVALID)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 with a unified diff if the committed tree is stale."
+)
+@click.option(
+    "--only",
+    metavar="DEPLOYMENT",
+    help="Re-render one deployment (name or experiment/name) and the Argo CD tree.",
+)
+@_root_option
+def render(check: bool, only: str | None, root: Path) -> None:
+    """Render every deployment's manifests into gitops/rendered and the Argo CD objects into gitops/argocd.
+
+    \b
+    gitops/rendered/<site>/<experiment>/<deployment>/<kind>.yaml  + kustomization.yaml
+    gitops/argocd/<site>/{appproject,applicationset,kustomization}.yaml
+
+    The output is deterministic: rendering twice gives identical bytes, so CI runs
+    `sonic render --check` to prove the committed tree matches the configuration.
+    """
+    root, tree, repo = _load(root)
+    scope: list[str] = list(MANAGED)
+    refs: set[str] | None = None
+    if only is not None:
+        try:
+            d = tree.deployment(only)
+        except KeyError as exc:
+            die(str(exc.args[0]))
+        refs = {f"{d.experiment}/{d.name}"}
+        # Every site directory of the deployment, including sites it no longer runs at.
+        scope = (
+            [
+                str(path.relative_to(root).as_posix())
+                for path in sorted((root / RENDERED).glob(f"*/{d.experiment}/{d.name}"))
+            ]
+            + [f"{RENDERED}/{p.site}/{d.experiment}/{d.name}" for p in d.placements]
+            + [ARGOCD]
+        )
+    fresh = _render(tree, repo, refs)
+    current = read_tree(root)
+    wanted = {k: v for k, v in current.items() if not _in_scope(k, scope)} | fresh
+    if check:
+        lines = unified_diff(current, wanted)
+        if lines:
+            sys.stdout.writelines(lines)
+            changed = sum(1 for path in set(current) | set(wanted) if current.get(path) != wanted.get(path))
+            err.print(
+                f"sonic: {changed} rendered file(s) differ from the configuration: run `sonic render` and commit"
+            )
+            sys.exit(EXIT_INVALID)
+        out.print(f"ok: {len(wanted)} rendered files match the configuration")
+        return
+    if wanted == current:
+        out.print(f"unchanged: {len(wanted)} files in {RENDERED} and {ARGOCD}")
+        return
+    write_tree(root, wanted)
+    summary = summarize(current, wanted)
+    out.print(f"wrote {len(wanted)} files ({len(summary.units)} directories changed)", markup=False)
+
+
+@cli.command()
+@click.option(
+    "--against",
+    "ref",
+    metavar="GIT_REF",
+    help="Compare with the tree committed at GIT_REF (default: the working tree's files).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_root_option
+def diff(ref: str | None, fmt: str, root: Path) -> None:
+    """Summarise, per site and deployment, what rendering the current configuration would change.
+
+    Lists objects added, removed and changed, with the changes that matter spelled out
+    (replicas 2 -> 5, image tags, autoscaling limits, thresholds, resources). Exit 0 either way.
+    """
+    root, tree, repo = _load(root)
+    before = read_git_tree(root, ref) if ref else read_tree(root)
+    after = _render(tree, repo)
+    summary = summarize(before, after)
+    if fmt == "json":
+        click.echo(json.dumps(summary.as_dict(), indent=2, sort_keys=True))
+        return
+    if summary.empty:
+        out.print("no changes: the rendered tree matches the configuration")
+        return
+    for line in summary.lines():
+        out.print(line, markup=False)
+    untouched = sorted(set(tree.sites) - {u.site for u in summary.units})
+    if untouched:
+        out.print(f"no changes at: {', '.join(untouched)}", markup=False)
+
+
+def read_git_tree(root: Path, ref: str) -> dict[str, str]:
+    """The managed files as committed at ``ref``."""
+
+    def git(*args: str, stdin: str | None = None) -> str:
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=root, input=stdin, capture_output=True, text=True, check=True, timeout=120
+            )
+        except FileNotFoundError:
+            die("git is not installed")
+        except subprocess.CalledProcessError as exc:
+            die(f"git {' '.join(args)} failed: {exc.stderr.strip()}")
+        return proc.stdout
+
+    names = [n for n in git("ls-tree", "-r", "--name-only", ref, "--", *MANAGED).splitlines() if n]
+    # ls-tree names are relative to ``root``; "<ref>:./<name>" resolves them the same way.
+    return {name: git("show", f"{ref}:./{name}") for name in names}

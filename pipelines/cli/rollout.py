@@ -1,0 +1,318 @@
+"""``sonic rollout``: the steps of a rollout through Argo CD, one subcommand each.
+
+\b
+  sonic rollout target  --site S --deployment D     which Application, endpoint, directory
+  sonic rollout commit  --source . --path DIR ...   publish rendered files to the GitOps branch
+  sonic rollout wait    --application A --revision  until Synced and Healthy at that commit
+  sonic rollout verify  D --endpoint HOST:PORT      sonic check, report kept for revert
+  sonic rollout revert  --commit SHA ...            undo the commit, push, fail with the report
+
+Exit codes: 0 done; 1 the rollout failed (degraded, timed out, check failed, reverted);
+2 environment error worth retrying (network, API server, lost push race).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, err, load_or_exit, out
+from pipelines.config import LayoutError, find_root
+from pipelines.config.model import parse_duration
+from pipelines.workflows import argocd, gitrepo, rollout_ops
+from pipelines.workflows.check_runner import run_check
+from pipelines.workflows.github import TokenError, read_token
+
+
+@cli.group()
+def rollout() -> None:
+    """Roll a deployment out at a site through Argo CD, and back when its checks fail."""
+
+
+def _write_outputs(directory: Path | None, values: dict[str, str]) -> None:
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in values.items():
+        (directory / name).write_text(value, encoding="utf-8")
+
+
+def _push_token(token_file: Path | None) -> str | None:
+    if token_file is None:
+        return None
+    try:
+        return read_token(token_file)
+    except TokenError as exc:
+        die(str(exc))
+
+
+def _git_failed(exc: gitrepo.GitError) -> None:
+    die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
+
+
+_DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:us|ms|s|m|h))+$|^[0-9]+(?:\.[0-9]+)?$")
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """``15m``, ``1m30s`` or plain seconds."""
+    seconds = (
+        parse_duration(float(value) if value.replace(".", "", 1).isdigit() else value)
+        if _DURATION.match(value)
+        else 0.0
+    )
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: expected a duration such as 15m, 90s or 600")
+    return seconds
+
+
+remote_options = [
+    click.option("--remote", required=True, help="Git URL of the repository holding the GitOps branch."),
+    click.option("--branch", default="gitops", show_default=True, help="The branch Argo CD syncs from."),
+    click.option(
+        "--token-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="File holding a token allowed to push (sent as an HTTP header).",
+    ),
+    click.option(
+        "--workdir",
+        type=click.Path(path_type=Path, file_okay=False),
+        required=True,
+        help="Empty directory for the branch's working copy.",
+    ),
+    click.option("--workflow", default="", help="Workflow name recorded in the commit message."),
+]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_remote(f: F) -> F:
+    """The options every command that pushes to the GitOps branch takes."""
+    for option in reversed(remote_options):
+        f = option(f)
+    return f
+
+
+@rollout.command()
+@click.option("--site", required=True, help="Site to roll out at.")
+@click.option("--deployment", required=True, help="NAME or EXPERIMENT/NAME.")
+@click.option(
+    "--root", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True
+)
+@click.option(
+    "--outputs", type=click.Path(path_type=Path, file_okay=False), help="Write one file per value for Argo."
+)
+def target(site: str, deployment: str, root: Path, outputs: Path | None) -> None:
+    """Print the Argo CD Application, namespace, endpoint and rendered directory of a deployment."""
+    try:
+        tree = load_or_exit(find_root(root))
+    except LayoutError as exc:
+        die(str(exc))
+    try:
+        t = rollout_ops.target(tree, site, deployment)
+    except rollout_ops.TargetError as exc:
+        die(str(exc), EXIT_INVALID)
+    _write_outputs(outputs, t.as_outputs())
+    click.echo(json.dumps(t.as_outputs(), indent=2, sort_keys=True))
+
+
+@rollout.command()
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("."),
+    show_default=True,
+    help="Repository checkout holding the freshly rendered files.",
+)
+@click.option(
+    "--path", "paths", required=True, multiple=True, help="Repository-relative path to publish (repeatable)."
+)
+@click.option("--site", required=True, help="Recorded in the commit message.")
+@click.option("--deployment", required=True, help="Recorded in the commit message.")
+@click.option("--source-revision", required=True, help="The reviewed commit the files were rendered from.")
+@with_remote
+@click.option(
+    "--outputs", type=click.Path(path_type=Path, file_okay=False), help="Write commit and changed for Argo."
+)
+def commit(
+    source: Path,
+    paths: tuple[str, ...],
+    site: str,
+    deployment: str,
+    source_revision: str,
+    remote: str,
+    branch: str,
+    token_file: Path | None,
+    workdir: Path,
+    workflow: str,
+    outputs: Path | None,
+) -> None:
+    """Make PATH on the GitOps branch equal to SOURCE's copy; commit as the bot and push.
+
+    Nothing to change makes no commit (outputs changed=false and the branch head).
+    """
+    message = rollout_ops.commit_message(site, deployment, source_revision, workflow)
+    try:
+        result = gitrepo.publish(source, paths, remote, branch, message, workdir, _push_token(token_file))
+    except gitrepo.GitError as exc:
+        _git_failed(exc)
+    _write_outputs(outputs, {"commit": result.commit, "changed": "true" if result.changed else "false"})
+    if result.changed:
+        out.print(f"pushed {result.commit[:12]} to {branch}: {', '.join(paths)}")
+    else:
+        out.print(f"{branch} already has these files at {result.commit[:12]}: nothing to commit")
+
+
+@rollout.command()
+@click.option("--application", required=True, help="Argo CD Application name.")
+@click.option("--namespace", default="argocd", show_default=True, help="Namespace of Argo CD's Applications.")
+@click.option("--revision", help="Commit the Application must have synced (default: any).")
+@click.option(
+    "--timeout", default="15m", show_default=True, callback=_duration, help="Give up after this long."
+)
+@click.option("--interval", default="10s", show_default=True, callback=_duration, help="Time between polls.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Default: in-cluster, then ~/.kube/config.",
+)
+@click.option("--context", "kube_context", help="kubeconfig context.")
+def wait(
+    application: str,
+    namespace: str,
+    revision: str | None,
+    timeout: float,
+    interval: float,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+) -> None:
+    """Wait until APPLICATION is Synced and Healthy at REVISION; exit 1 if it degrades or times out."""
+    try:
+        api = argocd.api_from_config(str(kubeconfig) if kubeconfig else None, kube_context)
+    except argocd.KubernetesAccessError as exc:
+        die(str(exc))
+    last = [""]
+
+    def report(state: argocd.AppState) -> None:
+        line = state.describe()
+        if line != last[0]:  # one line per change, not per poll
+            err.print(f"{namespace}/{application}: {line}", markup=False)
+            last[0] = line
+
+    try:
+        result = argocd.wait_for_application(
+            api, namespace, application, revision=revision, timeout=timeout, interval=interval, on_poll=report
+        )
+    except argocd.KubernetesAccessError as exc:
+        die(str(exc))
+    if result.ok:
+        out.print(f"{application}: Synced and Healthy" + (f" at {revision[:12]}" if revision else ""))
+        return
+    why = {
+        "degraded": "is Degraded",
+        "failed": "sync operation failed",
+        "timeout": f"did not become Synced and Healthy within {timeout:g}s",
+    }[result.verdict]
+    die(f"{application} {why}: {result.state.describe()}", EXIT_INVALID)
+
+
+@rollout.command()
+@click.argument("deployment")
+@click.option("--endpoint", required=True, metavar="HOST:PORT", help="The deployment's gRPC endpoint.")
+@click.option("--site", help="Placement to check (needed when the deployment runs at several sites).")
+@click.option(
+    "--report-file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to keep the JSON report.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Passed to sonic check when the file exists (an optional Secret).",
+)
+@click.option(
+    "--prometheus-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Passed to sonic check when the file exists.",
+)
+@click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(min=1), help="Seconds.")
+def verify(
+    deployment: str,
+    endpoint: str,
+    site: str | None,
+    report_file: Path,
+    token_file: Path | None,
+    prometheus_token_file: Path | None,
+    timeout: float,
+) -> None:
+    """Run `sonic check --format json` and keep its report in REPORT_FILE; exit with its exit code."""
+    extra = ["--site", site] if site else []
+    if prometheus_token_file is not None and prometheus_token_file.is_file():
+        extra += ["--prometheus-token-file", str(prometheus_token_file)]
+    token = token_file if token_file is not None and token_file.is_file() else None
+    run = run_check(deployment, endpoint, token_file=token, extra=extra, timeout=timeout)
+    report_file.parent.mkdir(parents=True, exist_ok=True)
+    report_file.write_text(run.stdout or json.dumps({"error": run.stderr.strip()}), encoding="utf-8")
+    click.echo(run.stdout, nl=False)
+    if run.stderr:
+        click.echo(run.stderr, err=True, nl=False)
+    raise SystemExit(run.exit_code)
+
+
+@rollout.command()
+@click.option("--commit", "commit_sha", required=True, help="The rollout commit to undo.")
+@with_remote
+@click.option(
+    "--report-file", type=click.Path(path_type=Path, dir_okay=False), help="The check report to fail with."
+)
+@click.option("--reason", default="", help="Why (default: from the report, else 'not Synced and Healthy').")
+def revert(
+    commit_sha: str,
+    remote: str,
+    branch: str,
+    token_file: Path | None,
+    workdir: Path,
+    workflow: str,
+    report_file: Path | None,
+    reason: str,
+) -> None:
+    """Revert COMMIT on the GitOps branch, push, then exit 1 with the check report.
+
+    Exits 1 even when the revert succeeds: the rollout it undoes has failed.
+    """
+    report_text = report_file.read_text(encoding="utf-8") if report_file and report_file.is_file() else ""
+    if not reason:
+        reason = _reason(report_text)
+    message = rollout_ops.revert_message(commit_sha, reason, workflow)
+    try:
+        new = gitrepo.revert(remote, branch, commit_sha, workdir, message, _push_token(token_file))
+    except gitrepo.GitError as exc:
+        _git_failed(exc)
+    if report_text:
+        click.echo(report_text.rstrip("\n"))
+    die(f"rollout failed ({reason}); reverted {commit_sha[:12]} on {branch} with {new[:12]}", EXIT_INVALID)
+
+
+def _reason(report_text: str) -> str:
+    if not report_text:
+        return "the Application did not become Synced and Healthy"
+    try:
+        report = json.loads(report_text)
+    except json.JSONDecodeError:
+        return "sonic check failed"
+    failed = [c for c in report.get("checks", []) if isinstance(c, dict) and c.get("status") == "fail"]
+    if failed:
+        names = ", ".join(
+            f"{c.get('check')}{' ' + str(c['target']) if c.get('target') else ''}" for c in failed[:3]
+        )
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        return f"sonic check failed: {names}{more}"
+    if "error" in report:
+        return f"sonic check could not run: {str(report['error'])[:200]}"
+    return "sonic check failed"

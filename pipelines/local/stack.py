@@ -1,0 +1,367 @@
+"""The local stack: N Triton replicas, Envoy and (when installed) Prometheus, for one deployment.
+
+``up`` builds the ``--local`` model snapshot, starts the servers on free 127.0.0.1 ports,
+waits until each is ready (Envoy: every Triton upstream healthy; Prometheus: every target
+scraped) and records everything in ``<run dir>/state.json``. Any failure or Ctrl-C while
+starting tears down what was already started. ``down`` stops Envoy first (no new work), then
+the Tritons, then Prometheus, and removes the Tritons' shared-memory regions.
+
+Envoy and Prometheus run the *rendered* configuration (``pipelines.render``), with only the
+addresses changed: the point is to exercise what the cluster will run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.tree import Tree
+from pipelines.local import envoy as local_envoy
+from pipelines.local import prometheus as local_prometheus
+from pipelines.local.processes import Proc, StartError, adopt, free_ports, kill, stop
+from pipelines.local.state import StackState, StateError, TritonPorts, load, run_dir, save, state_path
+from pipelines.local.triton import SHM_DIR, TritonError, TritonServer, start_triton
+
+Say = Callable[[str], None]
+START_TIMEOUT = 120.0
+
+
+class StackError(RuntimeError):
+    """The stack could not start (the message names the component, the reason and its log)."""
+
+
+class AlreadyRunning(StackError):
+    """A stack for this deployment is already up."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """The model repository the local Tritons serve, and the models it cannot serve here."""
+
+    repository: Path
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def build_local_snapshot(tree: Tree, p: SiteDeployment, dest: Path) -> Built:
+    """``sonic build-models --local``: verify the artifacts and publish the CPU variant."""
+    from pipelines.modelrepo.build import BuildOptions, build
+
+    deployment = tree.deployment(f"{p.experiment}/{p.name}")
+    result = build(tree, deployment, BuildOptions(dest=dest, local=True, sites=(p.site,)))
+    if result.local_snapshot is None:
+        raise StackError(
+            f"{p.experiment}/{p.name}: nothing to serve locally (no model with an artifact; models read "
+            "in place from CVMFS/NFS cannot run on this machine)"
+        )
+    return Built(result.local_snapshot, tuple(result.local_skipped))
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def up(
+    tree: Tree,
+    p: SiteDeployment,
+    *,
+    root: Path,
+    replicas: int | None = None,
+    repository: Path | None = None,
+    with_prometheus: bool = True,
+    jwks: str | None = None,
+    timeout: float = START_TIMEOUT,
+    say: Say = _quiet,
+) -> StackState:
+    """Start the whole stack for ``p``; returns its state (also saved as state.json).
+
+    Args:
+        repository: serve this model repository instead of building the ``--local`` snapshot.
+        with_prometheus: start Prometheus if installed (False: never).
+        jwks: a JWKS document replacing the deployment's remote key set (JWT deployments).
+        timeout: readiness bound of each component, seconds.
+
+    Raises StackError (AlreadyRunning when a stack for ``p`` runs), TritonError,
+    EnvoyMissing; on any exception, including KeyboardInterrupt, nothing is left running.
+    """
+    directory = run_dir(root, p)
+    _refuse_if_running(directory)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    n = replicas if replicas is not None else max(1, p.replicas)
+    site = tree.sites[p.site]
+    skipped: list[str] = []
+    started: list[Proc] = []
+    prefixes: list[str] = []
+    start_time = time.time()
+    try:
+        if repository is None:
+            say("building the --local model snapshot (sonic build-models --local)")
+            built = build_local_snapshot(tree, p, root / ".sonic" / "models")
+            repository = built.repository
+            skipped += [f"model {m}: {why}" for m, why in built.skipped]
+        say(f"starting {n} Triton replica(s) on {repository}")
+        servers = _start_tritons(repository, directory, n, timeout, started, prefixes)
+        tritons = tuple(
+            TritonPorts(f"triton-{i}", s.http_port, s.grpc_port, s.metrics_port) for i, s in enumerate(servers)
+        )
+
+        envoy_port, admin, stats, prom_port = free_ports(4)
+        prom_bin = local_prometheus.prometheus_binary() if with_prometheus else None
+        if prom_bin is None:
+            why = "not installed (apt-get install prometheus)" if with_prometheus else "turned off"
+            skipped.append(
+                f"prometheus: {why}; the metrics checks are skipped and the admission gate cannot read the "
+                f"load (onPrometheusError: {_gate_policy(p)})"
+            )
+        say(f"starting Envoy on 127.0.0.1:{envoy_port} with the rendered configuration")
+        _start_envoy(p, site, directory, tritons, envoy_port, admin, stats, prom_port, jwks, timeout, started)
+
+        prometheus_port: int | None = None
+        if prom_bin is not None:
+            say(f"starting Prometheus on 127.0.0.1:{prom_port} with the rendered scrape jobs and rules")
+            _start_prometheus(p, prom_bin, directory, tritons, stats, prom_port, timeout, started)
+            prometheus_port = prom_port
+        state = StackState(
+            deployment=f"{p.experiment}/{p.name}",
+            site=p.site,
+            run_dir=directory,
+            started_at=start_time,
+            model_repository=repository,
+            tritons=tritons,
+            envoy_port=envoy_port,
+            envoy_admin=admin,
+            envoy_stats=stats,
+            prometheus_port=prometheus_port,
+            processes=tuple(started),
+            shm_prefixes=tuple(prefixes),
+            skipped=tuple(skipped),
+            jwt_local=jwks is not None,
+        )
+        save(state)
+        return state
+    except BaseException:
+        _teardown(started, prefixes)
+        raise
+
+
+def _gate_policy(p: SiteDeployment) -> str:
+    gate = p.envoy.admission_gate
+    return gate.on_prometheus_error if gate is not None and gate.enabled else "no gate"
+
+
+def _refuse_if_running(directory: Path) -> None:
+    if not state_path(directory).exists():
+        return
+    try:
+        old = load(directory)
+    except StateError:
+        return  # unreadable: nothing we could stop; start afresh
+    if any(proc.alive() for proc in old.processes):
+        raise AlreadyRunning(
+            f"a local stack for {old.deployment} is already running (endpoint {old.endpoint}); "
+            f"stop it first: sonic local down {old.deployment}"
+        )
+
+
+def _start_tritons(
+    repository: Path, directory: Path, n: int, timeout: float, started: list[Proc], prefixes: list[str]
+) -> list[TritonServer]:
+    """Start ``n`` replicas in parallel; every one that started is recorded even if another fails."""
+    servers: list[TritonServer | BaseException] = []
+
+    def one(i: int) -> TritonServer:
+        return start_triton([repository], directory / f"triton-{i}", startup_timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="triton-start") as pool:
+        futures = [pool.submit(one, i) for i in range(n)]
+        for f in futures:
+            try:
+                servers.append(f.result())
+            except BaseException as exc:
+                servers.append(exc)
+    for i, s in enumerate(servers):
+        if isinstance(s, TritonServer):
+            started.append(adopt(f"triton-{i}", s.popen, s.log))
+            prefixes.append(s.shm_prefix)
+    failure = next((s for s in servers if isinstance(s, BaseException)), None)
+    if failure is not None:
+        if isinstance(failure, TritonError):
+            raise StackError(f"Triton: {failure}") from None
+        raise failure
+    return [s for s in servers if isinstance(s, TritonServer)]
+
+
+def _start_envoy(
+    p: SiteDeployment,
+    site: Site,
+    directory: Path,
+    tritons: tuple[TritonPorts, ...],
+    port: int,
+    admin: int,
+    stats: int,
+    prom_port: int,
+    jwks: str | None,
+    timeout: float,
+    started: list[Proc],
+) -> None:
+    config = local_envoy.local_config(
+        p,
+        site,
+        endpoints=[("127.0.0.1", t.grpc) for t in tritons],
+        listen_port=port,
+        admin_port=admin,
+        stats_port=stats,
+        prometheus_url=f"http://127.0.0.1:{prom_port}",
+        jwks=jwks,
+    )
+    path = local_envoy.write_config(config, directory / "envoy.yaml")
+    proc = local_envoy.start_envoy("envoy", path, directory / "envoy.log", admin_port=admin)
+    started.append(proc)
+    try:
+        local_envoy.wait_ready(proc, admin, len(tritons), timeout=timeout)
+    except StartError as exc:
+        raise StackError(f"Envoy: {exc}") from None
+
+
+def _start_prometheus(
+    p: SiteDeployment,
+    binary: Path,
+    directory: Path,
+    tritons: tuple[TritonPorts, ...],
+    envoy_stats: int,
+    port: int,
+    timeout: float,
+    started: list[Proc],
+) -> Proc:
+    config = local_prometheus.write_files(
+        p,
+        directory,
+        triton_targets=[t.metrics_address for t in tritons],
+        envoy_targets=[f"127.0.0.1:{envoy_stats}"],
+    )
+    proc = local_prometheus.start_prometheus(
+        binary, config, directory / "prometheus-data", directory / "prometheus.log", port=port
+    )
+    started.append(proc)
+    try:
+        local_prometheus.wait_ready(proc, port, len(tritons) + 1, timeout=timeout)
+    except StartError as exc:
+        raise StackError(f"Prometheus: {exc}") from None
+    return proc
+
+
+# Envoy first (stop taking new clients), then the servers behind it, then the monitoring.
+_STOP_ORDER = {"envoy": 0, "prometheus": 2}
+
+
+def _teardown(procs: list[Proc] | tuple[Proc, ...], prefixes: list[str] | tuple[str, ...]) -> list[str]:
+    ordered = sorted(procs, key=lambda proc: _STOP_ORDER.get(proc.name, 1))
+    stopped = []
+    for proc in ordered:
+        was_alive = proc.alive()
+        stop(proc)
+        stopped.append(f"{proc.name} (pid {proc.pid}){'' if was_alive else ' (had already exited)'}")
+    for prefix in prefixes:
+        for region in SHM_DIR.glob(f"{prefix}*"):
+            with contextlib.suppress(FileNotFoundError):
+                region.unlink()
+    return stopped
+
+
+def down(state: StackState) -> list[str]:
+    """Stop every process of the stack and remove its shared memory, state file and scratch data.
+
+    Logs and rendered configuration files stay in the run directory for post-mortems.
+    """
+    stopped = _teardown(state.processes, state.shm_prefixes)
+    for scratch in [state.run_dir / "prometheus-data", *(state.run_dir.glob("triton-*/backends"))]:
+        shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        state_path(state.run_dir).unlink()
+    return stopped
+
+
+def find(root: Path, p: SiteDeployment) -> StackState:
+    """The running (or crashed) stack of ``p``; StateError when there is none."""
+    return load(run_dir(root, p))
+
+
+@contextlib.contextmanager
+def running(tree: Tree, p: SiteDeployment, *, root: Path, **kwargs: Any) -> Iterator[StackState]:
+    """``up`` ... ``down``, for tests, the demo and the benchmark."""
+    state = up(tree, p, root=root, **kwargs)
+    try:
+        yield state
+    finally:
+        down(state)
+
+
+# --- status and fault injection --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int
+    running: bool
+    detail: str
+
+
+def status(state: StackState) -> list[ComponentStatus]:
+    """Each process: running or not, plus what its own interface says (upstream health, targets)."""
+    out = []
+    triton_by_name = {t.name: t for t in state.tritons}
+    health: dict[str, str] = {}
+    with contextlib.suppress(Exception):
+        health = local_envoy.upstream_health(state.envoy_admin)
+    for proc in state.processes:
+        alive = proc.alive()
+        detail = "" if alive else f"not running; see {proc.log}"
+        if alive and proc.name == "envoy":
+            healthy = sum(1 for v in health.values() if v == "healthy")
+            detail = f"gRPC 127.0.0.1:{state.envoy_port}, {healthy}/{len(state.tritons)} Triton upstreams healthy"
+        elif alive and proc.name in triton_by_name:
+            t = triton_by_name[proc.name]
+            flag = health.get(t.grpc_address, "unknown")
+            detail = f"gRPC {t.grpc_address}, metrics {t.metrics_address}; in Envoy: {flag}"
+        elif alive and proc.name == "prometheus":
+            try:
+                targets = local_prometheus.targets_up(state.prometheus_port or 0)
+                up_count = sum(1 for h in targets.values() if h == "up")
+                detail = f"{state.prometheus_url}, {up_count}/{len(targets)} targets up"
+            except Exception as exc:
+                detail = f"{state.prometheus_url}, targets unknown ({type(exc).__name__})"
+        out.append(ComponentStatus(proc.name, proc.pid, alive, detail))
+    return out
+
+
+def kill_triton(state: StackState, index: int) -> None:
+    """SIGKILL one replica's whole process group: a crash, as the failure tests need."""
+    kill(state.process(f"triton-{index}"))
+
+
+def stop_prometheus(state: StackState) -> None:
+    stop(state.process("prometheus"))
+
+
+def restart_prometheus(state: StackState, p: SiteDeployment, timeout: float = 30.0) -> StackState:
+    """Start Prometheus again on its port with the same files (its data survives); saves the state."""
+    binary = local_prometheus.prometheus_binary()
+    if binary is None or state.prometheus_port is None:
+        raise StackError("this stack runs without Prometheus")
+    started: list[Proc] = []
+    _start_prometheus(
+        p, binary, state.run_dir, state.tritons, state.envoy_stats, state.prometheus_port, timeout, started
+    )
+    procs = tuple(proc for proc in state.processes if proc.name != "prometheus") + tuple(started)
+    new = replace(state, processes=procs)
+    save(new)
+    return new

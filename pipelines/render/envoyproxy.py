@@ -1,0 +1,229 @@
+"""Envoy in front of Triton: Deployment, ConfigMap, client and stats Services, Ingress, PDB.
+
+The bootstrap itself comes from :mod:`pipelines.render.envoy` (data, never a template); this
+module only runs it:
+
+- the container runs the image's own Envoy with our arguments and installs nothing at start
+  (SuperSONIC ran ``apt-get install`` at every start and ignored its ``args``);
+- the client Service carries only the gRPC port, the stats Service only the stats listener;
+  the admin port is bound to 127.0.0.1 in the pod and appears in no Service and no
+  ``containerPort`` (SuperSONIC exposed it through the client Service);
+- a checksum of ``envoy.yaml`` in the pod template rolls the pods when the config changes;
+- the Prometheus bearer token (admission gate) is mounted from the site's Secret, never inlined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from typing import Any
+
+from pipelines.config.model import Site, SiteDeployment
+from pipelines.modelrepo.lock import Lock
+from pipelines.render import names
+from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH, envoy_config, envoy_yaml
+from pipelines.render.errors import problem
+from pipelines.render.objects import meta, resources, spread
+from pipelines.render.security import container_security, pod_security
+
+# The distroless Envoy images run as the "nonroot" user of their base image.
+ENVOY_UID = 65532
+TMP_SIZE = "64Mi"
+
+
+def envoy_config_text(p: SiteDeployment, site: Site) -> str:
+    """The envoy.yaml the ConfigMap carries; configuration the generator refuses becomes a render error."""
+    try:
+        return envoy_yaml(envoy_config(p, site))
+    except ValueError as exc:
+        raise problem(p, f"envoy: {exc}") from None
+
+
+def _probe(period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/ready", "port": "stats"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+    """Envoy's ConfigMap, Deployment, Services, optional Ingress and PodDisruptionBudget."""
+    r = p.envoy.resources
+    if not (r.cpu and r.memory):
+        raise problem(
+            p, "envoy.resources: both cpu and memory are required (requests and limits on every container)"
+        )
+    text = envoy_config_text(p, site)
+    checksum = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    name = names.envoy_name(p)
+
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": names.ENVOY_CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "config",
+            "configMap": {
+                "name": name,
+                "items": [{"key": names.ENVOY_CONFIG_FILE, "path": names.ENVOY_CONFIG_FILE}],
+            },
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
+    ]
+    auth = site.prometheus.auth if site.prometheus else None
+    if auth is not None:
+        token_dir, token_file = posixpath.split(PROMETHEUS_TOKEN_PATH)
+        mounts.append({"name": "prometheus-token", "mountPath": token_dir, "readOnly": True})
+        volumes.append(
+            {
+                "name": "prometheus-token",
+                "secret": {
+                    "secretName": auth.secret_ref.name,
+                    "items": [{"key": auth.secret_ref.key, "path": token_file}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+
+    container: dict[str, Any] = {
+        "name": "envoy",
+        "image": p.envoy.image,
+        # The image's entrypoint is Envoy itself; nothing else runs and nothing is installed.
+        "args": [
+            "-c",
+            f"{names.ENVOY_CONFIG_DIR}/{names.ENVOY_CONFIG_FILE}",
+            "--service-cluster",
+            name,
+            "--service-node",
+            "$(POD_NAME)",
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+        ],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": [
+            {"name": "grpc", "containerPort": names.ENVOY_GRPC, "protocol": "TCP"},
+            {"name": "stats", "containerPort": names.ENVOY_STATS, "protocol": "TCP"},
+        ],
+        "resources": resources(r),
+        "readinessProbe": _probe(5, 2),
+        "livenessProbe": _probe(10, 3),
+        "securityContext": container_security(read_only_root=True),
+        "volumeMounts": mounts,
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(p, "envoy", name),
+        "spec": {
+            "replicas": p.envoy.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": names.selector(p, "envoy")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": names.labels(p, "envoy"),
+                    "annotations": {names.CONFIG_CHECKSUM_ANNOTATION: checksum},
+                },
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": pod_security(ENVOY_UID),
+                    "containers": [container],
+                    "topologySpreadConstraints": spread(p, "envoy"),
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(p, "envoy", name),
+        "data": {names.ENVOY_CONFIG_FILE: text},
+    }
+    client_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _service_meta(p, name, "client"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector(p, "envoy"),
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": names.ENVOY_GRPC,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                }
+            ],
+        },
+    }
+    stats_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _service_meta(p, names.envoy_stats_name(p), "stats"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector(p, "envoy"),
+            "ports": [{"name": "stats", "port": names.ENVOY_STATS, "targetPort": "stats", "protocol": "TCP"}],
+        },
+    }
+    objs = [config_map, deployment, client_service, stats_service]
+    ingress = _ingress(p, site)
+    if ingress is not None:
+        objs.append(ingress)
+    if p.envoy.replicas > 1:
+        objs.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": meta(p, "envoy", name),
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": names.selector(p, "envoy")}},
+            }
+        )
+    return objs
+
+
+def _service_meta(p: SiteDeployment, name: str, role: str) -> dict[str, Any]:
+    m = meta(p, "envoy", name)
+    m["labels"][names.ROLE_LABEL] = role
+    return m
+
+
+def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
+    ing = p.envoy.ingress
+    if ing is None:
+        return None
+    if site.ingress is None:
+        raise problem(p, "envoy.ingress: the site offers no ingress")
+    m = meta(p, "envoy", names.envoy_name(p))
+    if site.ingress.annotations:
+        m["annotations"] = dict(site.ingress.annotations)
+    spec: dict[str, Any] = {
+        "ingressClassName": site.ingress.class_name,
+        "rules": [
+            {
+                "host": ing.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": names.envoy_name(p), "port": {"name": "grpc"}}},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    tls_secret = ing.tls_secret or site.ingress.tls_secret
+    if tls_secret:
+        spec["tls"] = [{"hosts": [ing.host], "secretName": tls_secret}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": m, "spec": spec}

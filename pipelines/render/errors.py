@@ -1,0 +1,41 @@
+"""Render errors: a configuration that is valid on its own but cannot be rendered yet.
+
+Example: a deployment with model artifacts whose model repository was never built (no lock
+file). Each error names the deployment file and the site, so the CLI can list them all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config.errors import display_path
+from pipelines.config.model import SiteDeployment
+
+
+@dataclass(frozen=True, order=True)
+class RenderProblem:
+    """One reason why one deployment cannot be rendered at one site."""
+
+    file: str
+    site: str
+    deployment: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.deployment} at site {self.site!r}: {self.message}"
+
+
+class RenderError(Exception):
+    """Raised with every problem found, so that users fix them in one go."""
+
+    def __init__(self, problems: Iterable[RenderProblem]):
+        self.problems: list[RenderProblem] = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def problem(p: SiteDeployment, message: str, source: Path | None = None) -> RenderError:
+    """A :class:`RenderError` about ``p`` (located at its deployment file unless ``source`` is given)."""
+    where = display_path(source if source is not None else p.source)
+    return RenderError([RenderProblem(where, p.site, f"{p.experiment}/{p.name}", message)])

@@ -1,0 +1,251 @@
+"""Triton Inference Server: the Deployment and its headless Service.
+
+The Service is headless so that Envoy resolves every ready pod IP and balances across them
+itself (a ClusterIP would pin each HTTP/2 connection to one pod).
+
+Draining: ``preStop`` creates :data:`names.DRAIN_FILE` and waits ``drain.delay``; the readiness
+probe fails while that file exists, so Envoy's health checks and the endpoints controller take
+the pod out while it still answers in-flight requests. Kubernetes then sends SIGTERM and Triton
+finishes what is left within ``--exit-timeout-secs``.
+
+The readiness probe runs ``sh`` and ``curl`` in the container (both are in the NGC
+``tritonserver`` images; a custom image must provide them too).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any
+
+from pipelines.config.model import Site, SiteDeployment
+from pipelines.modelrepo.lock import Lock
+from pipelines.render import names
+from pipelines.render.durations import whole_seconds
+from pipelines.render.errors import problem
+from pipelines.render.objects import meta, resources, spread
+from pipelines.render.security import container_security, pod_security
+from pipelines.render.volumes import model_sources
+
+STARTUP_PERIOD = 10  # seconds between start-up probes; failureThreshold covers startupTimeout
+TMP_SIZE = "1Gi"
+SHM_SIZE = "512Mi"  # Python-backend models exchange tensors through /dev/shm (64 Mi by default)
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
+    """``tritonserver`` arguments, one list element each (never a shell string)."""
+    s = p.triton.server
+    args = [f"--model-repository={r}" for r in repositories]
+    args += [
+        f"--http-port={names.TRITON_HTTP}",
+        f"--grpc-port={names.TRITON_GRPC}",
+        f"--metrics-port={names.TRITON_METRICS}",
+        "--allow-metrics=true",
+        f"--log-verbose={s.log_verbose}",
+        f"--log-info={_flag(s.log_info)}",
+        f"--strict-model-config={_flag(s.strict_model_config)}",
+        f"--exit-on-error={_flag(s.exit_on_error)}",
+        f"--exit-timeout-secs={whole_seconds(s.exit_timeout)}",
+        f"--model-control-mode={s.model_control_mode}",
+    ]
+    if s.model_control_mode == "poll":
+        args.append(f"--repository-poll-secs={whole_seconds(s.poll_interval, 1)}")
+    if s.model_control_mode == "explicit":
+        # Explicit mode loads nothing by itself: name every declared model.
+        args += [f"--load-model={m.name}" for m in p.models]
+    for backend in sorted(s.backend_config):
+        for key, value in sorted(s.backend_config[backend].items()):
+            args.append(f"--backend-config={backend},{key}={value}")
+    t = s.tracing
+    if t is not None:
+        args += [
+            f"--trace-config=mode={t.mode}",
+            f"--trace-config=level={t.level}",
+            f"--trace-config=rate={t.rate}",
+        ]
+        if t.mode == "opentelemetry" and t.endpoint:
+            args.append(f"--trace-config=opentelemetry,url={t.endpoint}")
+        if t.mode == "triton":
+            args.append("--trace-config=triton,file=/tmp/trace.json")
+    return args
+
+
+def _readiness_path(p: SiteDeployment) -> str:
+    rm = p.triton.probes.readiness_model
+    if rm is None:
+        return "/v2/health/ready"
+    if rm.version is None:
+        return f"/v2/models/{rm.name}/ready"
+    return f"/v2/models/{rm.name}/versions/{rm.version}/ready"
+
+
+def readiness_command(p: SiteDeployment) -> list[str]:
+    """Ready = Triton (or the readiness model) ready AND not draining."""
+    timeout = whole_seconds(p.triton.probes.readiness.timeout, 1)
+    url = f"http://127.0.0.1:{names.TRITON_HTTP}{_readiness_path(p)}"
+    script = (
+        f"test ! -e {shlex.quote(names.DRAIN_FILE)} && "
+        f"exec curl --fail --silent --show-error --output /dev/null --max-time {timeout} {shlex.quote(url)}"
+    )
+    return ["/bin/sh", "-c", script]
+
+
+def prestop_command(p: SiteDeployment) -> list[str]:
+    """Create the drain file, then give Envoy ``drain.delay`` to stop sending new requests."""
+    delay = whole_seconds(p.triton.drain.delay)
+    return ["/bin/sh", "-c", f"touch {shlex.quote(names.DRAIN_FILE)} && sleep {delay}"]
+
+
+def _probes(p: SiteDeployment) -> dict[str, Any]:
+    pr = p.triton.probes
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": STARTUP_PERIOD,
+            "timeoutSeconds": whole_seconds(pr.readiness.timeout, 1),
+            "failureThreshold": max(1, math.ceil(pr.startup_timeout / STARTUP_PERIOD)),
+        },
+        "readinessProbe": {
+            "exec": {"command": readiness_command(p)},
+            "periodSeconds": whole_seconds(pr.readiness.period, 1),
+            "timeoutSeconds": whole_seconds(pr.readiness.timeout, 1),
+            "failureThreshold": pr.readiness.failure_threshold,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": whole_seconds(pr.liveness.period, 1),
+            "timeoutSeconds": whole_seconds(pr.liveness.timeout, 1),
+            "failureThreshold": pr.liveness.failure_threshold,
+        },
+    }
+
+
+def _scheduling(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(GPU resources, pod scheduling fields) for the deployment's GPU class, or CPU-only."""
+    gpu = p.triton.gpu
+    if gpu is None:
+        return {}, {"nodeSelector": dict(p.triton.node_selector)} if p.triton.node_selector else {}
+    cls = site.gpu_classes.get(gpu.gpu_class)
+    if cls is None:
+        raise problem(p, f"triton.gpu.class: {gpu.gpu_class!r} is not a GPU class of the site")
+    pod: dict[str, Any] = {}
+    selector = {**cls.node_selector, **p.triton.node_selector}
+    if selector:
+        pod["nodeSelector"] = selector
+    if cls.products:
+        pod["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": list(cls.products)}
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
+    if cls.tolerations:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in cls.tolerations]
+    return {cls.resource: gpu.count}, pod
+
+
+def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+    """The Triton Deployment and its headless Service."""
+    r = p.triton.resources
+    if not (r.cpu and r.memory):
+        raise problem(
+            p, "triton.resources: both cpu and memory are required (requests and limits on every container)"
+        )
+    sources = model_sources(p, site, lock)
+    gpu_resources, scheduling = _scheduling(p, site)
+    env = list(sources.env)
+    if not gpu_resources:
+        # The NGC image sets NVIDIA_VISIBLE_DEVICES=all: without this a CPU pod on a GPU node sees every GPU.
+        env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
+    container: dict[str, Any] = {
+        "name": "triton",
+        "image": p.triton.image,
+        "command": ["tritonserver"],
+        "args": triton_args(p, sources.repositories),
+        "ports": [
+            {"name": "http", "containerPort": names.TRITON_HTTP, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": names.TRITON_GRPC, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": names.TRITON_METRICS, "protocol": "TCP"},
+        ],
+        "resources": resources(r, gpu_resources),
+        **_probes(p),
+        "lifecycle": {"preStop": {"exec": {"command": prestop_command(p)}}},
+        # Backends keep caches and the Python stub's files outside /tmp: the root stays writable.
+        "securityContext": container_security(read_only_root=False),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            *sources.mounts,
+        ],
+    }
+    if env:
+        container["env"] = env
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": names.triton_name(p),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": whole_seconds(p.triton.drain.grace_period),
+        "securityContext": pod_security(p.triton.run_as_user),
+        "containers": [container],
+        "topologySpreadConstraints": spread(p, "triton"),
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+            *sources.volumes,
+        ],
+        **scheduling,
+    }
+    spec: dict[str, Any] = {
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": names.selector(p, "triton")},
+        # GPU pods never surge: a rollout must not claim more GPUs than the quota counts.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}
+            if gpu_resources
+            else {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {"metadata": {"labels": names.labels(p, "triton")}, "spec": pod_spec},
+    }
+    if p.autoscaling is None:
+        # With autoscaling KEDA owns the count: omitted, so Argo CD never fights it.
+        spec["replicas"] = p.replicas
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(p, "triton", names.triton_name(p)),
+        "spec": spec,
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(p, "triton", names.triton_name(p)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": names.selector(p, "triton"),
+            "ports": [
+                {"name": "http", "port": names.TRITON_HTTP, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "grpc",
+                    "port": names.TRITON_GRPC,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+                {"name": "metrics", "port": names.TRITON_METRICS, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        },
+    }
+    return [deployment, service]

@@ -1,0 +1,217 @@
+"""Where Triton finds its models: volumes, mounts and ``--model-repository`` paths.
+
+Each kind of source is handled by one function, and the dispatch tables are keyed by the
+very property names of the schemas (``modelRepository.{cvmfs,pvc,nfs,baked}`` in the
+deployment schema, ``storage.cvmfs.{storageClass,hostPath}`` in the site schema). A test
+compares these keys with the schemas, so a storage type can never be spelled one way in the
+documentation and another in the renderer (SuperSONIC's ``cvmfs`` / ``cvmfs-hostPath``
+mismatch left Triton with a silently empty volume).
+
+Every mount is read-only: Triton never writes its model repository.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.config.model import Site, SiteDeployment
+from pipelines.modelrepo.lock import Lock, lock_path
+from pipelines.render import names
+from pipelines.render.errors import problem
+from pipelines.render.objects import meta
+
+_SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+CVMFS_CLAIM_SIZE = "1Gi"  # CVMFS CSI ignores the size, but the API requires one
+
+
+@dataclass
+class ModelSources:
+    """What the Triton pod needs for its models, in the order Triton should search them."""
+
+    repositories: list[str] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    env: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)  # PersistentVolumeClaims to render
+
+
+Handler = Callable[[SiteDeployment, Site, ModelSources], None]
+
+
+def _cvmfs_claim(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    cvmfs = site.storage.cvmfs
+    assert cvmfs is not None and cvmfs.storage_class is not None
+    out.objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": meta(p, "triton", names.cvmfs_claim_name(p)),
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": cvmfs.storage_class,
+                "resources": {"requests": {"storage": CVMFS_CLAIM_SIZE}},
+            },
+        }
+    )
+    out.volumes.append(
+        {"name": "cvmfs", "persistentVolumeClaim": {"claimName": names.cvmfs_claim_name(p), "readOnly": True}}
+    )
+
+
+def _cvmfs_host_path(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    cvmfs = site.storage.cvmfs
+    assert cvmfs is not None and cvmfs.host_path is not None
+    out.volumes.append({"name": "cvmfs", "hostPath": {"path": cvmfs.host_path, "type": "Directory"}})
+
+
+# Keyed by the property names of site.schema.json#/properties/storage/properties/cvmfs.
+CVMFS_MODES: dict[str, Handler] = {"storageClass": _cvmfs_claim, "hostPath": _cvmfs_host_path}
+
+
+def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    if not p.model_repository.cvmfs:
+        return
+    cvmfs = site.storage.cvmfs
+    if cvmfs is None:
+        raise problem(p, "modelRepository.cvmfs: the site offers no CVMFS (storage.cvmfs)")
+    mode = "storageClass" if cvmfs.storage_class is not None else "hostPath"
+    CVMFS_MODES[mode](p, site, out)
+    # HostToContainer: CVMFS repositories are automounted on first access, after the pod started.
+    out.mounts.append(
+        {
+            "name": "cvmfs",
+            "mountPath": names.CVMFS_MOUNT,
+            "readOnly": True,
+            "mountPropagation": "HostToContainer",
+        }
+    )
+    out.repositories.extend(p.model_repository.cvmfs)
+
+
+def _pvc(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    claims: list[str] = []
+    for i, entry in enumerate(p.model_repository.pvc):
+        if entry.claim not in site.storage.pvcs:
+            raise problem(p, f"modelRepository.pvc[{i}]: claim {entry.claim!r} is not offered by the site")
+        if entry.claim not in claims:
+            claims.append(entry.claim)
+            out.volumes.append(
+                {
+                    "name": f"models-pvc-{claims.index(entry.claim)}",
+                    "persistentVolumeClaim": {"claimName": entry.claim, "readOnly": True},
+                }
+            )
+        path = f"/models/pvc/{i}"
+        mount: dict[str, Any] = {
+            "name": f"models-pvc-{claims.index(entry.claim)}",
+            "mountPath": path,
+            "readOnly": True,
+        }
+        if entry.path.strip("/"):
+            mount["subPath"] = entry.path.strip("/")
+        out.mounts.append(mount)
+        out.repositories.append(path)
+
+
+def _nfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    if not p.model_repository.nfs:
+        return
+    nfs = site.storage.nfs
+    if nfs is None:
+        raise problem(p, "modelRepository.nfs: the site offers no NFS export (storage.nfs)")
+    out.volumes.append(
+        {"name": "models-nfs", "nfs": {"server": nfs.server, "path": nfs.path, "readOnly": True}}
+    )
+    out.mounts.append({"name": "models-nfs", "mountPath": names.NFS_MOUNT, "readOnly": True})
+    out.repositories.extend(f"{names.NFS_MOUNT}/{rel.strip('/')}" for rel in p.model_repository.nfs)
+
+
+def _baked(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    out.repositories.extend(p.model_repository.baked)
+
+
+# Keyed by the property names of deployment.schema.json#/$defs/modelRepository, in search order.
+IN_PLACE: dict[str, Handler] = {"cvmfs": _cvmfs, "pvc": _pvc, "nfs": _nfs, "baked": _baked}
+
+
+def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSources) -> None:
+    built = [m for m in p.models if m.artifact is not None]
+    if not built:
+        return
+    where = lock_path(p.source, p.name)
+    if lock is None:
+        raise problem(
+            p,
+            f"models {', '.join(m.name for m in built)} have artifacts but the model repository was never "
+            f"built (no {where.name} in {where.parent.name}/): run `sonic build-models` and commit the lock file",
+        )
+    want = {(m.name, m.artifact.sha256, tuple(m.versions)) for m in built if m.artifact is not None}
+    have = {(m.name, m.sha256, tuple(m.versions)) for m in lock.models}
+    if (lock.experiment, lock.deployment) != (p.experiment, p.name) or want != have:
+        changed = sorted({n for n, *_ in want ^ have})
+        raise problem(
+            p,
+            f"the lock file {where.name} does not match the declared models"
+            + (f" ({', '.join(changed)})" if changed else " (it belongs to another deployment)")
+            + ": run `sonic build-models` again and commit the lock file",
+            source=where,
+        )
+    if not _SNAPSHOT_ID.match(lock.snapshot) or lock.snapshot != lock.content_digest():
+        raise problem(
+            p,
+            f"the lock file {where.name} was edited by hand (its snapshot id does not match its content): "
+            "run `sonic build-models` again and commit the lock file",
+            source=where,
+        )
+    snapshots = site.storage.snapshots
+    s3 = site.storage.s3
+    if snapshots is not None:
+        out.volumes.append(
+            {
+                "name": "models-built",
+                "persistentVolumeClaim": {"claimName": snapshots.claim, "readOnly": True},
+            }
+        )
+        out.mounts.append(
+            {
+                "name": "models-built",
+                "mountPath": names.SNAPSHOT_MOUNT,
+                "subPath": names.snapshot_subpath(p),
+                "readOnly": True,
+            }
+        )
+        out.repositories.append(f"{names.SNAPSHOT_MOUNT}/{lock.repository_subpath}")
+    elif s3 is not None:
+        # Triton reads s3://https://host[:port]/bucket/path for S3-compatible stores.
+        out.repositories.append(
+            f"s3://{s3.endpoint.rstrip('/')}/{s3.bucket}/{names.snapshot_subpath(p)}/{lock.repository_subpath}"
+        )
+        out.env.extend(
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": s3.credentials, "key": var}}}
+            for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        )
+    else:
+        raise problem(
+            p,
+            "models with artifacts are served from a built snapshot, but the site offers no snapshot "
+            "storage (storage.snapshots or storage.s3)",
+        )
+
+
+def model_sources(p: SiteDeployment, site: Site, lock: Lock | None) -> ModelSources:
+    """Every model source of ``p`` at ``site``: the built snapshot first, then the in-place ones."""
+    out = ModelSources()
+    _snapshot(p, site, lock, out)
+    for handler in IN_PLACE.values():
+        handler(p, site, out)
+    if not out.repositories:
+        raise problem(p, "no model repository: give models an artifact or declare modelRepository sources")
+    return out
+
+
+def render_volumes(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+    """The PersistentVolumeClaims the deployment's model sources need (a CVMFS claim, or none)."""
+    return model_sources(p, site, lock).objects

@@ -1,0 +1,220 @@
+"""WorkflowTemplate ``pr-validation``: what a pull request would do, checked before anyone merges it.
+
+::
+
+    pending status ─┐
+    checkout ───────┴─► validate ──┬─► build-models --dry-run (one per changed deployment)
+                                   └─► render --check ─► verify rendered objects offline
+    on exit (always): commit status + the one bot comment summarising per site what changes
+
+The pull-request head is checked out from ``refs/pull/<n>/head`` (forks work) at exactly the
+commit the event named. GitHub's pull_request payload lists no files, so the Sensor cannot tell
+whether a pull request touches ``experiments/`` or ``gitops/sites/``: the checkout step decides
+(``relevant``) and the validation steps are skipped when it does not.
+
+No step talks to the Kubernetes API: the workflow's pods get no ServiceAccount token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
+from hera.workflows import models as m
+
+from pipelines.workflows import rbac
+from pipelines.workflows.settings import PipelineSettings
+from pipelines.workflows.steps import (
+    LARGE,
+    MEDIUM,
+    OUTPUTS,
+    SRC,
+    TMP_VOLUME,
+    WORKSPACE,
+    WORKSPACE_MOUNT,
+    argv,
+    secret_file,
+    secret_mount,
+    secret_volume,
+    sonic_step,
+    task_output,
+    wf_param,
+    workflow_spec_defaults,
+    workspace_claim,
+)
+
+NAME = "pr-validation"
+TOKEN_VOLUME = "github-token"
+# Which changes are worth validating (the checkout step's ``relevant`` output).
+PATHS = ("experiments/", "gitops/sites/")
+# Offline verification of the rendered objects, in the image that has Envoy and promtool.
+VERIFY_ARGS = ["pipelines", "verify-rendered", "--require-all"]
+
+
+def template(settings: PipelineSettings) -> WorkflowTemplate:
+    """The ``pr-validation`` WorkflowTemplate."""
+    token = secret_file(TOKEN_VOLUME, settings.github_token)
+    repo, pr, sha, base = (wf_param(p) for p in ("repository", "pr-number", "head-sha", "base-ref"))
+    api = {"api_url": settings.github_api, "token_file": token}
+    token_mounts = [secret_mount(TOKEN_VOLUME)]
+
+    pending = sonic_step(
+        "report-pending",
+        argv(
+            "github",
+            "status",
+            repository=repo,
+            sha=sha,
+            state="pending",
+            context=settings.status_context,
+            description="validation running",
+            target_url=wf_param("details-url"),
+            **api,
+        ),
+        settings,
+        network=True,
+        mounts=token_mounts,
+        workdir=None,
+    )
+    checkout = sonic_step(
+        "checkout",
+        argv(
+            "github",
+            "checkout",
+            repository=repo,
+            server=settings.git_server,
+            pr=pr,
+            ref=sha,
+            base_ref=base,
+            relevant=PATHS,
+            dest=SRC,
+            outputs=OUTPUTS,
+            token_file=token,
+        ),
+        settings,
+        network=True,
+        mounts=[WORKSPACE_MOUNT, *token_mounts],
+        workdir=WORKSPACE,
+        outputs=("base-sha", "relevant", "deployments"),
+    )
+    validate = sonic_step(
+        "validate",
+        ["validate", "--changed-against", "{{inputs.parameters.base-sha}}"],
+        settings,
+        size=MEDIUM,
+        inputs=("base-sha",),
+    )
+    # Artifacts are fetched and verified (sha256, ONNX graph against the declared config), so
+    # this talks to the network; nothing is published.
+    build = sonic_step(
+        "build-models-dry-run",
+        ["build-models", "{{inputs.parameters.deployment}}", "--dry-run"],
+        settings,
+        size=LARGE,
+        network=True,
+        deadline=1800,
+        inputs=("deployment",),
+    )
+    render_check = sonic_step("render-check", ["render", "--check"], settings, size=MEDIUM)
+    verify = sonic_step("verify-rendered", VERIFY_ARGS, settings, size=MEDIUM)
+    status = sonic_step(
+        "report-status",
+        argv(
+            "github",
+            "status",
+            repository=repo,
+            sha=sha,
+            workflow_status="{{workflow.status}}",
+            context=settings.status_context,
+            target_url=wf_param("details-url"),
+            **api,
+        ),
+        settings,
+        network=True,
+        mounts=token_mounts,
+        workdir=None,
+    )
+    comment = sonic_step(
+        "report-comment",
+        argv(
+            "github",
+            "comment",
+            repository=repo,
+            pr=pr,
+            sha=sha,
+            workflow_status="{{workflow.status}}",
+            failures="{{workflow.failures}}",
+            workflow="{{workflow.name}}",
+            details_url=wf_param("details-url"),
+            checkout=SRC,
+            base_ref=base,
+            relevant=PATHS,
+            skip_if_irrelevant=True,
+            **api,
+        ),
+        settings,
+        network=True,
+        mounts=[WORKSPACE_MOUNT, *token_mounts],
+        workdir=WORKSPACE,
+    )
+
+    with WorkflowTemplate(
+        name=NAME,
+        annotations={"workflows.argoproj.io/description": "Validate a pull request and report on it."},
+        entrypoint="main",
+        on_exit="report",
+        arguments=[
+            Parameter(
+                name="repository", description="OWNER/NAME of the repository", value=settings.repository
+            ),
+            Parameter(name="pr-number", description="pull request number"),
+            Parameter(name="head-sha", description="commit to validate (the pull request's head)"),
+            Parameter(
+                name="base-ref", description="branch the pull request targets", value=settings.base_branch
+            ),
+            Parameter(
+                name="details-url", description="link shown with the commit status (optional)", value=""
+            ),
+        ],
+        # One run per pull request at a time, so an older run never overwrites a newer comment last.
+        synchronization=m.Synchronization(
+            mutexes=[m.Mutex(name="pr-validation-{{workflow.parameters.pr-number}}")]
+        ),
+        automount_service_account_token=False,
+        volume_claim_templates=[workspace_claim()],
+        volume_claim_gc=m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
+        volumes=[TMP_VOLUME, secret_volume(TOKEN_VOLUME, settings.github_token)],
+        **workflow_spec_defaults(settings, rbac.PR_VALIDATION_SA, deadline=3600),
+    ) as wt:
+        with DAG(name="main"):
+            t_pending = Task(name="report-pending", template=pending)
+            t_checkout = Task(name="checkout", template=checkout)
+            t_validate = Task(
+                name="validate",
+                template=validate,
+                depends="checkout.Succeeded",
+                when=f"{task_output('checkout', 'relevant')} == true",
+                arguments={"base-sha": task_output("checkout", "base-sha")},
+            )
+            Task(
+                name="build-models",
+                template=build,
+                depends="validate.Succeeded",
+                with_param=task_output("checkout", "deployments"),
+                arguments={"deployment": "{{item}}"},
+            )
+            t_render = Task(name="render-check", template=render_check, depends="validate.Succeeded")
+            Task(name="verify-rendered", template=verify, depends="render-check.Succeeded")
+            _ = (t_pending, t_checkout, t_validate, t_render)
+        with DAG(name="report"):
+            Task(name="status", template=status)
+            Task(name="comment", template=comment)
+    return wt
+
+
+def objects(settings: PipelineSettings) -> list[dict[str, Any]]:
+    """The template and its (powerless) ServiceAccount."""
+    return [
+        rbac.service_account(rbac.PR_VALIDATION_SA, settings.namespace, token=False),
+        template(settings).to_dict(),
+    ]

@@ -1,0 +1,235 @@
+"""Artifact sources: local files and https downloads (real TLS on 127.0.0.1), verified before use."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.config.errors import ConfigError
+from pipelines.modelrepo.build import BuildResult
+from pipelines.modelrepo.cache import Cache, StatCache
+from pipelines.modelrepo.fetch import Fetched, FetchError, FetchPolicy, fetch, resolve
+from pipelines.modelrepo.progress import Quiet
+from pipelines.modelrepo.snapshot import list_snapshots
+from tests.modelrepo.https_server import HttpsServer, https_server
+from tests.modelrepo.support import Repo, sha256, tagger_entry
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[HttpsServer]:
+    with https_server(tmp_path / "tls") as s:
+        yield s
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Cache:
+    c = Cache(tmp_path / "store" / "cache")
+    c.prepare()
+    return c
+
+
+def policy(server: HttpsServer, **kw: object) -> FetchPolicy:
+    return FetchPolicy(ca_bundle=server.ca, attempts=3, backoff=0.01, backoff_max=0.05, timeout=10, **kw)  # type: ignore[arg-type]
+
+
+def get(
+    server: HttpsServer, cache: Cache, path: str, data: bytes, size: int | None = None, **kw: object
+) -> Fetched:
+    source = resolve(server.url + path, Path("/nowhere"), Path("/nowhere"))
+    stat = StatCache(cache.root / "stat-cache.json")
+    return fetch(source, sha256(data), size, cache, stat, policy(server, **kw), Quiet(), "k")
+
+
+def blobs(cache: Cache) -> list[str]:
+    return sorted(p.name for p in cache.blobs.iterdir())
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def test_relative_paths_must_stay_in_the_repository(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    base = root / "experiments" / "demo"
+    assert resolve("models/m.onnx", base, root).path == (base / "models" / "m.onnx").resolve()
+    with pytest.raises(FetchError, match="points outside the repository"):
+        resolve("../../../etc/passwd", base, root)
+    assert resolve("file:///srv/models/m.onnx", base, root).path == Path("/srv/models/m.onnx")
+    with pytest.raises(FetchError, match="unsupported scheme 's3'"):
+        resolve("s3://bucket/m.onnx", base, root)
+    with pytest.raises(FetchError, match="credentials in the URL"):
+        resolve("https://user:secret@example.org/m.onnx", base, root)
+
+
+def test_local_file_is_copied_hashed_and_then_trusted_while_unchanged(tmp_path: Path, cache: Cache) -> None:
+    src = tmp_path / "m.bin"
+    data = os.urandom(3 * MiB + 17)
+    src.write_bytes(data)
+    stats = StatCache(cache.root / "stat-cache.json")
+    source = resolve(f"file://{src}", tmp_path, tmp_path)
+    first = fetch(source, sha256(data), len(data), cache, stats, FetchPolicy(), Quiet(), "k")
+    assert first.transferred == len(data) and first.path == cache.blob(sha256(data))
+    assert first.path.read_bytes() == data
+    assert stat.S_IMODE(first.path.stat().st_mode) == 0o444  # verified bytes are read-only
+    again = fetch(source, sha256(data), len(data), cache, stats, FetchPolicy(), Quiet(), "k")
+    assert again.transferred == 0
+    # A changed file (same size, new bytes) is hashed again, and rejected.
+    src.write_bytes(b"x" * len(data))
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        fetch(source, sha256(data), len(data), cache, stats, FetchPolicy(), Quiet(), "k")
+
+
+def test_tampered_local_artifact_publishes_nothing(
+    repo: Repo, tagger_bytes: bytes, dest: Path, build_errors: Callable[..., list[ConfigError]]
+) -> None:
+    tampered = bytearray(tagger_bytes)
+    tampered[-1] ^= 0xFF
+    repo.write("experiments/demo/models/tagger.onnx", bytes(tampered))
+    repo.deployment([tagger_entry(tagger_bytes)])
+    (e,) = build_errors()
+    assert e.path == "models[0].artifact.source"
+    assert e.message == (
+        f"model 'tagger': artifact 'models/tagger.onnx': sha256 mismatch: declared {sha256(tagger_bytes)}, "
+        f"the bytes have {sha256(bytes(tampered))}; nothing was published"
+    )
+    assert list_snapshots(dest) == []
+    assert list((dest / "cache" / "sha256").iterdir()) == []
+    assert list((dest / "cache" / "tmp").iterdir()) == []
+    assert not (repo.root / "experiments" / "demo" / "locks").exists()
+
+
+# --- https ---------------------------------------------------------------------------------------
+
+
+def test_https_download_is_verified_and_cached(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(2 * MiB)
+    server.behaviour.files["/m.onnx"] = data
+    got = get(server, cache, "/m.onnx", data, len(data))
+    assert got.path.read_bytes() == data and got.transferred == len(data)
+    again = get(server, cache, "/m.onnx", data, len(data))
+    assert again.transferred == 0 and len(server.behaviour.requests) == 1  # served from the cache
+
+
+def test_untrusted_certificate_is_refused_without_retrying(
+    server: HttpsServer, cache: Cache, tmp_path: Path
+) -> None:
+    data = b"payload"
+    server.behaviour.files["/m.onnx"] = data
+    source = resolve(server.url + "/m.onnx", tmp_path, tmp_path)
+    stat = StatCache(cache.root / "stat-cache.json")
+    # The system trust store does not know the test CA.
+    with pytest.raises(FetchError) as info:
+        fetch(source, sha256(data), None, cache, stat, FetchPolicy(attempts=3, backoff=0.01), Quiet(), "k")
+    assert str(info.value) == "download failed after 1 attempt: TLS verification failed"
+    assert server.behaviour.requests == [] and blobs(cache) == []
+
+
+def test_resume_after_a_dropped_connection(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(3 * MiB)
+    server.behaviour.files["/m.onnx"] = data
+    server.behaviour.drop_after["/m.onnx"] = MiB + 123
+    got = get(server, cache, "/m.onnx", data, len(data))
+    assert got.path.read_bytes() == data
+    (_first, first_range), (_second, second_range) = server.behaviour.requests
+    assert first_range is None and second_range is not None
+    resumed_at = int(second_range.removeprefix("bytes=").removesuffix("-"))
+    assert 0 < resumed_at <= MiB + 123
+    # The dropped response, then only the missing tail.
+    assert server.behaviour.sent["/m.onnx"] == (MiB + 123) + (len(data) - resumed_at)
+
+
+def test_resume_a_partial_file_left_by_a_killed_run(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(MiB)
+    server.behaviour.files["/m.onnx"] = data
+    cache.part(sha256(data)).write_bytes(data[:400_000])
+    got = get(server, cache, "/m.onnx", data, len(data))
+    assert got.path.read_bytes() == data
+    assert server.behaviour.requests == [("/m.onnx", "bytes=400000-")]
+    assert server.behaviour.sent["/m.onnx"] == len(data) - 400_000
+    assert not cache.part(sha256(data)).exists()
+
+
+def test_a_wrong_partial_file_is_thrown_away_and_downloaded_again(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(MiB)
+    server.behaviour.files["/m.onnx"] = data
+    cache.part(sha256(data)).write_bytes(b"\0" * 1000)  # not a prefix of the real bytes
+    got = get(server, cache, "/m.onnx", data, len(data))
+    assert got.path.read_bytes() == data
+    assert server.behaviour.requests == [("/m.onnx", "bytes=1000-"), ("/m.onnx", None)]
+
+
+def test_announced_size_above_the_declared_size_is_not_downloaded(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(MiB)
+    server.behaviour.files["/m.onnx"] = data
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/m.onnx", data, size=1000)
+    assert (
+        str(info.value)
+        == f"the server announces {len(data)} bytes, above the limit of 1000 bytes; not downloaded"
+    )
+    assert blobs(cache) == [] and not cache.part(sha256(data)).exists()
+
+
+def test_streaming_stops_at_the_size_limit(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(32 * MiB)
+    server.behaviour.files["/big"] = data
+    server.behaviour.no_length.add("/big")  # the limit must hold while streaming, without a header
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/big", data, max_size=256 * 1024)
+    assert str(info.value) == "the download exceeds the limit of 262144 bytes; stopped"
+    assert blobs(cache) == [] and not cache.part(sha256(data)).exists()
+    assert server.behaviour.sent.get("/big", 0) < len(data)  # the client hung up early
+
+
+def test_server_errors_are_retried_client_errors_are_not(server: HttpsServer, cache: Cache) -> None:
+    data = os.urandom(1000)
+    server.behaviour.files["/m.onnx"] = data
+    server.behaviour.errors["/m.onnx"] = [503, 502]
+    assert get(server, cache, "/m.onnx", data).path.read_bytes() == data
+    assert len(server.behaviour.requests) == 3
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/missing.onnx", b"other")
+    assert str(info.value).startswith("HTTP 404 Not Found from https://127.0.0.1:")
+    assert [p for p, _ in server.behaviour.requests].count("/missing.onnx") == 1
+
+
+def test_persistent_server_errors_give_up_after_the_attempts(server: HttpsServer, cache: Cache) -> None:
+    data = b"abc"
+    server.behaviour.files["/m.onnx"] = data
+    server.behaviour.errors["/m.onnx"] = [503] * 5
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/m.onnx", data)
+    assert str(info.value).startswith("download failed after 3 attempts: HTTP 503")
+
+
+def test_redirect_to_plain_http_is_refused(server: HttpsServer, cache: Cache) -> None:
+    server.behaviour.redirects["/m.onnx"] = "http://127.0.0.1:9/m.onnx"
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/m.onnx", b"x")
+    assert str(info.value) == "refusing to follow a redirect to a non-https URL (http://127.0.0.1:9/m.onnx)"
+
+
+def test_tampered_download_is_rejected_and_nothing_kept(server: HttpsServer, cache: Cache) -> None:
+    good = os.urandom(100_000)
+    server.behaviour.files["/m.onnx"] = good[:-1] + bytes([good[-1] ^ 1])
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/m.onnx", good, len(good))
+    assert "sha256 mismatch" in str(info.value)
+    assert blobs(cache) == [] and not cache.part(sha256(good)).exists()
+
+
+def test_https_artifact_in_a_deployment(
+    server: HttpsServer, repo: Repo, tagger_bytes: bytes, dest: Path, run_build: Callable[..., BuildResult]
+) -> None:
+    server.behaviour.files["/models/tagger.onnx"] = tagger_bytes
+    url = f"{server.url}/models/tagger.onnx"
+    repo.deployment([tagger_entry(tagger_bytes, source=url)])
+    result = run_build(policy=policy(server))
+    assert result.lock is not None and result.lock.models[0].source == url
+    assert result.snapshot is not None
+    assert (result.snapshot / "tagger" / "1" / "model.onnx").read_bytes() == tagger_bytes

@@ -1,0 +1,118 @@
+"""Shared helpers of the renderer tests (plain functions, cached: rendering is pure).
+
+The ``minimal`` deployment is rendered with a lock built here, so the tests and golden files
+do not depend on the committed lock file (``sonic build-models`` output).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.config import Site, SiteDeployment, Tree, load_tree
+from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
+from pipelines.render import render_site_deployment
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT.parent / "shared" / "crds"
+
+# Which CRD file defines each custom kind the renderers produce.
+CRD_FILES = {
+    "ScaledObject": "keda.sh/scaledobjects.yaml",
+    "TriggerAuthentication": "keda.sh/triggerauthentications.yaml",
+    "ServiceMonitor": "monitoring.coreos.com/servicemonitors.yaml",
+    "PodMonitor": "monitoring.coreos.com/podmonitors.yaml",
+    "PrometheusRule": "monitoring.coreos.com/prometheusrules.yaml",
+    "Application": "argoproj.io/applications.yaml",
+    "ApplicationSet": "argoproj.io/applicationsets.yaml",
+    "AppProject": "argoproj.io/appprojects.yaml",
+}
+
+
+@functools.cache
+def tree() -> Tree:
+    return load_tree(ROOT)
+
+
+def lock_for(p: SiteDeployment) -> Lock | None:
+    """A well-formed lock for ``p``'s artifact models (None when it has none)."""
+    built = [m for m in p.models if m.artifact is not None]
+    if not built:
+        return None
+    models = tuple(
+        LockedModel(
+            name=m.name,
+            versions=tuple(m.versions),
+            source=m.artifact.source,
+            sha256=m.artifact.sha256,
+            size=m.artifact.size or 1,
+            config_sha256="0" * 64,
+        )
+        for m in sorted(built, key=lambda m: m.name)
+        if m.artifact is not None
+    )
+    return Lock(p.experiment, p.name, content_digest(p.experiment, p.name, models), models)
+
+
+def placements() -> list[tuple[SiteDeployment, Site]]:
+    t = tree()
+    return [(p, t.sites[p.site]) for p in t.site_deployments()]
+
+
+def placement(site: str, name: str) -> tuple[SiteDeployment, Site]:
+    for p, s in placements():
+        if p.site == site and p.name == name:
+            return p, s
+    raise KeyError((site, name))
+
+
+def ident(p: SiteDeployment) -> str:
+    return f"{p.site}/{p.experiment}/{p.name}"
+
+
+@functools.cache
+def _rendered(site: str, name: str) -> tuple[dict[str, Any], ...]:
+    p, s = placement(site, name)
+    return tuple(render_site_deployment(p, s, lock_for(p)))
+
+
+def rendered(p: SiteDeployment) -> list[dict[str, Any]]:
+    """Fresh copies of the objects ``p`` renders (tests may modify them)."""
+    import copy
+
+    return copy.deepcopy(list(_rendered(p.site, p.name)))
+
+
+def all_objects() -> list[tuple[str, dict[str, Any]]]:
+    """(deployment id, object) for every example deployment at every site."""
+    return [(ident(p), obj) for p, _ in placements() for obj in rendered(p)]
+
+
+def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    matches = [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+def pods(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod spec of a workload object, or None."""
+    if obj["kind"] in ("Deployment", "Job"):
+        spec: dict[str, Any] = obj["spec"]["template"]["spec"]
+        return spec
+    return None
+
+
+@functools.cache
+def crd_schema(kind: str, version: str) -> dict[str, Any]:
+    """The openAPIV3Schema of ``kind`` at ``version`` from ../shared/crds (parsed once)."""
+    path = CRDS / CRD_FILES[kind]
+    with path.open("rb") as fh:
+        crd = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    for v in crd["spec"]["versions"]:
+        if v["name"] == version:
+            schema: dict[str, Any] = v["schema"]["openAPIV3Schema"]
+            return schema
+    raise KeyError(f"{kind} has no version {version} in {path}")
