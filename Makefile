@@ -23,6 +23,9 @@ lint: setup
 render: setup
 	$(SONIC) render
 
+check-rendered: setup
+	$(SONIC) render --check
+
 bench: setup
 	$(PY) bench/validate_bench.py
 

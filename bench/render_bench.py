@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from pipelines.config import Site, SiteDeployment, load_tree  # noqa: E402
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
 from pipelines.render import _files_of, names, render_site_deployment  # noqa: E402
+from pipelines.render.envoy import envoy_config, envoy_yaml  # noqa: E402
 
 
 def _lock(p: SiteDeployment) -> Lock | None:
@@ -61,16 +63,27 @@ def render_all(items: list[tuple[SiteDeployment, Site, Lock | None]]) -> int:
     return files
 
 
-def time_render(n: int, repeat: int) -> tuple[float, float]:
-    items = workload(n)
-    render_all(items[: min(n, 7)])  # warm-up: imports, caches
+def envoy_only(items: list[tuple[SiteDeployment, Site, Lock | None]]) -> None:
+    for p, site, _ in items:
+        envoy_yaml(envoy_config(p, site))
+
+
+def _median_time(fn: Callable[[], object], repeat: int) -> float:
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
-        render_all(items)
+        fn()
         runs.append(time.perf_counter() - start)
-    total = statistics.median(runs)
-    return total, total / n
+    return statistics.median(runs)
+
+
+def time_render(n: int, repeat: int) -> tuple[float, float, float]:
+    """(total, per deployment, of which the Envoy bootstrap per deployment) in seconds."""
+    items = workload(n)
+    render_all(items[: min(n, 7)])  # warm-up: imports, caches
+    total = _median_time(lambda: render_all(items), repeat)
+    envoy = _median_time(lambda: envoy_only(items), repeat)
+    return total, total / n, envoy / n
 
 
 def time_check_in_process(repeat: int) -> float:
@@ -112,23 +125,22 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        total, per = time_render(n, args.repeat)
-        rows.append((n, total, per))
+        rows.append((n, *time_render(n, args.repeat)))
     check = time_check(args.repeat)
     in_process = time_check_in_process(args.repeat)
     if args.markdown:
-        print("| deployments | render total | per deployment |")
-        print("|---:|---:|---:|")
-        for n, total, per in rows:
-            print(f"| {n:,} | {total * 1000:,.0f} ms | {per * 1000:.1f} ms |")
+        print("| deployments | render total | per deployment | of which envoy.yaml |")
+        print("|---:|---:|---:|---:|")
+        for n, total, per, envoy in rows:
+            print(f"| {n:,} | {total * 1000:,.0f} ms | {per * 1000:.1f} ms | {envoy * 1000:.1f} ms |")
         print(
             f"\n`sonic render --check` on the example tree (7 deployments at 4 sites): {check:.2f} s wall "
             f"as a command, {in_process * 1000:.0f} ms of it the check itself (in process)"
         )
         return
-    print(f"{'deployments':>12} {'total':>10} {'per deployment':>15}")
-    for n, total, per in rows:
-        print(f"{n:>12,} {total * 1000:>8,.0f}ms {per * 1000:>13.2f}ms")
+    print(f"{'deployments':>12} {'total':>10} {'per deployment':>15} {'envoy.yaml':>11}")
+    for n, total, per, envoy in rows:
+        print(f"{n:>12,} {total * 1000:>8,.0f}ms {per * 1000:>13.2f}ms {envoy * 1000:>9.2f}ms")
     print(f"sonic render --check (example tree): {check:.2f} s wall (median of {args.repeat})")
     print(f"  of which the check itself, in process: {in_process * 1000:.0f} ms")
 

@@ -69,7 +69,9 @@ def token_accepted(ctx: Context, p: SiteDeployment) -> CheckResult:
         try:
             ctx.client.is_server_live(headers=ctx.endpoint.headers(), client_timeout=ctx.timeout())
         except Exception as exc:
-            if code_name(exc) == "UNAUTHENTICATED":
+            # Envoy answers 401 (UNAUTHENTICATED) for a bad token, 403 (PERMISSION_DENIED) for a
+            # valid token with the wrong audience.
+            if code_name(exc) in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
                 return "fail", f"the token was refused: {describe(exc)}", {}
             return "fail", describe(exc), {}
         return "pass", "a request with the token passes", {}

@@ -62,14 +62,22 @@ def synthetic(ctx: Context, plan: ModelPlan) -> CheckResult:
                 problems.append(f"output {t.name}: missing from the response")
                 continue
             want = [*batch, *t.dims]
-            if len(arr.shape) != len(want) or any(w not in (-1, s) for w, s in zip(want, arr.shape, strict=False)):
+            if len(arr.shape) != len(want) or any(
+                w not in (-1, s) for w, s in zip(want, arr.shape, strict=False)
+            ):
                 problems.append(f"output {t.name}: shape {list(arr.shape)}, declared {want}")
             elif np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-                problems.append(f"output {t.name}: {int(np.size(arr) - np.isfinite(arr).sum())} NaN/Inf values")
+                problems.append(
+                    f"output {t.name}: {int(np.size(arr) - np.isfinite(arr).sum())} NaN/Inf values"
+                )
         shapes = {k: list(v.shape) for k, v in arrays.items()}
         if problems:
             return "fail", "; ".join(problems), {"input_shapes": shapes}
-        return "pass", f"batch {plan.batch_size}: {len(outputs)} output(s) well-formed", {"input_shapes": shapes}
+        return (
+            "pass",
+            f"batch {plan.batch_size}: {len(outputs)} output(s) well-formed",
+            {"input_shapes": shapes},
+        )
 
     return timed("model.infer", plan.name, body)
 

@@ -49,7 +49,7 @@ class LoadResult:
         return self.ok / self.seconds if self.seconds > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float:
-        """Latency percentile ``q`` (0–100) of successful requests; NaN when none succeeded."""
+        """Latency percentile ``q`` (0 to 100) of successful requests; NaN when none succeeded."""
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
     @property

@@ -42,11 +42,15 @@ def instant_query(url: str, query: str, *, token: str | None = None, timeout: fl
             follow_redirects=False,
         )
     except httpx.HTTPError as exc:
-        return Answer(query, None, "unavailable", f"Prometheus at {url} unreachable ({type(exc).__name__}: {exc})")
+        return Answer(
+            query, None, "unavailable", f"Prometheus at {url} unreachable ({type(exc).__name__}: {exc})"
+        )
     try:
         body: Any = resp.json()
     except ValueError:
-        return Answer(query, None, "unavailable", f"Prometheus at {url} answered HTTP {resp.status_code}, not JSON")
+        return Answer(
+            query, None, "unavailable", f"Prometheus at {url} answered HTTP {resp.status_code}, not JSON"
+        )
     if resp.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
         why = body.get("error") if isinstance(body, dict) else None
         kind: Problem = "error" if resp.status_code in (400, 422) else "unavailable"

@@ -47,7 +47,11 @@ def run_checks(
     Never raises for what the endpoint or Prometheus do; raises EndpointError for a malformed
     endpoint string.
     """
-    ep = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint, token=token, timeout=call_timeout)
+    ep = (
+        endpoint
+        if isinstance(endpoint, Endpoint)
+        else Endpoint.parse(endpoint, token=token, timeout=call_timeout)
+    )
     if token is not None and ep.token != token:
         ep = Endpoint(ep.host, ep.port, token, ep.timeout)
     budget = timeout if timeout is not None else p.checks.timeout
@@ -90,7 +94,9 @@ def run_checks(
                 usable.append(plan.name)
         if load_probe:
             for plan in model_plans:
-                why = blocked or (None if plan.name in usable else "no successful inference (see model.infer)")
+                why = blocked or (
+                    None if plan.name in usable else "no successful inference (see model.infer)"
+                )
                 guard("latency.slo", plan.name, partial(slo.latency, ctx, plan, p.checks.latency_slo), why)
         for result in scaling.query_checks(ctx, p, prometheus_url, token=prometheus_token, wait=metrics_wait):
             add(result)

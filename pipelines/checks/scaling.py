@@ -45,8 +45,20 @@ def query_checks(
     """The load-query and activation-query checks, each skipped with a reason when nothing uses it."""
     load_users, activation_users = users(p)
     specs = (
-        ("metrics.load", metrics.load_query(p), load_users, metrics.triton_selector(p), "no autoscaling, no admission gate"),
-        ("metrics.activation", metrics.activation_query(p), activation_users, metrics.envoy_selector(p), "no autoscaling"),
+        (
+            "metrics.load",
+            metrics.load_query(p),
+            load_users,
+            metrics.triton_selector(p),
+            "no autoscaling, no admission gate",
+        ),
+        (
+            "metrics.activation",
+            metrics.activation_query(p),
+            activation_users,
+            metrics.envoy_selector(p),
+            "no autoscaling",
+        ),
     )
     out = []
     for check, query, who, selector, unused in specs:

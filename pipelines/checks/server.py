@@ -52,12 +52,21 @@ def model_ready(ctx: Context, model: Model) -> CheckResult:
             if not ok:
                 not_ready.append(version)
         if not_ready:
-            return (
-                "fail",
-                f"declared version(s) {not_ready} not ready: the model is missing from the repository "
-                "or failed to load (see the Triton log)",
-                {"not_ready_versions": not_ready},
-            )
+            data: dict[str, object] = {"not_ready_versions": not_ready}
+            try:
+                meta = ctx.client.get_model_metadata(
+                    model.name, headers=ctx.endpoint.headers(), client_timeout=ctx.timeout()
+                )
+            except Exception as exc:
+                why = describe(exc)
+                return (
+                    "fail",
+                    f"the server does not know the model ({why}): it is missing from the repository "
+                    "or failed to load (see the Triton log)",
+                    data,
+                )
+            served = list(meta.versions)
+            return "fail", f"declared version(s) {not_ready} not ready (served versions: {served})", data
         return "pass", f"version(s) {list(model.versions)} ready", {}
 
     return timed("model.ready", model.name, body)
@@ -69,7 +78,9 @@ def model_matches(ctx: Context, model: Model) -> CheckResult:
     def body() -> Outcome:
         try:
             headers = ctx.endpoint.headers()
-            metadata = ctx.client.get_model_metadata(model.name, headers=headers, client_timeout=ctx.timeout())
+            metadata = ctx.client.get_model_metadata(
+                model.name, headers=headers, client_timeout=ctx.timeout()
+            )
             config = ctx.client.get_model_config(model.name, headers=headers, client_timeout=ctx.timeout())
         except Exception as exc:
             return "fail", describe(exc), {}

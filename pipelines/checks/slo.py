@@ -44,7 +44,9 @@ def latency(ctx: Context, plan: ModelPlan, slo: LatencySLO) -> CheckResult:
         )
         problems = []
         if result.stopped_early:
-            problems.append(f"the run's deadline stopped the probe after {result.requests} of {slo.requests} requests")
+            problems.append(
+                f"the run's deadline stopped the probe after {result.requests} of {slo.requests} requests"
+            )
         if result.error_ratio > slo.max_error_ratio:
             kinds = ", ".join(f"{k} x{n}" for k, n in result.error_kinds.items())
             problems.append(
@@ -59,7 +61,9 @@ def latency(ctx: Context, plan: ModelPlan, slo: LatencySLO) -> CheckResult:
                 problems.append(f"p99 {result.p99_ms:.1f} ms above the SLO {slo.p99 * 1000:g} ms")
         if problems:
             return "fail", f"{figures}; " + "; ".join(problems), data
-        bounds = (f"p50 <= {slo.p50 * 1000:g} ms, " if slo.p50 is not None else "") + f"p99 <= {slo.p99 * 1000:g} ms"
+        bounds = (
+            f"p50 <= {slo.p50 * 1000:g} ms, " if slo.p50 is not None else ""
+        ) + f"p99 <= {slo.p99 * 1000:g} ms"
         return "pass", f"{figures} (SLO {bounds})", data
 
     return timed("latency.slo", plan.name, body)

@@ -81,6 +81,7 @@ from pipelines.cli import pipelines_cmd as _pipelines_cmd  # noqa: E402,F401
 from pipelines.cli import pushgateway as _pushgateway  # noqa: E402,F401
 from pipelines.cli import render as _render  # noqa: E402,F401
 from pipelines.cli import rollout as _rollout  # noqa: E402,F401
+from pipelines.cli import schema_docs as _schema_docs  # noqa: E402,F401
 from pipelines.cli import validate as _validate  # noqa: E402,F401
 
 if __name__ == "__main__":

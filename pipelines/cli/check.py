@@ -14,7 +14,9 @@ from pipelines.config import LayoutError, SiteDeployment, Tree, find_root
 
 @cli.command()
 @click.argument("deployment")
-@click.option("--endpoint", required=True, metavar="HOST:PORT", help="The deployment's gRPC endpoint (its Envoy).")
+@click.option(
+    "--endpoint", required=True, metavar="HOST:PORT", help="The deployment's gRPC endpoint (its Envoy)."
+)
 @click.option("--site", help="Which placement to check (needed when the deployment runs at several sites).")
 @click.option(
     "--token-file",
@@ -90,20 +92,26 @@ def check(
         from pipelines.checks import EndpointError, run_checks
         from pipelines.checks.output import print_report, to_json
     except ImportError as exc:
-        die(f"the checks need tritonclient and numpy ({exc}); install them: pip install 'sonic-gitops[checks]'")
+        die(
+            f"the checks need tritonclient and numpy ({exc}); install them: pip install 'sonic-gitops[checks]'"
+        )
     try:
         tree = load_or_exit(find_root(root), fmt=fmt)
     except LayoutError as exc:
         die(str(exc))
     p = placement(tree, deployment, site)
     token = read_secret(token_file, "--token-file") if token_file else None
-    prom_token = read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
+    prom_token = (
+        read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
+    )
     if prometheus_url is None and tree.sites[p.site].prometheus is not None:
         prometheus_url = tree.sites[p.site].prometheus.url  # type: ignore[union-attr]
         if fmt == "text":
             err.print(f"sonic: asking the site's Prometheus at {prometheus_url} (override with --prometheus)")
     # The spinner only where a person watches; JSON output stays clean for machines.
-    progress = out.status(f"checking {p.experiment}/{p.name} at {endpoint} ...") if fmt == "text" else nullcontext()
+    progress = (
+        out.status(f"checking {p.experiment}/{p.name} at {endpoint} ...") if fmt == "text" else nullcontext()
+    )
     try:
         with progress:
             report = run_checks(

@@ -41,7 +41,9 @@ class Step:
 )
 @click.option("--deployment", default=DEMO_DEPLOYMENT, show_default=True, help="The deployment to run.")
 @click.option("--replicas", type=click.IntRange(1, 8), default=2, show_default=True, help="Triton replicas.")
-@click.option("--keep", is_flag=True, help="Leave the local stack running at the end (stop it with `sonic local down`).")
+@click.option(
+    "--keep", is_flag=True, help="Leave the local stack running at the end (stop it with `sonic local down`)."
+)
 def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
     """Run the whole chain on this machine with real Triton, Envoy and Prometheus processes.
 
@@ -54,6 +56,7 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
     6. report    what passed, failed and was skipped, and why
     7. down      stop everything, remove shared memory
 
+    The stack comes down after the report even when a check failed (or on Ctrl-C), unless --keep.
     Exit codes: 0 every step passed; 1 a step or check failed; 2 environment error.
     """
     try:
@@ -70,7 +73,9 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
     )
     print_site_summary(tree)
     p = placement(tree, deployment, None)
-    steps.append(Step("validate", "passed", f"{len(tree.deployments)} deployments valid", time.perf_counter() - t0))
+    steps.append(
+        Step("validate", "passed", f"{len(tree.deployments)} deployments valid", time.perf_counter() - t0)
+    )
 
     out.rule(f"[bold]2. build {p.experiment}/{p.name} (--local)")
     repository = _build(tree, p, root, steps)
@@ -79,11 +84,10 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
     _render(tree, p, root, steps)
 
     out.rule(f"[bold]4. local up ({replicas} Triton replicas, Envoy, Prometheus)")
-    passed = _run_stack(tree, p, root, repository, replicas, keep, steps)
-
-    out.rule("[bold]6. report")
-    _print_steps(steps)
-    sys.exit(0 if passed and all(s.status != "failed" for s in steps) else EXIT_INVALID)
+    _run_stack(tree, p, root, repository, replicas, keep, steps)
+    ok = all(s.status != "failed" for s in steps)
+    out.print(Text("demo PASSED" if ok else "demo FAILED", style="bold green" if ok else "bold red"))
+    sys.exit(0 if ok else EXIT_INVALID)
 
 
 def _build(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Path:
@@ -103,9 +107,7 @@ def _build(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Path
     notes = [f"skipped model {m}: {why}" for m, why in built.skipped]
     for note in notes:
         out.print(note, markup=False)
-    steps.append(
-        Step("build", "passed", "; ".join(["snapshot published", *notes]), time.perf_counter() - t0)
-    )
+    steps.append(Step("build", "passed", "; ".join(["snapshot published", *notes]), time.perf_counter() - t0))
     return built.repository
 
 
@@ -141,7 +143,7 @@ def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Non
 
 def _run_stack(
     tree: Tree, p: SiteDeployment, root: Path, repository: Path, replicas: int, keep: bool, steps: list[Step]
-) -> bool:
+) -> None:
     from pipelines.checks import run_checks
     from pipelines.checks.output import print_report
     from pipelines.local import stack
@@ -192,18 +194,24 @@ def _run_stack(
                 time.perf_counter() - t1,
             )
         )
-        return report.passed
+        out.rule("[bold]6. report")
+        _print_steps(steps)
     finally:
         t2 = time.perf_counter()
         if keep:
             out.rule("[bold]7. down (skipped: --keep)")
-            out.print(f"the stack keeps running; stop it with: sonic local down {p.experiment}/{p.name}", markup=False)
-            steps.append(Step("down", "skipped", "--keep: the stack is still running", 0.0))
+            out.print(
+                f"the stack keeps running; stop it with: sonic local down {p.experiment}/{p.name}",
+                markup=False,
+            )
         else:
             out.rule("[bold]7. down")
             for line in stack.down(state):
                 out.print(f"stopped {line}", markup=False)
-            steps.append(Step("down", "passed", f"logs kept in {state.run_dir}", time.perf_counter() - t2))
+            out.print(
+                f"stack stopped in {time.perf_counter() - t2:.1f}s; logs kept in {state.run_dir}",
+                markup=False,
+            )
 
 
 def _fail(steps: list[Step], name: str, detail: str, t0: float, code: int = EXIT_INVALID) -> NoReturn:

@@ -31,7 +31,12 @@ from pipelines.workflows.github import (
 )
 
 # Argo's {{workflow.status}} -> GitHub commit status state.
-WORKFLOW_STATES: dict[str, State] = {"Succeeded": "success", "Failed": "failure", "Error": "error", "Running": "pending"}
+WORKFLOW_STATES: dict[str, State] = {
+    "Succeeded": "success",
+    "Failed": "failure",
+    "Error": "error",
+    "Running": "pending",
+}
 
 token_option = click.option(
     "--token-file",

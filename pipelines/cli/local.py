@@ -29,7 +29,9 @@ _root_option = click.option(
     show_default=True,
     help="Repository holding the deployment (the stack's files go to ROOT/.sonic/run/).",
 )
-_site_option = click.option("--site", help="Placement to run (needed when the deployment runs at several sites).")
+_site_option = click.option(
+    "--site", help="Placement to run (needed when the deployment runs at several sites)."
+)
 
 
 @cli.group()
@@ -69,7 +71,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 @local.command()
 @click.argument("deployment")
 @_site_option
-@click.option("--replicas", type=click.IntRange(1, 16), help="Triton replicas (default: the deployment's replicas).")
+@click.option(
+    "--replicas", type=click.IntRange(1, 16), help="Triton replicas (default: the deployment's replicas)."
+)
 @click.option("--no-prometheus", is_flag=True, help="Do not start Prometheus even when it is installed.")
 @click.option(
     "--jwks",

@@ -11,9 +11,10 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, load_or_exit, out, report_errors
 from pipelines.config import ConfigErrors, LayoutError, find_root
-from pipelines.workflows import render as workflows_render
-from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
 from pipelines.workflows.settings import SettingsError, load_settings
+
+# hera's models take a second to import: loaded inside the commands, not for every `sonic` call.
+OUT_DIR = "gitops/workflows"
 
 
 TOOLS = ("envoy", "promtool", "kubernetes-validate")
@@ -46,6 +47,8 @@ def render(check: bool, root: Path) -> None:
         root = find_root(root)
     except LayoutError as exc:
         die(str(exc))
+    from pipelines.workflows import render as workflows_render
+
     tree = load_or_exit(root)
     try:
         settings = load_settings(root)
@@ -57,21 +60,23 @@ def render(check: bool, root: Path) -> None:
     if check:
         d = workflows_render.drift(root, files)
         if d.clean:
-            out.print(f"ok: {workflows_render.OUT_DIR}/ is up to date ({len(files)} files)")
+            out.print(f"ok: {OUT_DIR}/ is up to date ({len(files)} files)")
             return
         click.echo(d.diff, nl=False)
         for name in d.missing:
-            click.echo(f"missing: {workflows_render.OUT_DIR}/{name}")
+            click.echo(f"missing: {OUT_DIR}/{name}")
         for name in d.stale:
-            click.echo(f"not rendered any more: {workflows_render.OUT_DIR}/{name}")
-        die(f"{workflows_render.OUT_DIR}/ is out of date: run `sonic pipelines render`", EXIT_INVALID)
+            click.echo(f"not rendered any more: {OUT_DIR}/{name}")
+        die(f"{OUT_DIR}/ is out of date: run `sonic pipelines render`", EXIT_INVALID)
     touched = workflows_render.write(root, files)
     summary = f"{len(touched)} of {len(files)} files changed" if touched else "nothing changed"
-    out.print(f"rendered {workflows_render.OUT_DIR}/: {summary}")
+    out.print(f"rendered {OUT_DIR}/: {summary}")
 
 
 @pipelines.command("verify-rendered")
-@click.option("--require-all", is_flag=True, help="Fail when a tool is missing (the pipeline image has them all).")
+@click.option(
+    "--require-all", is_flag=True, help="Fail when a tool is missing (the pipeline image has them all)."
+)
 @click.option(
     "--root",
     type=click.Path(path_type=Path, file_okay=False),
@@ -94,6 +99,8 @@ def verify_rendered(require_all: bool, root: Path) -> None:
         root = find_root(root)
     except LayoutError as exc:
         die(str(exc))
+    from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
+
     tree = load_or_exit(root)
     findings = verify_rendered_tree(root, tree)
     if not findings:

@@ -57,6 +57,9 @@ def _push(url: str, job: str, grouping: list[tuple[str, str]], text: str) -> Non
     "--prometheus-token-file", type=click.Path(path_type=Path, dir_okay=False), help="Passed to sonic check."
 )
 @click.option(
+    "--prometheus", "prometheus_url", metavar="URL", help="Passed to sonic check (default: the site's)."
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=1),
     default=900.0,
@@ -71,6 +74,7 @@ def check(
     site: str | None,
     token_file: Path | None,
     prometheus_token_file: Path | None,
+    prometheus_url: str | None,
     timeout: float,
 ) -> None:
     """Run `sonic check` on DEPLOYMENT, push the result, and exit with the check's exit code.
@@ -83,6 +87,8 @@ def check(
         extra += ["--site", site]
     if prometheus_token_file is not None:
         extra += ["--prometheus-token-file", str(prometheus_token_file)]
+    if prometheus_url:
+        extra += ["--prometheus", prometheus_url]
     run = run_check(deployment, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
     click.echo(run.stdout, nl=False)
     if run.stderr:

@@ -241,6 +241,9 @@ def wait(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Passed to sonic check when the file exists.",
 )
+@click.option(
+    "--prometheus", "prometheus_url", metavar="URL", help="Passed to sonic check (default: the site's)."
+)
 @click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(min=1), help="Seconds.")
 def verify(
     deployment: str,
@@ -249,10 +252,13 @@ def verify(
     report_file: Path,
     token_file: Path | None,
     prometheus_token_file: Path | None,
+    prometheus_url: str | None,
     timeout: float,
 ) -> None:
     """Run `sonic check --format json` and keep its report in REPORT_FILE; exit with its exit code."""
     extra = ["--site", site] if site else []
+    if prometheus_url:
+        extra += ["--prometheus", prometheus_url]
     if prometheus_token_file is not None and prometheus_token_file.is_file():
         extra += ["--prometheus-token-file", str(prometheus_token_file)]
     token = token_file if token_file is not None and token_file.is_file() else None

@@ -41,11 +41,9 @@ class _Loader(_CoreLoader):  # type: ignore[misc]
     """The C (or pure-Python) safe loader, with YAML 1.2-style floats such as ``1e-4`` (YAML 1.1 reads them as strings)."""
 
 
-_Loader.add_implicit_resolver(
-    f"{_STD}float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+# Exponent floats without a dot; a tool that writes these files should quote strings matching it.
+YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver(f"{_STD}float", YAML12_FLOAT, list("-+0123456789"))
 
 _scalars = SafeConstructor()
 

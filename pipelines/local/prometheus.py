@@ -46,7 +46,10 @@ def config(
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [rules_file],
         "scrape_configs": prometheus_scrape_config(
-            p, triton_targets=list(triton_targets), envoy_targets=list(envoy_targets), scrape_interval=scrape_interval
+            p,
+            triton_targets=list(triton_targets),
+            envoy_targets=list(envoy_targets),
+            scrape_interval=scrape_interval,
         ),
     }
 

@@ -110,7 +110,8 @@ def up(
         say(f"starting {n} Triton replica(s) on {repository}")
         servers = _start_tritons(repository, directory, n, timeout, started, prefixes)
         tritons = tuple(
-            TritonPorts(f"triton-{i}", s.http_port, s.grpc_port, s.metrics_port) for i, s in enumerate(servers)
+            TritonPorts(f"triton-{i}", s.http_port, s.grpc_port, s.metrics_port)
+            for i, s in enumerate(servers)
         )
 
         envoy_port, admin, stats, prom_port = free_ports(4)
@@ -211,7 +212,8 @@ def _start_envoy(
     jwks: str | None,
     timeout: float,
     started: list[Proc],
-) -> None:
+    name: str = "envoy",
+) -> Proc:
     config = local_envoy.local_config(
         p,
         site,
@@ -222,13 +224,43 @@ def _start_envoy(
         prometheus_url=f"http://127.0.0.1:{prom_port}",
         jwks=jwks,
     )
-    path = local_envoy.write_config(config, directory / "envoy.yaml")
-    proc = local_envoy.start_envoy("envoy", path, directory / "envoy.log", admin_port=admin)
-    started.append(proc)
     try:
-        local_envoy.wait_ready(proc, admin, len(tritons), timeout=timeout)
+        proc = local_envoy.run_config(config, directory, name, hosts=len(tritons), timeout=timeout)
     except StartError as exc:
         raise StackError(f"Envoy: {exc}") from None
+    started.append(proc)
+    return proc
+
+
+@dataclass(frozen=True)
+class ExtraEnvoy:
+    """A second Envoy on a running stack's Tritons (another rendering of the same deployment)."""
+
+    proc: Proc
+    port: int
+    admin: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def extra_envoy(
+    state: StackState, p: SiteDeployment, site: Site, *, name: str, jwks: str | None = None
+) -> Iterator[ExtraEnvoy]:
+    """Run ``p``'s rendered Envoy (e.g. a variant with JWT or another gate threshold) in front of
+    the stack's Tritons and Prometheus, for as long as the ``with`` block lasts."""
+    port, admin, stats = free_ports(3)
+    prom_port = state.prometheus_port or free_ports(1)[0]
+    started: list[Proc] = []
+    _start_envoy(
+        p, site, state.run_dir, state.tritons, port, admin, stats, prom_port, jwks, 30.0, started, name
+    )
+    try:
+        yield ExtraEnvoy(started[0], port, admin)
+    finally:
+        stop(started[0])
 
 
 def _start_prometheus(
@@ -263,12 +295,15 @@ _STOP_ORDER = {"envoy": 0, "prometheus": 2}
 
 
 def _teardown(procs: list[Proc] | tuple[Proc, ...], prefixes: list[str] | tuple[str, ...]) -> list[str]:
-    ordered = sorted(procs, key=lambda proc: _STOP_ORDER.get(proc.name, 1))
     stopped = []
-    for proc in ordered:
-        was_alive = proc.alive()
-        stop(proc)
-        stopped.append(f"{proc.name} (pid {proc.pid}){'' if was_alive else ' (had already exited)'}")
+    for rank in sorted({_STOP_ORDER.get(proc.name, 1) for proc in procs}):
+        group = [proc for proc in procs if _STOP_ORDER.get(proc.name, 1) == rank]
+        was_alive = [proc.alive() for proc in group]
+        # Replicas stop in parallel: Triton takes seconds to exit after SIGTERM.
+        with ThreadPoolExecutor(max_workers=max(1, len(group)), thread_name_prefix="stop") as pool:
+            list(pool.map(stop, group))
+        for proc, alive in zip(group, was_alive, strict=True):
+            stopped.append(f"{proc.name} (pid {proc.pid}){'' if alive else ' (had already exited)'}")
     for prefix in prefixes:
         for region in SHM_DIR.glob(f"{prefix}*"):
             with contextlib.suppress(FileNotFoundError):
@@ -327,7 +362,9 @@ def status(state: StackState) -> list[ComponentStatus]:
         detail = "" if alive else f"not running; see {proc.log}"
         if alive and proc.name == "envoy":
             healthy = sum(1 for v in health.values() if v == "healthy")
-            detail = f"gRPC 127.0.0.1:{state.envoy_port}, {healthy}/{len(state.tritons)} Triton upstreams healthy"
+            detail = (
+                f"gRPC 127.0.0.1:{state.envoy_port}, {healthy}/{len(state.tritons)} Triton upstreams healthy"
+            )
         elif alive and proc.name in triton_by_name:
             t = triton_by_name[proc.name]
             flag = health.get(t.grpc_address, "unknown")

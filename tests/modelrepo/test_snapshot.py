@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,23 +17,10 @@ from pipelines.modelrepo.build import BuildOptions, BuildResult, build
 from pipelines.modelrepo.lock import lock_path, read_lock
 from pipelines.modelrepo.snapshot import SnapshotError, StoreBusy, list_snapshots, store_lock
 from tests.conftest import ROOT
-from tests.modelrepo.support import Repo, sha256, tagger_entry, tree_files
+from tests.modelrepo.support import Repo, blob_entry, sha256, tagger_entry, tree_files
 
 Build = Callable[..., BuildResult]
 MiB = 1024 * 1024
-
-
-def blob_entry(data: bytes, name: str = "blob") -> dict[str, Any]:
-    """An opaque (TorchScript) model: copied and hashed like any artifact, no graph to check."""
-    return {
-        "name": name,
-        "platform": "pytorch_libtorch",
-        "artifact": {"source": f"models/{name}.pt", "sha256": sha256(data), "size": len(data)},
-        "maxBatchSize": 0,
-        "inputs": [{"name": "INPUT__0", "dtype": "FP32", "dims": [-1, 4]}],
-        "outputs": [{"name": "OUTPUT__0", "dtype": "FP32", "dims": [-1]}],
-        "instances": {"kind": "CPU"},
-    }
 
 
 def two_models(repo: Repo, tagger: bytes, blob: bytes, preferred: int = 4, order: int = 1) -> None:
@@ -44,7 +30,9 @@ def two_models(repo: Repo, tagger: bytes, blob: bytes, preferred: int = 4, order
     repo.deployment(models[::order])
 
 
-def test_identical_inputs_give_the_identical_digest(tmp_path: Path, tagger_bytes: bytes, run_build: Build) -> None:
+def test_identical_inputs_give_the_identical_digest(
+    tmp_path: Path, tagger_bytes: bytes, run_build: Build
+) -> None:
     blob = os.urandom(100_000)
     digests = []
     for n, order in ((1, 1), (2, -1)):  # another checkout, another store, models declared in another order
@@ -74,7 +62,11 @@ def test_a_rebuild_with_nothing_changed_copies_nothing(
     assert not second.snapshot_created and not second.local_created and second.copied == 0
     assert [m.transferred for m in second.models] == [0, 0]
     assert second.lock_status == "unchanged"
-    assert (first.snapshot.stat().st_mtime_ns, lock_file.stat().st_mtime_ns, tree_files(first.snapshot)) == before
+    assert (
+        first.snapshot.stat().st_mtime_ns,
+        lock_file.stat().st_mtime_ns,
+        tree_files(first.snapshot),
+    ) == before
 
 
 def test_a_config_change_is_a_new_snapshot_reusing_the_verified_bytes(
@@ -146,7 +138,9 @@ def test_store_lock_serialises_builds(tmp_path: Path) -> None:
 
 def _verified_cache(dest: Path) -> None:
     for blob in (dest / "cache" / "sha256").iterdir():
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name, f"unverified bytes in the cache: {blob}"
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name, (
+            f"unverified bytes in the cache: {blob}"
+        )
 
 
 def _visible(store: Path) -> list[str]:
@@ -175,7 +169,16 @@ def test_sigkill_leaves_earlier_snapshots_intact_and_no_partial_one(
 
     two_models(repo, tagger_bytes, os.urandom(8 * MiB), preferred=2)
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.modelrepo.kill_build", str(repo.root), "tagger", str(dest), event, str(nth)],
+        [
+            sys.executable,
+            "-m",
+            "tests.modelrepo.kill_build",
+            str(repo.root),
+            "tagger",
+            str(dest),
+            event,
+            str(nth),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -203,7 +206,9 @@ def test_sigkill_leaves_earlier_snapshots_intact_and_no_partial_one(
     assert tree_files(earlier.snapshot) == earlier_files
 
 
-def test_sigkill_from_outside_during_the_copy(repo: Repo, dest: Path, tagger_bytes: bytes, run_build: Build) -> None:
+def test_sigkill_from_outside_during_the_copy(
+    repo: Repo, dest: Path, tagger_bytes: bytes, run_build: Build
+) -> None:
     two_models(repo, tagger_bytes, os.urandom(MiB))
     earlier = run_build()
     assert earlier.snapshot is not None and earlier.lock is not None
@@ -211,7 +216,17 @@ def test_sigkill_from_outside_during_the_copy(repo: Repo, dest: Path, tagger_byt
     two_models(repo, tagger_bytes, os.urandom(16 * MiB), preferred=2)
     # Each 1 MiB chunk takes >= 20 ms: the copy is surely running when the test sees its temp file.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.modelrepo.kill_build", str(repo.root), "tagger", str(dest), "never", "1", "0.02"],
+        [
+            sys.executable,
+            "-m",
+            "tests.modelrepo.kill_build",
+            str(repo.root),
+            "tagger",
+            str(dest),
+            "never",
+            "1",
+            "0.02",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -31,6 +31,10 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
 
+def _shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
 def _compare(path: Path, objs: list[dict[str, Any]]) -> None:
     if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,7 @@ def _compare(path: Path, objs: list[dict[str, Any]]) -> None:
         )
         return
     if not path.exists():
-        pytest.fail(f"{path.relative_to(ROOT)} is missing: run with SONIC_UPDATE_GOLDEN=1 and review it")
+        pytest.fail(f"{_shown(path)} is missing: run with SONIC_UPDATE_GOLDEN=1 and review it")
     want = {_key(o): o for o in yaml.safe_load_all(path.read_text()) if o}
     got = {_key(o): o for o in objs}
     lines: list[str] = []
@@ -48,7 +52,7 @@ def _compare(path: Path, objs: list[dict[str, Any]]) -> None:
             a = dump(want[key]).splitlines(keepends=True) if key in want else []
             b = dump(got[key]).splitlines(keepends=True) if key in got else []
             lines += difflib.unified_diff(a, b, f"golden {key[0]} {key[1]}", f"rendered {key[0]} {key[1]}")
-    assert not lines, f"{path.relative_to(ROOT)} differs (SONIC_UPDATE_GOLDEN=1 to accept):\n" + "".join(
+    assert not lines, f"{_shown(path)} differs (SONIC_UPDATE_GOLDEN=1 to accept):\n" + "".join(
         lines
     )
 

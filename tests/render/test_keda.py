@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+from jsonschema import Draft7Validator
+
 from pipelines.config.model import SiteDeployment
 from pipelines.render import metrics
 from pipelines.render.keda import render_keda
-from tests.render.support import all_objects, find, placement, rendered
+from tests.render.support import CRDS, all_objects, crd_schema, find, placement, rendered
 
 
 def _with(p: SiteDeployment, **changes: Any) -> SiteDeployment:
@@ -93,3 +96,12 @@ def test_nothing_without_autoscaling() -> None:
     p, site = placement("nautilus", "particlenet")
     assert p.autoscaling is None
     assert render_keda(p, site, None) == []
+
+
+@pytest.mark.skipif(not CRDS.is_dir(), reason=f"the shared CRDs are not at {CRDS}")
+def test_variants_match_the_crd() -> None:
+    p, site = placement("geddes", "particlenet")
+    for variant in (_with(p, fallback_replicas=2), _with(p, min=0), _with(p, min=0, fallback_replicas=1)):
+        for obj in render_keda(variant, site, None):
+            errors = list(Draft7Validator(crd_schema(obj["kind"], "v1alpha1")).iter_errors(obj))
+            assert not errors, [e.message for e in errors]

@@ -52,7 +52,9 @@ def fast() -> Iterator[dict[str, Any]]:
     yield {"timeout": 5.0, "interval": 0.01}
 
 
-def wait(answers: list[Response], revision: str | None = REV, **kw: Any) -> tuple[argocd.WaitResult, Sequence, list[Request]]:
+def wait(
+    answers: list[Response], revision: str | None = REV, **kw: Any
+) -> tuple[argocd.WaitResult, Sequence, list[Request]]:
     seq = Sequence(answers)
     with serve(seq) as server:
         result = argocd.wait_for_application(api_for(server.url), "argocd", APP, revision=revision, **kw)
@@ -89,7 +91,12 @@ def test_an_older_revision_is_not_our_success(fast: dict[str, Any]) -> None:
 def test_degraded_at_our_revision_fails(fast: dict[str, Any]) -> None:
     answers = [
         ok(sync="Synced", health="Progressing", revision=REV),
-        ok(sync="Synced", health="Degraded", revision=REV, message="Deployment exceeded its progress deadline"),
+        ok(
+            sync="Synced",
+            health="Degraded",
+            revision=REV,
+            message="Deployment exceeded its progress deadline",
+        ),
     ]
     result, _, _ = wait(answers, **fast)
     assert result.verdict == "degraded" and not result.ok
@@ -103,7 +110,15 @@ def test_degraded_before_our_revision_is_ignored(fast: dict[str, Any]) -> None:
 
 
 def test_failed_sync_operation_fails(fast: dict[str, Any]) -> None:
-    answers = [ok(sync="OutOfSync", health="Healthy", revision=REV, operation="Failed", message="PostSync hook failed")]
+    answers = [
+        ok(
+            sync="OutOfSync",
+            health="Healthy",
+            revision=REV,
+            operation="Failed",
+            message="PostSync hook failed",
+        )
+    ]
     result, _, _ = wait(answers, **fast)
     assert result.verdict == "failed"
 
@@ -140,7 +155,7 @@ def test_not_found_and_server_errors_are_waited_out(fast: dict[str, Any]) -> Non
 
 def test_forbidden_fails_at_once_naming_the_permission(fast: dict[str, Any]) -> None:
     answers = [Response(403, kube_status(403, "Forbidden", "applications.argoproj.io is forbidden"))]
-    with pytest.raises(argocd.KubernetesAccessError, match="needs get on applications.argoproj.io"):
+    with pytest.raises(argocd.KubernetesAccessError, match=r"needs get on applications\.argoproj\.io"):
         wait(answers, **fast)
 
 
@@ -149,7 +164,18 @@ def test_cli_wait_with_a_kubeconfig(tmp_path: Path) -> None:
     with serve(seq) as server:
         cfg = tmp_path / "kubeconfig"
         cfg.write_text(kubeconfig(server.url))
-        args = ["rollout", "wait", "--application", APP, "--revision", REV, "--interval", "0.01", "--timeout", "30s"]
+        args = [
+            "rollout",
+            "wait",
+            "--application",
+            APP,
+            "--revision",
+            REV,
+            "--interval",
+            "0.01",
+            "--timeout",
+            "30s",
+        ]
         result = CliRunner().invoke(cli, [*args, "--kubeconfig", str(cfg)])
         auth = server.requests[0].headers.get("authorization")
     assert result.exit_code == 0, result.output

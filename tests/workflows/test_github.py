@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,16 @@ def assert_api_headers(req: Request) -> None:
 
 
 def comment(id_: int, body: str, login: str = "sonic-bot") -> dict[str, Any]:
-    return {"id": id_, "body": body, "user": {"login": login}, "html_url": f"https://github.com/{REPO}/pull/7#issuecomment-{id_}"}
+    return {
+        "id": id_,
+        "body": body,
+        "user": {"login": login},
+        "html_url": f"https://github.com/{REPO}/pull/7#issuecomment-{id_}",
+    }
+
+
+def _page(req: Request) -> int:
+    return int(parse_qs(urlsplit(req.path).query).get("page", ["1"])[0])
 
 
 class FakeIssue:
@@ -36,15 +46,17 @@ class FakeIssue:
     def __call__(self, req: Request) -> Response:
         base = f"/repos/{REPO}/issues"
         if req.method == "GET" and req.path.startswith(f"{base}/7/comments"):
-            page = int(req.path.split("page=")[1]) if "page=" in req.path else 1
+            page = _page(req)
             items = self.comments[(page - 1) * 2 : page * 2]
             headers = {}
             if page * 2 < len(self.comments):
                 # GitHub's absolute next link (by repository id), as the real API sends it.
-                headers["Link"] = f'<https://api.github.com/repositories/1/issues/7/comments?per_page=100&page={page + 1}>; rel="next"'
+                headers["Link"] = (
+                    f'<https://api.github.com/repositories/1/issues/7/comments?per_page=100&page={page + 1}>; rel="next"'
+                )
             return Response(200, items, headers)
         if req.method == "GET" and req.path.startswith("/repositories/1/issues/7/comments"):
-            page = int(req.path.split("page=")[1])
+            page = _page(req)
             items = self.comments[(page - 1) * 2 : page * 2]
             return Response(200, items)
         if req.method == "POST" and req.path == f"{base}/7/comments":
@@ -61,8 +73,18 @@ class FakeIssue:
 
 
 def test_status_posts_exactly_the_documented_request() -> None:
-    with serve(lambda r: Response(201, {"id": 1, "state": r.json()["state"]})) as server, GitHub(TOKEN, server.url) as gh:
-        gh.set_status(REPO, SHA, "success", context="sonic-gitops/pr-validation", description="ok", target_url="https://argo/wf")
+    with (
+        serve(lambda r: Response(201, {"id": 1, "state": r.json()["state"]})) as server,
+        GitHub(TOKEN, server.url) as gh,
+    ):
+        gh.set_status(
+            REPO,
+            SHA,
+            "success",
+            context="sonic-gitops/pr-validation",
+            description="ok",
+            target_url="https://argo/wf",
+        )
         (req,) = server.requests
     assert req.method == "POST"
     assert req.path == f"/repos/{REPO}/statuses/{SHA}"
@@ -108,7 +130,12 @@ def test_first_comment_is_created() -> None:
 
 def test_the_bots_comment_is_updated_even_on_a_later_page() -> None:
     issue = FakeIssue(
-        [comment(1, "a", "alice"), comment(2, "b", "bob"), comment(3, "c", "carol"), comment(4, f"{COMMENT_MARKER}\nold")]
+        [
+            comment(1, "a", "alice"),
+            comment(2, "b", "bob"),
+            comment(3, "c", "carol"),
+            comment(4, f"{COMMENT_MARKER}\nold"),
+        ]
     )
     with serve(issue) as server, GitHub(TOKEN, server.url) as gh:
         result = gh.upsert_comment(REPO, 7, f"{COMMENT_MARKER}\nnew")
@@ -143,9 +170,12 @@ def test_a_person_quoting_the_marker_is_not_overwritten_when_the_author_is_known
 
 @pytest.mark.parametrize(("status", "transient"), [(422, False), (401, False), (502, True), (429, True)])
 def test_errors_say_whether_a_retry_can_help(status: int, transient: bool) -> None:
-    with serve(lambda r: Response(status, {"message": "nope"})) as server, GitHub(TOKEN, server.url) as gh:
-        with pytest.raises(GitHubError) as info:
-            gh.set_status(REPO, SHA, "success", context="c")
+    with (
+        serve(lambda r: Response(status, {"message": "nope"})) as server,
+        GitHub(TOKEN, server.url) as gh,
+        pytest.raises(GitHubError) as info,
+    ):
+        gh.set_status(REPO, SHA, "success", context="c")
     assert info.value.status == status and info.value.transient is transient
     assert "nope" in str(info.value)
 
@@ -178,7 +208,18 @@ def test_cli_status_from_the_workflow_phase(tmp_path: Path) -> None:
 
 def test_cli_exit_codes_separate_refusals_from_outages(tmp_path: Path) -> None:
     token = str(write_token(tmp_path))
-    args = ["github", "status", "--repository", REPO, "--sha", SHA, "--state", "success", "--token-file", token]
+    args = [
+        "github",
+        "status",
+        "--repository",
+        REPO,
+        "--sha",
+        SHA,
+        "--state",
+        "success",
+        "--token-file",
+        token,
+    ]
     with serve(lambda r: Response(422, {"message": "Validation Failed"})) as server:
         refused = CliRunner().invoke(cli, [*args, "--api-url", server.url])
     with serve(lambda r: Response(503, {"message": "down"})) as server:
@@ -190,12 +231,26 @@ def test_cli_exit_codes_separate_refusals_from_outages(tmp_path: Path) -> None:
 
 def test_cli_needs_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
-    result = CliRunner().invoke(cli, ["github", "status", "--repository", REPO, "--sha", SHA, "--state", "pending"])
+    result = CliRunner().invoke(
+        cli, ["github", "status", "--repository", REPO, "--sha", SHA, "--state", "pending"]
+    )
     assert result.exit_code == 2 and "no token" in result.output
     empty = tmp_path / "empty"
     empty.write_text("\n")
     result = CliRunner().invoke(
-        cli, ["github", "status", "--repository", REPO, "--sha", SHA, "--state", "pending", "--token-file", str(empty)]
+        cli,
+        [
+            "github",
+            "status",
+            "--repository",
+            REPO,
+            "--sha",
+            SHA,
+            "--state",
+            "pending",
+            "--token-file",
+            str(empty),
+        ],
     )
     assert result.exit_code == 2 and "empty" in result.output
 

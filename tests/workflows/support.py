@@ -1,0 +1,142 @@
+"""Shared by the pipeline tests: the rendered objects, the CRD schemas, the CLI's command tree."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from jsonschema import Draft7Validator
+
+from pipelines.config import Tree, load_tree
+from pipelines.workflows.render import render
+from pipelines.workflows.settings import PipelineSettings, load_settings
+from tests.conftest import ROOT, SHARED
+
+CRDS = SHARED / "crds"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+WORKFLOW_CRDS = {"WorkflowTemplate": "workflowtemplates", "CronWorkflow": "cronworkflows"}
+EVENT_KINDS = ("Sensor", "EventSource")
+
+
+@functools.cache
+def tree() -> Tree:
+    return load_tree(ROOT)
+
+
+@functools.cache
+def settings() -> PipelineSettings:
+    return load_settings(ROOT)
+
+
+@functools.cache
+def files() -> dict[str, str]:
+    """A fresh render of gitops/workflows/ (file name -> text)."""
+    return render(tree(), settings())
+
+
+def objects() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every rendered object."""
+    for name, text in files().items():
+        for doc in yaml.load_all(text, Loader=_LOADER):
+            yield name, doc
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [o for _, o in objects() if o["kind"] == kind]
+
+
+def strict(schema: Any) -> Any:
+    """The schema with unknown fields forbidden wherever it lists properties.
+
+    The API server prunes unknown fields silently (and hera's models drop them), so a typo would
+    otherwise vanish on the way to the cluster instead of failing here.
+    """
+    if isinstance(schema, dict):
+        out = {k: strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(v) for v in schema]
+    return schema
+
+
+@functools.cache
+def validator(kind: str) -> Draft7Validator:
+    """Draft 7 validator for a kind: Argo Workflows CRD openAPIV3Schema, or Argo Events' JSON Schema."""
+    if kind in WORKFLOW_CRDS:
+        with (CRDS / "argoproj.io" / f"{WORKFLOW_CRDS[kind]}.yaml").open() as fh:
+            crd = yaml.load(fh, Loader=_LOADER)
+        (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+        return Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
+    schema = json.loads((CRDS / "_supplementary" / "argo-events" / "jsonschema.json").read_text())
+    return Draft7Validator(strict({**schema, "$ref": f"#/definitions/io.argoproj.events.v1alpha1.{kind}"}))
+
+
+def errors(obj: dict[str, Any]) -> list[str]:
+    return [f"{e.json_path}: {e.message}" for e in validator(obj["kind"]).iter_errors(obj)]
+
+
+# --- templates and steps ---------------------------------------------------------------------
+
+
+def workflow_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = obj["spec"]["workflowSpec"] if obj["kind"] == "CronWorkflow" else obj["spec"]
+    return spec
+
+
+def container_templates() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``<object>/<template>``, template) for every container template rendered."""
+    for _, obj in objects():
+        if obj["kind"] not in WORKFLOW_CRDS:
+            continue
+        for t in workflow_spec(obj)["templates"]:
+            if "container" in t:
+                yield f"{obj['metadata']['namespace']}/{obj['metadata']['name']}/{t['name']}", t
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def resolve(group: click.Group, args: Sequence[str]) -> tuple[click.Command, list[str], list[str]]:
+    """The (sub)command ``args`` name, the words naming it, and the arguments left for it."""
+    cmd: click.Command = group
+    path: list[str] = []
+    rest = list(args)
+    while isinstance(cmd, click.Group):
+        if not rest or rest[0] not in cmd.commands:
+            raise LookupError(f"`sonic {' '.join([*path, *rest[:1]])}` is not a command")
+        path.append(rest[0])
+        cmd = cmd.commands[rest.pop(0)]
+    return cmd, path, rest
+
+
+def parse(cmd: click.Command, args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Parse with click's own parser: unknown options raise; returns (options, positionals)."""
+    ctx = click.Context(cmd, info_name=cmd.name)
+    parser = cmd.make_parser(ctx)
+    opts, positionals, _ = parser.parse_args(list(args))
+    return opts, positionals
+
+
+def positional_count(cmd: click.Command) -> tuple[int, int | None]:
+    """(fewest, most) positional arguments ``cmd`` accepts (None: unbounded)."""
+    lo, hi = 0, 0
+    unbounded = False
+    for p in cmd.params:
+        if isinstance(p, click.Argument):
+            if p.nargs == -1:
+                unbounded = True
+            else:
+                hi += p.nargs
+                lo += p.nargs if p.required else 0
+    return lo, None if unbounded else hi
+
+
+def repo_file(rel: str) -> Path:
+    return ROOT / rel

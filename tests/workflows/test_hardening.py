@@ -1,0 +1,144 @@
+"""Every pipeline step is bounded, retried where the network is involved, non-root, and sees
+only the Secrets and Kubernetes permissions it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.workflows.support import (
+    WORKFLOW_CRDS,
+    container_templates,
+    objects,
+    of_kind,
+    settings,
+    tree,
+    workflow_spec,
+)
+
+# Subcommands that reach the network (GitHub, git remotes, artifact URLs, deployments, Pushgateway).
+NETWORK = {
+    ("github", "checkout"), ("github", "status"), ("github", "comment"), ("build-models",), ("check",),
+    ("rollout", "commit"), ("rollout", "revert"), ("rollout", "verify"), ("pushgateway", "check"),
+}  # fmt: skip
+
+
+def words(t: dict[str, Any]) -> tuple[str, ...]:
+    args = t["container"]["args"]
+    return tuple(args[:1]) if args[0] in ("build-models", "check", "render", "validate") else tuple(args[:2])
+
+
+@pytest.mark.parametrize(("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_step_is_bounded_and_hardened(ident: str, template: dict[str, Any]) -> None:
+    c = template["container"]
+    assert c["command"] == ["sonic"], ident
+    res = c["resources"]
+    assert set(res["requests"]) == {"cpu", "memory"} and set(res["limits"]) == {"cpu", "memory"}, ident
+    sc = c["securityContext"]
+    assert sc == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }, ident
+    assert 0 < template["activeDeadlineSeconds"] <= 3 * 3600, ident
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], ident  # read-only root needs a scratch dir
+    if words(template) in NETWORK:
+        retry = template.get("retryStrategy")
+        assert retry and retry["limit"] >= 2 and retry["backoff"]["duration"], f"{ident}: network step without retries"
+        # A real "no" (exit 1: a failed check, a 4xx) is never retried; outages (exit 2) and lost pods are.
+        assert retry["expression"] == 'lastRetry.status == "Error" || lastRetry.exitCode == "2"', ident
+
+
+@pytest.mark.parametrize("obj", [o for _, o in objects() if o["kind"] in WORKFLOW_CRDS], ids=lambda o: f"{o['metadata']['namespace']}/{o['metadata']['name']}")
+def test_every_workflow_cleans_up_and_runs_as_its_own_non_root_identity(obj: dict[str, Any]) -> None:
+    spec = workflow_spec(obj)
+    assert spec["podGC"]["strategy"] == "OnPodSuccess"
+    assert spec["ttlStrategy"]["secondsAfterCompletion"] > 0
+    assert 0 < spec["activeDeadlineSeconds"] <= 3 * 3600
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] == settings().run_as_user != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["serviceAccountName"].startswith("sonic-")
+    assert spec["executor"] == {"serviceAccountName": "sonic-workflow-executor"}
+    # No step gets a Kubernetes token unless it must (only the rollout's wait does).
+    assert spec["automountServiceAccountToken"] is False
+    if spec.get("volumeClaimTemplates"):
+        assert spec["volumeClaimGC"] == {"strategy": "OnWorkflowCompletion"}
+
+
+def test_only_the_rollout_wait_step_gets_a_kubernetes_token() -> None:
+    with_token = [ident for ident, t in container_templates() if t.get("automountServiceAccountToken")]
+    assert with_token == ["sonic-pipelines/rollout/wait"]
+
+
+def bindings() -> dict[str, list[dict[str, Any]]]:
+    """ServiceAccount name -> the Roles bound to it (with their namespace)."""
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind("Role")}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rb in of_kind("RoleBinding"):
+        assert rb["roleRef"]["kind"] == "Role"  # never a ClusterRole
+        for subject in rb["subjects"]:
+            out.setdefault(subject["name"], []).append(roles[(rb["metadata"]["namespace"], rb["roleRef"]["name"])])
+    return out
+
+
+def test_least_privilege_rbac() -> None:
+    granted = bindings()
+    ns = settings().namespace
+    assert "sonic-pr-validation" not in granted  # needs no Kubernetes API at all
+    assert "sonic-scheduled-validation" not in granted and "sonic-build-models" not in granted
+    argocd_namespaces = {s.argocd.namespace for s in tree().sites.values()}
+    (rollout_role,) = granted["sonic-rollout"]
+    assert rollout_role["metadata"]["namespace"] in argocd_namespaces
+    assert rollout_role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": ["get", "list", "watch"]}]
+    (sensor_role,) = granted["sonic-events-sensor"]
+    assert sensor_role["metadata"]["namespace"] == ns
+    assert sensor_role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create"]}]
+    for role in granted["sonic-workflow-executor"]:
+        assert role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
+    for role in of_kind("Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+            assert "secrets" not in rule["resources"]
+
+
+def test_service_accounts_hold_no_token_unless_a_controller_needs_one() -> None:
+    accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["automountServiceAccountToken"] for o in of_kind("ServiceAccount")}
+    for (namespace, name), token in accounts.items():
+        assert token is (name in ("sonic-workflow-executor", "sonic-events-sensor")), (namespace, name)
+    # Every account a workflow or the Sensor names exists in its namespace.
+    for _, obj in objects():
+        if obj["kind"] in WORKFLOW_CRDS:
+            spec = workflow_spec(obj)
+            for sa in (spec["serviceAccountName"], spec["executor"]["serviceAccountName"]):
+                assert (obj["metadata"]["namespace"], sa) in accounts, (obj["metadata"]["name"], sa)
+    (sensor,) = of_kind("Sensor")
+    assert (sensor["metadata"]["namespace"], sensor["spec"]["template"]["serviceAccountName"]) in accounts
+
+
+def test_secrets_are_only_referenced() -> None:
+    s = settings()
+    for ident, t in container_templates():
+        for env in t["container"].get("env", []):
+            assert "value" not in env or env["name"] == "HOME", f"{ident}: {env}"
+    secret_names = set()
+    for _, obj in objects():
+        if obj["kind"] in WORKFLOW_CRDS:
+            for v in workflow_spec(obj).get("volumes", []):
+                if "secret" in v:
+                    assert v["secret"]["defaultMode"] == 0o440
+                    secret_names.add(v["secret"]["secretName"])
+    assert secret_names == {s.github_token.name, s.push_token.name, s.check_token.name, s.prometheus_token.name}
+    text = yaml.safe_dump([o for _, o in objects()])
+    assert "ghp_" not in text and "BEGIN" not in text
+
+
+def test_pr_validation_mounts_the_token_only_where_github_is_called() -> None:
+    token_steps = sorted(ident.rsplit("/", 1)[1] for ident, t in container_templates()
+                         if ident.startswith("sonic-pipelines/pr-validation/")
+                         and any(m["name"] == "github-token" for m in t["container"]["volumeMounts"]))  # fmt: skip
+    assert token_steps == ["checkout", "report-comment", "report-pending", "report-status"]
