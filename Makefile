@@ -5,7 +5,7 @@ VENV ?= .venv
 SONIC := $(VENV)/bin/sonic
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint render check-rendered bench clean
+.PHONY: setup demo test lint render check-rendered e2e bench clean
 
 setup:
 	./scripts/setup.sh
@@ -25,6 +25,10 @@ render: setup
 
 check-rendered: setup
 	$(SONIC) render --check
+
+# End-to-end on a real kind cluster (needs Docker with image pulls; skips with the reason elsewhere).
+e2e: setup
+	$(PY) -m pytest -m kind tests/e2e -rs
 
 bench: setup
 	$(PY) bench/validate_bench.py

@@ -71,7 +71,12 @@ def make_tree(root: Path, files: int, size: int) -> None:
         "experiments": {"bench": {"namespaces": ["bench"], "gpuQuota": 0}},
     }
     (root / "gitops" / "sites" / "lab.yaml").write_text(yaml.safe_dump(site))
-    experiment = {"name": "bench", "owners": ["@bench"], "contact": "b@example.org", "sites": {"lab": {"namespaces": ["bench"]}}}
+    experiment = {
+        "name": "bench",
+        "owners": ["@bench"],
+        "contact": "b@example.org",
+        "sites": {"lab": {"namespaces": ["bench"]}},
+    }
     (exp / "experiment.yaml").write_text(yaml.safe_dump(experiment))
     models: list[dict[str, Any]] = []
     for i in range(files):
@@ -122,7 +127,11 @@ def build_in_process(root: Path, store: Path) -> None:
 def build_command(root: Path, store: Path) -> None:
     sonic = Path(sys.executable).parent / "sonic"
     cmd = [str(sonic)] if sonic.exists() else [sys.executable, "-c", "from pipelines.cli import main; main()"]
-    subprocess.run([*cmd, "build-models", "bench", "--root", str(root), "--dest", str(store)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*cmd, "build-models", "bench", "--root", str(root), "--dest", str(store)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def main() -> None:
@@ -130,12 +139,16 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--size-mib", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--workdir", type=Path, default=None, help="where to put the temporary files (default: $TMPDIR)")
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="where to put the temporary files (default: $TMPDIR)"
+    )
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     size = args.size_mib * 1024 * 1024
     total = args.files * size
-    results: dict[str, list[float]] = {k: [] for k in ("baseline", "build", "command", "rebuild", "rebuild_command")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("baseline", "build", "command", "rebuild", "rebuild_command")
+    }
     with tempfile.TemporaryDirectory(prefix="sonic-bench-", dir=args.workdir) as tmp:
         root = Path(tmp) / "repo"
         make_tree(root, args.files, size)
@@ -147,7 +160,9 @@ def main() -> None:
             results["build"].append(timed(lambda store=store: build_in_process(root, store)))
             results["rebuild"].append(timed(lambda store=store: build_in_process(root, store)))
             shutil.rmtree(store)
-            (root / "experiments" / "bench" / "locks").exists() and shutil.rmtree(root / "experiments" / "bench" / "locks")
+            (root / "experiments" / "bench" / "locks").exists() and shutil.rmtree(
+                root / "experiments" / "bench" / "locks"
+            )
             results["command"].append(timed(lambda store2=store2: build_command(root, store2)))
             results["rebuild_command"].append(timed(lambda store2=store2: build_command(root, store2)))
             shutil.rmtree(store2)
@@ -157,7 +172,12 @@ def main() -> None:
     rows = [
         ("cp -r + sha256sum (baseline)", med["baseline"], mib_s["baseline"], "1.00x"),
         ("build, in process", med["build"], mib_s["build"], f"{mib_s['build'] / mib_s['baseline']:.2f}x"),
-        ("sonic build-models (command)", med["command"], mib_s["command"], f"{mib_s['command'] / mib_s['baseline']:.2f}x"),
+        (
+            "sonic build-models (command)",
+            med["command"],
+            mib_s["command"],
+            f"{mib_s['command'] / mib_s['baseline']:.2f}x",
+        ),
     ]
     rebuild = [
         ("no-change rebuild, in process", med["rebuild"], med["rebuild"] / med["build"]),

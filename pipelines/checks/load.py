@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -72,7 +72,7 @@ class LoadResult:
 
 
 def run_load(
-    endpoint: Endpoint,
+    endpoint: Endpoint | Sequence[Endpoint],
     model: str,
     arrays: Mapping[str, Array],
     datatypes: Mapping[str, str],
@@ -85,9 +85,12 @@ def run_load(
     """Send ``requests`` inferences to ``model`` from ``concurrency`` clients; stop at ``deadline`` seconds.
 
     ``arrays`` are the input tensors (same for every request) and ``datatypes`` their Triton
-    datatypes. Never raises for a failed request: failures are counted by gRPC status.
+    datatypes. With several endpoints (clients talking to Triton replicas directly), client
+    ``i`` uses endpoint ``i mod n``. Never raises for a failed request: failures are counted by
+    gRPC status.
     """
-    timeout = request_timeout if request_timeout is not None else endpoint.timeout
+    endpoints = [endpoint] if isinstance(endpoint, Endpoint) else list(endpoint)
+    timeout = request_timeout if request_timeout is not None else endpoints[0].timeout
     lock = threading.Lock()
     issued = 0
     latencies: list[float] = []
@@ -109,15 +112,15 @@ def run_load(
             issued += 1
             return True
 
-    def worker() -> None:
-        client = endpoint.client()
+    def worker(ep: Endpoint) -> None:
+        client = ep.client()
         try:
             inputs = []
             for name, arr in arrays.items():
                 t = triton.InferInput(name, list(arr.shape), datatypes[name])
                 t.set_data_from_numpy(arr)
                 inputs.append(t)
-            headers = endpoint.headers()
+            headers = ep.headers()
             while take():
                 t0 = time.perf_counter()
                 try:
@@ -137,7 +140,7 @@ def run_load(
             client.close()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sonic-load") as pool:
-        futures = [pool.submit(worker) for _ in range(concurrency)]
+        futures = [pool.submit(worker, endpoints[i % len(endpoints)]) for i in range(concurrency)]
         for f in futures:
             f.result()
     seconds = time.perf_counter() - start

@@ -6,7 +6,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import (
@@ -23,9 +23,9 @@ from pipelines.cli import EXIT_INVALID, cli, die, err, report_errors
 from pipelines.config import ConfigErrors, Deployment, LayoutError, find_root
 from pipelines.config.errors import display_path
 from pipelines.config.tree import check_tree, classify, relevant
-from pipelines.modelrepo.build import BuildOptions, BuildResult, UsageError, build
-from pipelines.modelrepo.fetch import DEFAULT_MAX_SIZE, FetchPolicy
-from pipelines.modelrepo.snapshot import SnapshotError
+
+if TYPE_CHECKING:
+    from pipelines.modelrepo.build import BuildResult
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1000, "KIB": 1024, "M": 1024**2, "MB": 1000**2, "MIB": 1024**2}
 _UNITS |= {"G": 1024**3, "GB": 1000**3, "GIB": 1024**3, "T": 1024**4, "TB": 1000**4, "TIB": 1024**4}
@@ -213,7 +213,7 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
 @click.option(
     "--max-size",
     type=ByteSize(),
-    default=DEFAULT_MAX_SIZE,
+    default=None,
     show_default="32GiB",
     help="Largest artifact accepted when it declares no size.",
 )
@@ -233,7 +233,7 @@ def build_models(
     dry_run: bool,
     root: Path,
     ca_bundle: Path | None,
-    max_size: int,
+    max_size: int | None,
     cvmfs_root: Path,
     fmt: str,
 ) -> None:
@@ -249,6 +249,11 @@ def build_models(
     \b
     Exit codes: 0 built (or nothing to build), 1 invalid artifact or config, 2 usage error.
     """
+    # Imported here: the model builder pulls in protobuf, onnx and httpx, which other subcommands need not pay for.
+    from pipelines.modelrepo.build import BuildOptions, UsageError, build
+    from pipelines.modelrepo.fetch import DEFAULT_MAX_SIZE, FetchPolicy
+    from pipelines.modelrepo.snapshot import SnapshotError
+
     try:
         root = find_root(root)
     except LayoutError as exc:
@@ -260,7 +265,7 @@ def build_models(
         dry_run=dry_run,
         local=local,
         sites=sites,
-        policy=FetchPolicy(max_size=max_size, ca_bundle=ca_bundle),
+        policy=FetchPolicy(max_size=max_size or DEFAULT_MAX_SIZE, ca_bundle=ca_bundle),
         cvmfs_root=cvmfs_root,
     )
     columns = (

@@ -162,9 +162,9 @@ def _run_stack(
         )
     except stack.AlreadyRunning as exc:
         _fail(steps, "local up", str(exc), t0, EXIT_USAGE)
-    except EnvoyMissing as exc:
+    except (EnvoyMissing, TritonError) as exc:  # not installed
         _fail(steps, "local up", str(exc), t0, EXIT_USAGE)
-    except (stack.StackError, TritonError) as exc:
+    except stack.StackError as exc:
         _fail(steps, "local up", str(exc), t0)
     try:
         skipped = list(state.skipped)

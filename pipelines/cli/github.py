@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import cast
+from typing import NoReturn, cast
 
 import click
 
@@ -77,7 +77,7 @@ def _token(token_file: Path | None, required: bool = True) -> str | None:
         return None
 
 
-def _github_failed(exc: GitHubError) -> None:
+def _github_failed(exc: GitHubError) -> NoReturn:
     die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
 
 

@@ -107,54 +107,78 @@ def up(
     failure or Ctrl-C while starting stops whatever had started.
     """
     from pipelines.local import stack
+
+    root, tree, p = _load(root, deployment, site)
+    jwks_text = jwks.read_text(encoding="utf-8") if jwks else None
+    state: StackState | None = None
+    try:
+        with _sigterm_as_interrupt():
+            state = _start(tree, p, root, replicas, not no_prometheus, jwks_text, timeout)
+            _print_summary(state, stack.status(state), root)
+            if not foreground:
+                out.print(f"stop it:   sonic local down {state.deployment}{_root_opt(root)}", markup=False)
+                return
+            out.print("running in the foreground: Ctrl-C stops the stack", markup=False)
+            while True:
+                signal.pause()
+    except KeyboardInterrupt:
+        if state is None:
+            raise  # interrupted while starting: `stack.up` has already stopped what it started
+    finally:
+        # Attached: any way out (Ctrl-C, SIGTERM, an error) stops the stack.
+        if foreground and state is not None:
+            stack.down(state)
+            err.print("sonic: stack stopped", markup=False)
+
+
+def _start(
+    tree: Tree,
+    p: SiteDeployment,
+    root: Path,
+    replicas: int | None,
+    with_prometheus: bool,
+    jwks: str | None,
+    timeout: float,
+) -> StackState:
+    """``stack.up`` with its failures turned into messages and exit codes."""
+    from pipelines.local import stack
     from pipelines.local.envoy import EnvoyMissing
     from pipelines.local.triton import TritonError
     from pipelines.modelrepo.build import UsageError
 
-    root, tree, p = _load(root, deployment, site)
-    jwks_text = jwks.read_text(encoding="utf-8") if jwks else None
     try:
-        with _sigterm_as_interrupt():
-            state = stack.up(
-                tree,
-                p,
-                root=root,
-                replicas=replicas,
-                with_prometheus=not no_prometheus,
-                jwks=jwks_text,
-                timeout=timeout,
-                say=lambda msg: err.print(f"sonic: {msg}", markup=False),
-            )
+        state: StackState = stack.up(
+            tree,
+            p,
+            root=root,
+            replicas=replicas,
+            with_prometheus=with_prometheus,
+            jwks=jwks,
+            timeout=timeout,
+            say=lambda msg: err.print(f"sonic: {msg}", markup=False),
+        )
     except ConfigErrors as exc:
         report_errors(exc, "text")
-    except (UsageError, EnvoyMissing, ValueError) as exc:
-        die(str(exc))
-    except stack.AlreadyRunning as exc:
-        die(str(exc))
-    except TritonError as exc:
-        die(str(exc), EXIT_INVALID)
+    except (UsageError, EnvoyMissing, TritonError, ValueError, stack.AlreadyRunning) as exc:
+        die(str(exc))  # a usage or environment problem (TritonError: not installed)
     except stack.StackError as exc:
         die(str(exc), EXIT_INVALID)
-    _print_status(state, stack.status(state))
+    return state
+
+
+def _root_opt(root: Path) -> str:
+    return "" if root.resolve() == Path.cwd().resolve() else f" --root {root}"
+
+
+def _print_summary(state: StackState, components: list[ComponentStatus], root: Path) -> None:
+    _print_status(state, components)
     for note in state.skipped:
         out.print(f"skipped: {note}", markup=False)
-    ref = state.deployment
     prom = f" --prometheus {state.prometheus_url}" if state.prometheus_url else ""
-    root_opt = "" if root.resolve() == Path.cwd().resolve() else f" --root {root}"
-    out.print(f"check it:  sonic check --endpoint {state.endpoint} {ref}{prom}{root_opt}", markup=False)
-    if not foreground:
-        out.print(f"stop it:   sonic local down {ref}{root_opt}", markup=False)
-        return
-    out.print("running in the foreground: Ctrl-C stops the stack", markup=False)
-    try:
-        with _sigterm_as_interrupt():
-            while True:
-                signal.pause()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.down(state)
-        err.print("sonic: stack stopped", markup=False)
+    out.print(
+        f"check it:  sonic check --endpoint {state.endpoint} {state.deployment}{prom}{_root_opt(root)}",
+        markup=False,
+    )
 
 
 @local.command()

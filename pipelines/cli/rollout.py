@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -51,7 +51,7 @@ def _push_token(token_file: Path | None) -> str | None:
         die(str(exc))
 
 
-def _git_failed(exc: gitrepo.GitError) -> None:
+def _git_failed(exc: gitrepo.GitError) -> NoReturn:
     die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
 
 

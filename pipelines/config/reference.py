@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.config.schema import VALUE_DESCRIPTION, SchemaName, inlined, load_schema
+from pipelines.config.schema import SchemaName, inlined, load_schema
 
 # The order of the document, with where each kind of file lives.
 FILES: tuple[tuple[SchemaName, str], ...] = (
@@ -251,8 +251,9 @@ def _allowed(schema: dict[str, Any]) -> str:
             parts.append(f"each: {inner}")
     if "oneOf" in schema:
         forms = [b.get("required") for b in schema["oneOf"] if isinstance(b, dict)]
-        if all(isinstance(f, list) and len(f) == 1 for f in forms):
-            parts.append("exactly one of " + ", ".join(_code(str(f[0])) for f in forms))
+        names = [str(f[0]) for f in forms if isinstance(f, list) and len(f) == 1]
+        if names and len(names) == len(forms):
+            parts.append("exactly one of " + ", ".join(_code(n) for n in names))
     return "; ".join(parts)
 
 

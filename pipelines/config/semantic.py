@@ -450,7 +450,7 @@ def _local_file(tree: Tree, p: SiteDeployment, path: JsonPath, rel: str) -> Iter
             tree,
             p.source,
             path,
-            f"{rel!r} points outside experiments/{p.experiment}/: "
+            f"{rel!r} points outside experiments/{folder.name}/: "
             "give a path relative to the deployment file, inside the experiment's folder",
         )
     elif not target.is_file():

@@ -269,7 +269,7 @@ def check_tree(root: Path) -> tuple[Tree, list[ConfigError]]:
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while loading.
 
-    Loading allocates ~100 objects per YAML value and keeps most of them (locations), so the
+    Loading allocates several objects per YAML value and keeps most of them (locations), so the
     collector would rescan the growing heap again and again (~30 % of the time at 1,000
     deployments). The data is acyclic: reference counting frees what is dropped.
     """

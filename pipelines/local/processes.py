@@ -116,14 +116,6 @@ def start(
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def adopt(name: str, popen: subprocess.Popen[bytes], log: Path) -> Proc:
-    """A Proc for a server another module started (it must lead its own process group)."""
-    stat = _stat(popen.pid)
-    _CHILDREN[popen.pid] = popen
-    args = popen.args if isinstance(popen.args, list | tuple) else [str(popen.args)]
-    return Proc(name, popen.pid, stat[1] if stat else 0, str(log), tuple(str(a) for a in args))
-
-
 def stop(proc: Proc, *, grace: float = 8.0) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds; never raises."""
     if not proc.alive():
@@ -204,7 +196,7 @@ def wait_until(
         for p in procs:
             if not p.alive():
                 raise StartError(
-                    f"{p.name} exited while starting ({what}); last lines of {p.log}:\n{p.log_tail()}"
+                    f"{p.name} exited before it was ready (waiting for: {what}); last lines of {p.log}:\n{p.log_tail()}"
                 )
         if time.monotonic() >= give_up:
             logs = "".join(f"\n--- {p.name} ({p.log}):\n{p.log_tail()}" for p in procs)

@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.config.tree import Tree
 from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
-from pipelines.local.processes import Proc, StartError, adopt, free_ports, kill, stop
+from pipelines.local.processes import Proc, StartError, free_ports, kill, start, stop, wait_until
 from pipelines.local.state import StackState, StateError, TritonPorts, load, run_dir, save, state_path
-from pipelines.local.triton import SHM_DIR, TritonError, TritonServer, start_triton
+from pipelines.local.triton import SHM_DIR, SHM_PREFIX, find_install, prepare_backends, triton_env
+from pipelines.local.triton import command as triton_command
 
 Say = Callable[[str], None]
 START_TIMEOUT = 120.0
@@ -87,8 +93,9 @@ def up(
         jwks: a JWKS document replacing the deployment's remote key set (JWT deployments).
         timeout: readiness bound of each component, seconds.
 
-    Raises StackError (AlreadyRunning when a stack for ``p`` runs), TritonError,
-    EnvoyMissing; on any exception, including KeyboardInterrupt, nothing is left running.
+    Raises StackError (AlreadyRunning when a stack for ``p`` runs), TritonError (not
+    installed), EnvoyMissing; on any exception, including KeyboardInterrupt, nothing is left
+    running.
     """
     directory = run_dir(root, p)
     _refuse_if_running(directory)
@@ -108,11 +115,7 @@ def up(
             repository = built.repository
             skipped += [f"model {m}: {why}" for m, why in built.skipped]
         say(f"starting {n} Triton replica(s) on {repository}")
-        servers = _start_tritons(repository, directory, n, timeout, started, prefixes)
-        tritons = tuple(
-            TritonPorts(f"triton-{i}", s.http_port, s.grpc_port, s.metrics_port)
-            for i, s in enumerate(servers)
-        )
+        tritons = _start_tritons(repository, directory, n, timeout, started, prefixes)
 
         envoy_port, admin, stats, prom_port = free_ports(4)
         prom_bin = local_prometheus.prometheus_binary() if with_prometheus else None
@@ -174,30 +177,40 @@ def _refuse_if_running(directory: Path) -> None:
 
 def _start_tritons(
     repository: Path, directory: Path, n: int, timeout: float, started: list[Proc], prefixes: list[str]
-) -> list[TritonServer]:
-    """Start ``n`` replicas in parallel; every one that started is recorded even if another fails."""
-    servers: list[TritonServer | BaseException] = []
+) -> tuple[TritonPorts, ...]:
+    """Spawn ``n`` replicas at once, record each immediately, then wait for all in this thread.
 
-    def one(i: int) -> TritonServer:
-        return start_triton([repository], directory / f"triton-{i}", startup_timeout=timeout)
+    Built from pipelines.local.triton's pieces (backend directory, environment, command line)
+    rather than its blocking ``start_triton``, so that a Ctrl-C during the wait reaches this
+    thread and every spawned server is already known to the teardown.
+    """
+    install = find_install()
+    tritons = []
+    for i in range(n):
+        name = f"triton-{i}"
+        workdir = directory / name
+        backends = prepare_backends(workdir, install)
+        http, grpc, metrics = free_ports(3)
+        prefix = f"{SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
+        prefixes.append(prefix)
+        argv = triton_command(install, [repository.resolve()], backends, (http, grpc, metrics), prefix)
+        started.append(start(name, argv, workdir / "triton.log", env=triton_env(install)))
+        tritons.append(TritonPorts(name, http, grpc, metrics))
+    procs = list(started[-n:])
 
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="triton-start") as pool:
-        futures = [pool.submit(one, i) for i in range(n)]
-        for f in futures:
-            try:
-                servers.append(f.result())
-            except BaseException as exc:
-                servers.append(exc)
-    for i, s in enumerate(servers):
-        if isinstance(s, TritonServer):
-            started.append(adopt(f"triton-{i}", s.popen, s.log))
-            prefixes.append(s.shm_prefix)
-    failure = next((s for s in servers if isinstance(s, BaseException)), None)
-    if failure is not None:
-        if isinstance(failure, TritonError):
-            raise StackError(f"Triton: {failure}") from None
-        raise failure
-    return [s for s in servers if isinstance(s, TritonServer)]
+    def all_ready() -> bool:
+        return all(
+            httpx.get(f"http://127.0.0.1:{t.http}/v2/health/ready", timeout=1.0).status_code == 200
+            for t in tritons
+        )
+
+    try:
+        wait_until(
+            f"{n} Triton replica(s) ready (GET /v2/health/ready)", all_ready, timeout=timeout, procs=procs
+        )
+    except StartError as exc:
+        raise StackError(f"Triton did not become ready: {exc}") from None
+    return tuple(tritons)
 
 
 def _start_envoy(
@@ -294,7 +307,33 @@ def _start_prometheus(
 _STOP_ORDER = {"envoy": 0, "prometheus": 2}
 
 
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Defer Ctrl-C and SIGTERM while tearing down, so a second Ctrl-C cannot leave servers behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed (and signals only arrive) in the main thread
+        return
+    pending: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            raise KeyboardInterrupt
+
+
 def _teardown(procs: list[Proc] | tuple[Proc, ...], prefixes: list[str] | tuple[str, ...]) -> list[str]:
+    with _shielded():
+        return _stop_all(procs, prefixes)
+
+
+def _stop_all(procs: list[Proc] | tuple[Proc, ...], prefixes: list[str] | tuple[str, ...]) -> list[str]:
     stopped = []
     for rank in sorted({_STOP_ORDER.get(proc.name, 1) for proc in procs}):
         group = [proc for proc in procs if _STOP_ORDER.get(proc.name, 1) == rank]

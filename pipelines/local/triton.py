@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +42,11 @@ SHM_DIR = Path("/dev/shm")
 # Starts like the Python backend's default prefix, so generic leftover sweeps still match it.
 SHM_PREFIX = "triton_python_backend_shm_region_sonic_"
 STARTUP_TIMEOUT = 60.0
+
+
+# Log lines worth showing when the server fails, and the CPU-only noise that is not the reason.
+_REASONS = ("failed to load", "UNAVAILABLE", "error:")
+_HARMLESS = ("CudaDriverHelper", "NVML", "CUDA", "pinned memory", "DCGM")
 
 
 class TritonError(RuntimeError):
@@ -83,10 +89,17 @@ class TritonServer:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def log_tail(self, lines: int = 20) -> str:
+        """The log's last lines, preceded by the lines that say why a model did not load."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log.read_text(errors="replace").splitlines()
         except OSError:
             return "(no log)"
+        why = [
+            line
+            for line in text
+            if any(w in line for w in _REASONS) and not any(h in line for h in _HARMLESS)
+        ]
+        return "\n".join(dict.fromkeys([*why, *text[-lines:]]))
 
 
 def find_install() -> TritonInstall:
@@ -94,7 +107,9 @@ def find_install() -> TritonInstall:
     try:
         import pytriton
     except ImportError:
-        raise TritonError("Triton is not installed: pip install 'sonic-gitops[local]' (nvidia-pytriton)") from None
+        raise TritonError(
+            "Triton is not installed: pip install 'sonic-gitops[local]' (nvidia-pytriton)"
+        ) from None
     base = Path(pytriton.__file__).parent / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     install = TritonInstall(
@@ -103,7 +118,11 @@ def find_install() -> TritonInstall:
         stub=base / "python_backend_stubs" / version / "triton_python_backend_stub",
         libs=base.parent.parent / "nvidia_pytriton.libs",
     )
-    for what, path in (("server", install.binary), ("Python backend", install.python_backend), ("stub", install.stub)):
+    for what, path in (
+        ("server", install.binary),
+        ("Python backend", install.python_backend),
+        ("stub", install.stub),
+    ):
         if not path.exists():
             raise TritonError(f"the bundled Triton has no {what} for Python {version} at {path}")
     return install
@@ -206,7 +225,14 @@ def start_triton(
     for _ in range(attempts):
         ports = free_ports(3)
         prefix = f"{SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
-        argv = command(install, [r.resolve() for r in repositories], backends, (ports[0], ports[1], ports[2]), prefix, extra_args)
+        argv = command(
+            install,
+            [r.resolve() for r in repositories],
+            backends,
+            (ports[0], ports[1], ports[2]),
+            prefix,
+            extra_args,
+        )
         with open(log, "wb") as out:
             popen = subprocess.Popen(
                 argv,
@@ -217,16 +243,22 @@ def start_triton(
                 start_new_session=True,  # own process group: stop_triton signals the stubs too
             )
         server = TritonServer(popen, ports[0], ports[1], ports[2], log, prefix, workdir)
-        deadline = time.monotonic() + startup_timeout
-        while time.monotonic() < deadline and popen.poll() is None and not _ready(server):
-            time.sleep(0.1)
-        if popen.poll() is None and _ready(server):
-            return server
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while time.monotonic() < deadline and popen.poll() is None and not _ready(server):
+                time.sleep(0.1)
+            if popen.poll() is None and _ready(server):
+                return server
+        except BaseException:  # Ctrl-C while waiting: leave nothing running
+            stop_triton(server)
+            raise
         last = server.log_tail()
         stop_triton(server)
         if "already in use" not in last and "Address in use" not in last:
             break  # not a port race: retrying would fail the same way
-    raise TritonError(f"Triton did not become ready on {', '.join(map(str, repositories))}; log ({log}):\n{last}")
+    raise TritonError(
+        f"Triton did not become ready on {', '.join(map(str, repositories))}; log ({log}):\n{last}"
+    )
 
 
 def stop_triton(server: TritonServer, grace: float = 10.0) -> None:
@@ -252,22 +284,19 @@ def stop_triton(server: TritonServer, grace: float = 10.0) -> None:
 def running_triton(
     repositories: Sequence[Path],
     workdir: Path | None = None,
-    **kwargs: object,
+    *,
+    startup_timeout: float = STARTUP_TIMEOUT,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[TritonServer]:
-    """``start_triton`` ... ``stop_triton`` as a context manager; a temporary ``workdir`` by default."""
+    """:func:`start_triton` ... :func:`stop_triton` as a context manager; a temporary ``workdir`` by default."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
-            workdir = Path(stack.enter_context(_tempdir()))
-        server = start_triton(repositories, workdir, **kwargs)  # type: ignore[arg-type]
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sonic-triton-")))
+        server = start_triton(
+            repositories, workdir, startup_timeout=startup_timeout, extra_args=extra_args, env=env
+        )
         try:
             yield server
         finally:
             stop_triton(server)
-
-
-@contextlib.contextmanager
-def _tempdir() -> Iterator[str]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="sonic-triton-") as d:
-        yield d

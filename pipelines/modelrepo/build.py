@@ -50,6 +50,8 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class BuildOptions:
+    """How to build: where the store is (``dest``), what to publish, and the limits."""
+
     dest: Path
     dry_run: bool = False
     local: bool = False
@@ -62,6 +64,8 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class ModelReport:
+    """What the build found out about one model (for the CLI's report)."""
+
     name: str
     kind: str  # "artifact" or "in-place"
     config: str  # "generated", "supplied <file>", or "in place"
@@ -74,6 +78,12 @@ class ModelReport:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """The outcome: the lock (None without artifact models), and what was published where.
+
+    ``snapshot``/``local_snapshot`` are None for a dry run; ``*_created`` is False when an
+    identical snapshot already existed (nothing was written).
+    """
+
     experiment: str
     deployment: str
     source: Path
@@ -165,9 +175,7 @@ def _config_for(
     return cfg, text, InConfigFile(display, text, m.name), f"supplied {display}"
 
 
-def _filename(
-    m: Model, cfg: mc.ModelConfig, decl: InDeployment, errors: list[ConfigError]
-) -> str | None:
+def _filename(m: Model, cfg: mc.ModelConfig, decl: InDeployment, errors: list[ConfigError]) -> str | None:
     """The artifact's file name in each version directory, consistent with what Triton will look for."""
     assert m.artifact is not None
     platform = pbtxt.platform_of(cfg)

@@ -58,9 +58,16 @@ class Lock:
     def from_json(cls, text: str) -> Lock:
         raw = json.loads(text)
         if raw.get("version") != LOCK_VERSION:
-            raise ValueError(f"unsupported lock file version {raw.get('version')!r} (expected {LOCK_VERSION})")
+            raise ValueError(
+                f"unsupported lock file version {raw.get('version')!r} (expected {LOCK_VERSION})"
+            )
         models = tuple(LockedModel(**{**m, "versions": tuple(m["versions"])}) for m in raw["models"])
-        return cls(experiment=raw["experiment"], deployment=raw["deployment"], snapshot=raw["snapshot"], models=models)
+        return cls(
+            experiment=raw["experiment"],
+            deployment=raw["deployment"],
+            snapshot=raw["snapshot"],
+            models=models,
+        )
 
 
 def content_digest(experiment: str, deployment: str, models: tuple[LockedModel, ...]) -> str:

@@ -149,9 +149,7 @@ def checkout(
     still validates the exact commit the event named. With ``base_ref``, the merge base with that
     branch and the files changed since it are computed, as GitHub shows them in the pull request.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    if any(dest.iterdir()):
-        raise GitError(f"{dest}: not empty; checkout needs a fresh directory")
+    _fresh(dest)
     git = Git(dest, token)
     git("init", "--quiet")
     git("remote", "add", "origin", url)
@@ -205,9 +203,7 @@ def remote_head(url: str, branch: str, token: str | None = None, cwd: Path | Non
 
 def clone_branch(url: str, branch: str, dest: Path, token: str | None = None) -> Git:
     """A working copy of ``branch`` (a new, empty orphan branch when it does not exist yet)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if any(dest.iterdir()):
-        raise GitError(f"{dest}: not empty; a working copy needs a fresh directory")
+    _fresh(dest)
     git = Git(dest, token)
     git("init", "--quiet")
     git("remote", "add", "origin", url)
@@ -252,8 +248,12 @@ def publish(
             shutil.copy2(origin, target)
     git("add", "--all", "--", *wanted)
     if not git("status", "--porcelain", "--", *wanted).strip():
-        head = git.rev("HEAD") if _has_commits(git) else ""
-        return Published(head, changed=False)
+        if not _has_commits(git):
+            return Published("", changed=False)
+        head = git.rev("HEAD")
+        # A retried step whose first attempt pushed: the branch head is this very commit.
+        ours = git("log", "-1", "--format=%B", "HEAD").strip() == message.strip()
+        return Published(head, changed=ours)
     git("commit", "--quiet", "-m", message)
     _push(git, branch)
     return Published(git.rev("HEAD"), changed=True)
@@ -270,6 +270,19 @@ def revert(url: str, branch: str, commit: str, workdir: Path, message: str, toke
     git("commit", "--quiet", "-m", message)
     _push(git, branch)
     return git.rev("HEAD")
+
+
+def _fresh(dest: Path) -> None:
+    """An empty directory at ``dest``; a previous attempt's git working copy there is removed.
+
+    Argo retries a step in the same workspace volume, so a half-done clone must not block the
+    retry; anything that is not a git working copy is never deleted.
+    """
+    if dest.exists() and any(dest.iterdir()):
+        if not (dest / ".git").is_dir():
+            raise GitError(f"{dest}: not empty and not a working copy; give an empty directory")
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
 
 
 def _has_commits(git: Git) -> bool:

@@ -74,7 +74,9 @@ def _run(cmd: list[str]) -> tuple[bool, str]:
 def _is_core(obj: dict[str, Any]) -> bool:
     api = str(obj.get("apiVersion", ""))
     group = api.split("/")[0] if "/" in api else ""
-    return group == "" or (group.endswith(".k8s.io") and not group.startswith("kustomize."))
+    # Built-in groups have no dot (apps, batch, policy) or end in .k8s.io; kustomize's is a file format.
+    builtin = group == "" or "." not in group or group.endswith(".k8s.io")
+    return builtin and not group.startswith("kustomize.")
 
 
 def _versions(tree: Tree, site: str) -> list[str]:

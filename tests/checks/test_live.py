@@ -179,7 +179,7 @@ def repository_index(endpoint: str) -> grpc.StatusCode | None:
 @needs_prometheus
 def test_admission_gate_over_its_threshold(live: Any, variant: Any) -> None:
     """A tiny threshold: any queueing is 'overload'. New clients are refused, running ones continue."""
-    tree, p, state = live
+    _, p, state = live
 
     def tiny_gate(d: dict[str, Any]) -> None:
         d["envoy"]["admissionGate"] = {"threshold": 1e-9, "onPrometheusError": "open", "cacheFor": "1s"}
@@ -228,7 +228,7 @@ def test_admission_gate_over_its_threshold(live: Any, variant: Any) -> None:
 
 @needs_prometheus
 def test_prometheus_stopped_reports_metric_unavailable(live: Any) -> None:
-    tree, p, state = live
+    _, p, state = live
     stack.stop_prometheus(state)
     try:
         report = run_checks(

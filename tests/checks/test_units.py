@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ def test_unavailable_says_metric_unavailable() -> None:
 
 
 def served(
-    p: SiteDeployment, **changes: object
+    p: SiteDeployment, **changes: Any
 ) -> tuple[service_pb2.ModelMetadataResponse, model_config_pb2.ModelConfig]:
     m = p.models[0]
     meta = service_pb2.ModelMetadataResponse(name=m.name, versions=["1"], platform="python")
@@ -92,7 +93,7 @@ def served(
         name=m.name, max_batch_size=int(changes.get("max_batch_size", m.max_batch_size))
     )
     for t in m.inputs:
-        dims = list(changes.get(f"dims:{t.name}", t.dims))  # type: ignore[call-overload]
+        dims = list(changes.get(f"dims:{t.name}", t.dims))
         meta.inputs.add(name=t.name, datatype=str(changes.get(f"dtype:{t.name}", t.dtype)), shape=[-1, *dims])
         cfg.input.add(name=t.name, data_type=model_config_pb2.DataType.Value(f"TYPE_{t.dtype}"), dims=dims)
     for t in m.outputs:

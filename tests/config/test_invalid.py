@@ -78,9 +78,7 @@ def run_validate(tree: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tup
     for line in result.stdout.splitlines():
         m = LINE.match(line)
         if m:
-            reported.append(
-                Reported(m["file"], int(m["line"]), int(m["col"]), m["path"], m["message"])
-            )
+            reported.append(Reported(m["file"], int(m["line"]), int(m["col"]), m["path"], m["message"]))
     return result.exit_code, result.output, reported
 
 
@@ -175,7 +173,9 @@ def test_semantic_errors_across_files_are_reported_together(
     text = (exps / "cms" / "particlenet.yaml").read_text()
     (exps / "cms" / "particlenet.yaml").write_text(text.replace("class: A10}", "class: A11}"))
     text = (exps / "icecube" / "cnn-classifier.yaml").read_text()
-    (exps / "icecube" / "cnn-classifier.yaml").write_text(text.replace("name: icecube_cnn, version", "name: cnn, version"))
+    (exps / "icecube" / "cnn-classifier.yaml").write_text(
+        text.replace("name: icecube_cnn, version", "name: cnn, version")
+    )
 
     code, _, reported = run_validate(example_tree, monkeypatch)
 

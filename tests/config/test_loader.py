@@ -80,7 +80,11 @@ def test_small_aliases_are_fine() -> None:
         ("a: 1\na: 2\n", "a", "duplicate key 'a' (first defined at line 1)"),
         ("a: {b: 1, b: 2}\n", "a.b", "duplicate key 'b'"),
         ("<<: {a: 1}\n", "(top level)", "merge keys"),
-        ("a: !!python/object/apply:os.system [id]\n", "a", "'!!python/object/apply:os.system' is not allowed"),
+        (
+            "a: !!python/object/apply:os.system [id]\n",
+            "a",
+            "'!!python/object/apply:os.system' is not allowed",
+        ),
         ("a: !!binary aGk=\n", "a", "'!!binary' is not allowed"),
         ("a: !Ref x\n", "a", "'!Ref' is not allowed"),
         ("a: !!str {b: 1}\n", "a", "'!!str' is not allowed"),
@@ -155,9 +159,33 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 # Fragments that exercise YAML's corners: indicators, tags, anchors, documents, odd numbers.
 _PIECES = [
     *"ab:-?[]{},&*!|>'\"#%@`.~=\\ \n\t0123456789_xeE+",
-    "!!", "<<", "---", "...", "!!int ", "!!float ", "!!bool ", "!!binary ", "!!map ", "!!seq ",
-    "!!python/object:os.system ", "!x ", "&a ", "*a", "0b", "0x", "0o", ".inf", ".nan", "1e99999",
-    "\ud800", "\x00", "\x07", "\u2028", "\ufeff", "\x85", "é",
+    "!!",
+    "<<",
+    "---",
+    "...",
+    "!!int ",
+    "!!float ",
+    "!!bool ",
+    "!!binary ",
+    "!!map ",
+    "!!seq ",
+    "!!python/object:os.system ",
+    "!x ",
+    "&a ",
+    "*a",
+    "0b",
+    "0x",
+    "0o",
+    ".inf",
+    ".nan",
+    "1e99999",
+    "\ud800",
+    "\x00",
+    "\x07",
+    "\u2028",
+    "\ufeff",
+    "\x85",
+    "é",
 ]
 
 
@@ -185,7 +213,9 @@ def test_fuzz_any_text_raises_only_config_errors(text: str) -> None:
 
 @FUZZ
 @given(st.binary(max_size=300))
-def test_fuzz_random_bytes_raise_only_config_errors(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+def test_fuzz_random_bytes_raise_only_config_errors(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "f.yaml"
     path.write_bytes(data)
     _assert_only_located_config_errors(lambda: load_file(path, "f.yaml"))

@@ -45,11 +45,13 @@ def test_every_property_is_described(path: Path) -> None:
     resolver = registry().resolver(path.as_uri())
     undocumented = []
     for where, node in _walk(schema):
-        for key, sub in node.get("properties", {}).items() if isinstance(node.get("properties"), dict) else ():
-            target = sub
+        for key, sub in (
+            node.get("properties", {}).items() if isinstance(node.get("properties"), dict) else ()
+        ):
+            target, res = sub, resolver
             while "description" not in target and "$ref" in target:  # described by the $ref target
-                resolved = resolver.lookup(target["$ref"])
-                target, resolver_ = resolved.contents, resolved.resolver
+                resolved = res.lookup(target["$ref"])
+                target, res = resolved.contents, resolved.resolver
             if not str(target.get("description", "")).strip():
                 undocumented.append(f"{where}/properties/{key}")
     assert not undocumented
@@ -60,7 +62,7 @@ def test_every_object_with_properties_is_closed(name: str) -> None:
     """Checked on the schema as validation applies it ($refs inlined), so a typo never passes."""
     open_objects = [
         where
-        for where, node in _walk(inlined(name))  # type: ignore[arg-type]
+        for where, node in _walk(inlined(name))
         if isinstance(node.get("properties"), dict) and node.get("additionalProperties") is not False
     ]
     assert not open_objects
@@ -156,7 +158,7 @@ def _drift(schema: dict[str, Any], model: type[BaseModel], where: str, root: str
 
 @pytest.mark.parametrize("name", NAMES)
 def test_typed_models_match_the_schema(name: str) -> None:
-    assert list(_drift(inlined(name), ROOTS[name], "", name)) == []  # type: ignore[arg-type]
+    assert list(_drift(inlined(name), ROOTS[name], "", name)) == []
 
 
 def test_the_drift_check_notices_a_missing_field() -> None:
@@ -213,9 +215,27 @@ def test_validator_works_on_the_inlined_schema() -> None:
     samples: list[Any] = [
         {"name": "x", "experiment": "cms", "sites": {"a": {"namespace": "n"}}, "models": [{"name": "m"}]},
         {"name": "X", "experiment": "cms", "sites": {}, "models": []},
-        {"name": "x", "experiment": "cms", "sites": {"a": {"namespace": "n", "triton": {"gpu": {}}}}, "models": [{"name": "m"}]},
-        {"name": "x", "experiment": "cms", "sites": {"a": {"namespace": "n"}}, "models": [{"name": "m", "inputs": [{"name": "i", "dtype": "FP32", "dims": [0]}]}]},
-        {"name": "x", "experiment": "cms", "sites": {"a": {"namespace": "n"}}, "models": [{"name": "m"}], "triton": {"drain": {"delay": 30}}},
+        {
+            "name": "x",
+            "experiment": "cms",
+            "sites": {"a": {"namespace": "n", "triton": {"gpu": {}}}},
+            "models": [{"name": "m"}],
+        },
+        {
+            "name": "x",
+            "experiment": "cms",
+            "sites": {"a": {"namespace": "n"}},
+            "models": [{"name": "m", "inputs": [{"name": "i", "dtype": "FP32", "dims": [0]}]}],
+        },
+        {
+            "name": "x",
+            "experiment": "cms",
+            "sites": {"a": {"namespace": "n"}},
+            "models": [{"name": "m"}],
+            "triton": {"drain": {"delay": 30}},
+        },
     ]
     for doc in samples:
-        assert sorted(e.message for e in by_ref.iter_errors(doc)) == sorted(e.message for e in flat.iter_errors(doc))
+        assert sorted(e.message for e in by_ref.iter_errors(doc)) == sorted(
+            e.message for e in flat.iter_errors(doc)
+        )

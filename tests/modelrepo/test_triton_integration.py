@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
-from pipelines.local.triton import SHM_DIR, running_triton
+from pipelines.local.triton import SHM_DIR, TritonError, running_triton
 from pipelines.modelrepo.build import BuildResult
 from tests.conftest import ROOT
 from tests.modelrepo.support import Repo, sha256, tagger_entry
@@ -34,10 +34,14 @@ def _btag_entry() -> dict[str, Any]:
     return dict(entry)
 
 
-def _infer(client: grpcclient.InferenceServerClient, model: str, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+def _infer(
+    client: grpcclient.InferenceServerClient, model: str, feeds: dict[str, np.ndarray], outputs: list[str]
+) -> list[np.ndarray]:
     inputs = []
     for name, array in feeds.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), "FP32" if array.dtype == np.float32 else "INT64")
+        tensor = grpcclient.InferInput(
+            name, list(array.shape), "FP32" if array.dtype == np.float32 else "INT64"
+        )
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
     result = client.infer(model, inputs, client_timeout=TIMEOUT)
@@ -75,7 +79,10 @@ def test_local_snapshot_answers_like_onnxruntime(
             ("points", "FP32", ["-1", "-1", "3"]),
             ("ids", "INT64", ["-1", "4"]),
         ]
-        assert [(t["name"], t["datatype"]) for t in meta["outputs"]] == [("score", "FP32"), ("total", "INT64")]
+        assert [(t["name"], t["datatype"]) for t in meta["outputs"]] == [
+            ("score", "FP32"),
+            ("total", "INT64"),
+        ]
 
         # Single requests of several batch sizes and dynamic lengths (points: [batch, n, 3]).
         for batch, n in ((1, 1), (3, 7), (8, 2)):
@@ -104,7 +111,10 @@ def test_local_snapshot_answers_like_onnxruntime(
                 t.set_data_from_numpy(array)
                 inputs.append(t)
             client.async_infer(
-                "tagger", inputs, lambda result, error, k=k: answers.put((k, result, error)), client_timeout=TIMEOUT
+                "tagger",
+                inputs,
+                lambda result, error, k=k: answers.put((k, result, error)),
+                client_timeout=TIMEOUT,
             )
         for _ in range(4):
             k, r, e = answers.get(timeout=TIMEOUT)
@@ -126,3 +136,29 @@ def test_local_snapshot_answers_like_onnxruntime(
     with pytest.raises(ProcessLookupError):
         os.killpg(pgid, 0)
     assert list(SHM_DIR.glob(f"{prefix}*")) == []
+
+
+def test_a_model_that_fails_to_load_is_reported_and_nothing_is_left_running(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "config.pbtxt").write_text(
+        'name: "broken"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+    )
+    (repo / "broken" / "1" / "model.py").write_text(
+        "class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('no weights here')\n"
+    )
+    workdir = tmp_path / "triton"
+    with pytest.raises(TritonError) as info, running_triton([repo], workdir, startup_timeout=60):
+        pass
+    assert "Triton did not become ready" in str(info.value) and "no weights here" in str(info.value)
+    # No process of ours is left: nothing runs with this workdir's backend directory.
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if str(workdir) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                leftovers.append(proc.name)
+        except OSError:
+            continue
+    assert leftovers == []

@@ -58,7 +58,11 @@ def strict(schema: Any) -> Any:
     """
     if isinstance(schema, dict):
         out = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -117,25 +121,24 @@ def resolve(group: click.Group, args: Sequence[str]) -> tuple[click.Command, lis
 
 
 def parse(cmd: click.Command, args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    """Parse with click's own parser: unknown options raise; returns (options, positionals)."""
+    """Parse with click's own parser: unknown options raise UsageError.
+
+    Returns (option and argument values by name, words left over that no parameter took).
+    """
     ctx = click.Context(cmd, info_name=cmd.name)
-    parser = cmd.make_parser(ctx)
-    opts, positionals, _ = parser.parse_args(list(args))
-    return opts, positionals
+    values, extra, _ = cmd.make_parser(ctx).parse_args(list(args))
+    return values, extra
 
 
-def positional_count(cmd: click.Command) -> tuple[int, int | None]:
-    """(fewest, most) positional arguments ``cmd`` accepts (None: unbounded)."""
-    lo, hi = 0, 0
-    unbounded = False
-    for p in cmd.params:
-        if isinstance(p, click.Argument):
-            if p.nargs == -1:
-                unbounded = True
-            else:
-                hi += p.nargs
-                lo += p.nargs if p.required else 0
-    return lo, None if unbounded else hi
+def missing_arguments(cmd: click.Command, values: dict[str, Any]) -> list[str]:
+    """Required positional arguments the parse did not fill."""
+    return [
+        p.name or "?"
+        for p in cmd.params
+        if isinstance(p, click.Argument)
+        and p.required
+        and not isinstance(values.get(p.name or ""), str | tuple | list)
+    ]
 
 
 def repo_file(rel: str) -> Path:

@@ -123,6 +123,12 @@ def test_publish_creates_the_branch_commits_as_the_bot_and_is_idempotent(
 
     again = gitrepo.publish(source, [rel], origin.url, "gitops", "again\n", tmp_path / "w2")
     assert not again.changed and again.commit == first.commit
+    # A retry of the step that pushed (same message, same workspace): still "our" commit, so a
+    # failed rollout after it is reverted.
+    retried = gitrepo.publish(
+        source, [rel], origin.url, "gitops", "rollout: cms/minimal at uchicago\n", tmp_path / "w1"
+    )
+    assert retried.changed and retried.commit == first.commit
 
     (source / rel / "service.yaml").unlink()
     (source / rel / "deployment.yaml").write_text("kind: Deployment\nspec: {replicas: 3}\n")
@@ -159,6 +165,22 @@ def test_publish_leaves_other_deployments_alone_and_removes_a_deleted_one(
         "gitops/rendered/a/cms/one/x.yaml"
     ]
     assert git(origin.bare, "show", "gitops:gitops/rendered/a/cms/one/x.yaml") == "gitops/rendered/a/cms/one"
+
+
+def test_a_retried_checkout_replaces_a_half_done_clone_but_nothing_else(
+    origin: Origin, tmp_path: Path
+) -> None:
+    dest = tmp_path / "src"
+    (dest / ".git").mkdir(parents=True)
+    (dest / "half-written").write_text("x")
+    co = gitrepo.checkout(origin.url, dest, "main")
+    assert co.head == origin.rev("refs/heads/main") and not (dest / "half-written").exists()
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "data").write_text("keep")
+    with pytest.raises(gitrepo.GitError, match="not a working copy"):
+        gitrepo.checkout(origin.url, other, "main")
+    assert (other / "data").read_text() == "keep"
 
 
 def test_paths_must_stay_inside_the_repository(origin: Origin, tmp_path: Path) -> None:

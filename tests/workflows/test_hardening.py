@@ -31,7 +31,9 @@ def words(t: dict[str, Any]) -> tuple[str, ...]:
     return tuple(args[:1]) if args[0] in ("build-models", "check", "render", "validate") else tuple(args[:2])
 
 
-@pytest.mark.parametrize(("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_every_step_is_bounded_and_hardened(ident: str, template: dict[str, Any]) -> None:
     c = template["container"]
     assert c["command"] == ["sonic"], ident
@@ -45,15 +47,23 @@ def test_every_step_is_bounded_and_hardened(ident: str, template: dict[str, Any]
         "runAsNonRoot": True,
     }, ident
     assert 0 < template["activeDeadlineSeconds"] <= 3 * 3600, ident
-    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], ident  # read-only root needs a scratch dir
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], (
+        ident
+    )  # read-only root needs a scratch dir
     if words(template) in NETWORK:
         retry = template.get("retryStrategy")
-        assert retry and retry["limit"] >= 2 and retry["backoff"]["duration"], f"{ident}: network step without retries"
+        assert retry and retry["limit"] >= 2 and retry["backoff"]["duration"], (
+            f"{ident}: network step without retries"
+        )
         # A real "no" (exit 1: a failed check, a 4xx) is never retried; outages (exit 2) and lost pods are.
         assert retry["expression"] == 'lastRetry.status == "Error" || lastRetry.exitCode == "2"', ident
 
 
-@pytest.mark.parametrize("obj", [o for _, o in objects() if o["kind"] in WORKFLOW_CRDS], ids=lambda o: f"{o['metadata']['namespace']}/{o['metadata']['name']}")
+@pytest.mark.parametrize(
+    "obj",
+    [o for _, o in objects() if o["kind"] in WORKFLOW_CRDS],
+    ids=lambda o: f"{o['metadata']['namespace']}/{o['metadata']['name']}",
+)
 def test_every_workflow_cleans_up_and_runs_as_its_own_non_root_identity(obj: dict[str, Any]) -> None:
     spec = workflow_spec(obj)
     assert spec["podGC"]["strategy"] == "OnPodSuccess"
@@ -82,7 +92,9 @@ def bindings() -> dict[str, list[dict[str, Any]]]:
     for rb in of_kind("RoleBinding"):
         assert rb["roleRef"]["kind"] == "Role"  # never a ClusterRole
         for subject in rb["subjects"]:
-            out.setdefault(subject["name"], []).append(roles[(rb["metadata"]["namespace"], rb["roleRef"]["name"])])
+            out.setdefault(subject["name"], []).append(
+                roles[(rb["metadata"]["namespace"], rb["roleRef"]["name"])]
+            )
     return out
 
 
@@ -94,12 +106,18 @@ def test_least_privilege_rbac() -> None:
     argocd_namespaces = {s.argocd.namespace for s in tree().sites.values()}
     (rollout_role,) = granted["sonic-rollout"]
     assert rollout_role["metadata"]["namespace"] in argocd_namespaces
-    assert rollout_role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": ["get", "list", "watch"]}]
+    assert rollout_role["rules"] == [
+        {"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": ["get", "list", "watch"]}
+    ]
     (sensor_role,) = granted["sonic-events-sensor"]
     assert sensor_role["metadata"]["namespace"] == ns
-    assert sensor_role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create"]}]
+    assert sensor_role["rules"] == [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create"]}
+    ]
     for role in granted["sonic-workflow-executor"]:
-        assert role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
+        assert role["rules"] == [
+            {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
+        ]
     for role in of_kind("Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
@@ -107,7 +125,10 @@ def test_least_privilege_rbac() -> None:
 
 
 def test_service_accounts_hold_no_token_unless_a_controller_needs_one() -> None:
-    accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["automountServiceAccountToken"] for o in of_kind("ServiceAccount")}
+    accounts = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o["automountServiceAccountToken"]
+        for o in of_kind("ServiceAccount")
+    }
     for (namespace, name), token in accounts.items():
         assert token is (name in ("sonic-workflow-executor", "sonic-events-sensor")), (namespace, name)
     # Every account a workflow or the Sensor names exists in its namespace.
@@ -132,7 +153,12 @@ def test_secrets_are_only_referenced() -> None:
                 if "secret" in v:
                     assert v["secret"]["defaultMode"] == 0o440
                     secret_names.add(v["secret"]["secretName"])
-    assert secret_names == {s.github_token.name, s.push_token.name, s.check_token.name, s.prometheus_token.name}
+    assert secret_names == {
+        s.github_token.name,
+        s.push_token.name,
+        s.check_token.name,
+        s.prometheus_token.name,
+    }
     text = yaml.safe_dump([o for _, o in objects()])
     assert "ghp_" not in text and "BEGIN" not in text
 

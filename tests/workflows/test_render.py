@@ -48,7 +48,9 @@ def test_expected_files_and_objects() -> None:
     assert {("WorkflowTemplate", "pr-validation"), ("WorkflowTemplate", "rollout"),
             ("WorkflowTemplate", "build-model-repository"), ("EventSource", "sonic-github"),
             ("Sensor", "sonic-pr-validation")} <= names  # fmt: skip
-    assert {n for k, n in names if k == "CronWorkflow"} == {f"scheduled-validation-{s}" for s in sites_with_deployments}
+    assert {n for k, n in names if k == "CronWorkflow"} == {
+        f"scheduled-validation-{s}" for s in sites_with_deployments
+    }
 
 
 @needs_crds
@@ -103,7 +105,11 @@ def test_event_objects_round_trip_through_hera() -> None:
     for name, obj in objects():
         if obj["kind"] in model:
             body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-            again = model[obj["kind"]].model_validate(body).model_dump(by_alias=True, exclude_none=True, mode="json")
+            again = (
+                model[obj["kind"]]
+                .model_validate(body)
+                .model_dump(by_alias=True, exclude_none=True, mode="json")
+            )
             assert again == body, f"{name}: {obj['kind']} changes through hera's models"
 
 

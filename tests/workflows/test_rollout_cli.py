@@ -63,11 +63,13 @@ def test_target_refuses_a_deployment_not_at_the_site() -> None:
     assert code == 1 and "not placed at site 'geddes'" in output
 
 
-def commit(origin: Origin, source: Path, tmp_path: Path, name: str) -> dict[str, str]:
+def commit(
+    origin: Origin, source: Path, tmp_path: Path, name: str, workflow: str = "rollout-x1"
+) -> dict[str, str]:
     outputs = tmp_path / f"{name}-out"
     code, output = run(
         "rollout", "commit", "--source", str(source), "--path", "gitops/rendered/uchicago/cms/minimal",
-        "--site", SITE, "--deployment", DEPLOYMENT, "--source-revision", "a" * 40, "--workflow", "rollout-x1",
+        "--site", SITE, "--deployment", DEPLOYMENT, "--source-revision", "a" * 40, "--workflow", workflow,
         "--remote", origin.url, "--branch", "gitops", "--workdir", str(tmp_path / name), "--outputs", str(outputs),
     )  # fmt: skip
     assert code == 0, output
@@ -94,7 +96,8 @@ def test_commit_publishes_the_rendered_directory_with_provenance(origin: Origin,
     assert message.splitlines()[0] == "rollout: cms/minimal at uchicago"
     assert f"Source-Revision: {'a' * 40}" in message and "Workflow: rollout-x1" in message
 
-    second = commit(origin, source, tmp_path, "w2")
+    # Another run with nothing new commits nothing (and so will never revert someone else's commit).
+    second = commit(origin, source, tmp_path, "w2", workflow="rollout-y2")
     assert second == {"changed": "false", "commit": first["commit"]}
 
 

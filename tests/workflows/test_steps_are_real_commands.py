@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines.cli import cli
-from tests.workflows.support import container_templates, parse, positional_count, repo_file, resolve
+from tests.workflows.support import container_templates, missing_arguments, parse, repo_file, resolve
 
 # (subcommand words) of commands other helpers are still writing; empty when all exist.
 PENDING: frozenset[tuple[str, ...]] = frozenset()
@@ -30,25 +30,30 @@ def check_command(args: list[str], where: str) -> click.Command | None:
             return None
         raise
     try:
-        _, positionals = parse(cmd, rest)
+        values, extra = parse(cmd, rest)
     except click.UsageError as exc:
-        pytest.fail(f"{where}: `sonic {' '.join(path)}`: {exc.format_message()}")
-    lo, hi = positional_count(cmd)
-    assert len(positionals) >= lo and (hi is None or len(positionals) <= hi), (
-        f"{where}: `sonic {' '.join(path)}` takes {lo}..{hi} arguments, got {positionals}"
-    )
+        raise AssertionError(f"{where}: `sonic {' '.join(path)}`: {exc.format_message()}") from exc
+    assert not extra, f"{where}: `sonic {' '.join(path)}` takes no further arguments: {extra}"
+    missing = missing_arguments(cmd, values)
+    assert not missing, f"{where}: `sonic {' '.join(path)}` misses its argument(s) {missing}"
     return cmd
 
 
-@pytest.mark.parametrize(("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_every_step_runs_a_real_subcommand(ident: str, template: dict[str, Any]) -> None:
     assert template["container"]["command"] == ["sonic"]
     check_command(template["container"]["args"], ident)
 
 
 def test_the_checker_catches_a_wrong_option_and_a_wrong_command() -> None:
-    with pytest.raises(BaseException, match="no such option"):
+    with pytest.raises(AssertionError, match="No such option"):
         check_command(["github", "status", "--repo", "a/b"], "negative control")
+    with pytest.raises(AssertionError, match="misses its argument"):
+        check_command(["build-models", "--dry-run"], "negative control")
+    with pytest.raises(AssertionError, match="no further arguments"):
+        check_command(["render", "stray"], "negative control")
     with pytest.raises(LookupError, match="is not a command"):
         check_command(["github", "statuses"], "negative control")
 
@@ -82,7 +87,11 @@ def test_github_actions_run_real_subcommands() -> None:
 
 def test_dockerfile_smoke_test_runs_a_real_subcommand() -> None:
     text = repo_file("Dockerfile").read_text()
-    runs = [a for a in run_lines(text.replace("RUN ", "\n").replace(">/dev/null", "")) if a and a[0] != "--version"]
+    runs = [
+        a
+        for a in run_lines(text.replace("RUN ", "\n").replace(">/dev/null", ""))
+        if a and a[0] != "--version"
+    ]
     assert runs, "the Dockerfile should smoke-test the installed CLI"
     for args in runs:
         check_command(args, "Dockerfile")

@@ -1,0 +1,181 @@
+"""``sonic local up|status|down`` as a user runs it (real processes, real servers), and teardown
+on every way out: ``down``, Ctrl-C while attached, Ctrl-C while starting, a start that fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_tree
+from pipelines.local import stack
+from pipelines.local.processes import group_members
+from pipelines.local.state import StackState
+from pipelines.local.triton import SHM_DIR
+
+pytestmark = pytest.mark.integration
+
+SONIC = [sys.executable, "-c", "from pipelines.cli import main; main()"]
+RUN_DIR = Path(".sonic") / "run" / "cms-minimal"
+
+
+@pytest.fixture
+def tree(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
+    """A private copy of the example tree; any stack left behind by a failing test is stopped."""
+    root = tmp_path / "repo"
+    shutil.copytree(repo_root / "experiments", root / "experiments", ignore=shutil.ignore_patterns("locks"))
+    shutil.copytree(repo_root / "gitops" / "sites", root / "gitops" / "sites")
+    yield root
+    if (root / RUN_DIR / "state.json").exists():
+        sonic("local", "down", "minimal", "--root", str(root), timeout=60)
+
+
+def sonic(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SONIC, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def state_of(root: Path) -> StackState:
+    path = root / RUN_DIR / "state.json"
+    return StackState.from_json(path.read_text(), path)
+
+
+def assert_all_gone(state: StackState) -> None:
+    for proc in state.processes:
+        assert not proc.alive(), f"{proc.name} (pid {proc.pid}) still runs"
+        assert group_members(proc.pid) == [], f"{proc.name}'s process group still has members"
+    for prefix in state.shm_prefixes:
+        assert list(SHM_DIR.glob(f"{prefix}*")) == [], "shared memory left in /dev/shm"
+
+
+def test_up_status_check_down(tree: Path) -> None:
+    root = str(tree)
+    up = sonic("local", "up", "minimal", "--replicas", "1", "--root", root)
+    assert up.returncode == 0, up.stderr
+    state = state_of(tree)
+    assert [p.name for p in state.processes][:2] == ["triton-0", "envoy"]
+    assert "check it:  sonic check --endpoint 127.0.0.1:" in up.stdout
+    # Everything listens on loopback only, each log is in the run directory.
+    assert all(Path(p.log).parent.is_relative_to(state.run_dir) for p in state.processes)
+    assert "listen_address" not in (state.run_dir / "envoy.yaml").read_text()
+    assert "0.0.0.0" not in (state.run_dir / "envoy.yaml").read_text()
+
+    again = sonic("local", "up", "minimal", "--root", root)
+    assert again.returncode == 2 and "already running" in again.stderr
+
+    status = sonic("local", "status", "minimal", "--root", root, "--format", "json")
+    assert status.returncode == 0, status.stderr
+    components = {c["name"]: c for c in json.loads(status.stdout)["components"]}
+    assert components["envoy"]["running"] and "1/1 Triton upstreams healthy" in components["envoy"]["detail"]
+
+    check_args = ["check", "--endpoint", state.endpoint, "cms/minimal", "--root", root, "--format", "json"]
+    if state.prometheus_url:
+        check_args += ["--prometheus", state.prometheus_url]
+    check = sonic(*check_args)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["passed"] is True
+
+    down = sonic("local", "down", "minimal", "--root", root)
+    assert down.returncode == 0, down.stderr
+    assert_all_gone(state)
+    assert not (state.run_dir / "state.json").exists()
+    assert (state.run_dir / "envoy.log").exists()  # logs stay for post-mortems
+    again = sonic("local", "down", "minimal", "--root", root)
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """Read the process's output until a line contains ``needle``."""
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"{needle!r} not seen in:\n{''.join(seen)}")
+
+
+def start_attached(tree: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*SONIC, "local", "up", "minimal", "--replicas", "1", "--no-prometheus", "--root", str(tree), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_ctrl_c_in_the_foreground_stops_everything(tree: Path) -> None:
+    proc = start_attached(tree, "--foreground")
+    try:
+        wait_for_line(proc, "running in the foreground", timeout=120)
+        state = state_of(tree)
+        assert all(p.alive() for p in state.processes)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert_all_gone(state)
+    assert not (tree / RUN_DIR / "state.json").exists()
+
+
+def test_ctrl_c_while_starting_leaves_nothing_running(tree: Path) -> None:
+    proc = start_attached(tree)
+    try:
+        wait_for_line(proc, "starting 1 Triton replica", timeout=60)
+        time.sleep(0.5)  # the server process exists now, not ready yet
+        tritons = tritons_of(tree)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert tritons, "the Triton process had not started when Ctrl-C was sent"
+    assert code != 0  # click reports the interruption as "Aborted!" with exit code 1
+    assert tritons_of(tree) == []
+    assert not (tree / RUN_DIR / "state.json").exists()
+
+
+def test_a_server_that_fails_to_start_is_named_with_its_log_and_nothing_stays(tree: Path) -> None:
+    """A model that cannot load makes Triton exit: the error names it and shows the log's end."""
+    loaded = load_tree(tree)
+    p = loaded.deployment("cms/minimal").placements[0]
+    built = stack.build_local_snapshot(loaded, p, tree / ".sonic" / "models")
+    broken = tree / "broken-repository"
+    shutil.copytree(built.repository, broken)
+    (broken / "btag_mini" / "1" / "model.onnx").write_bytes(b"this is not an ONNX model")
+    with pytest.raises(stack.StackError) as info:
+        stack.up(loaded, p, root=tree, replicas=2, repository=broken, with_prometheus=False, timeout=60)
+    message = str(info.value)
+    assert message.startswith("Triton did not become ready: triton-")
+    assert "exited before it was ready" in message
+    assert "failed to load all models" in message  # the end of its log
+    assert tritons_of(tree) == []  # the other replica was stopped too
+    assert not (tree / RUN_DIR / "state.json").exists()
+
+
+def tritons_of(tree: Path) -> list[int]:
+    """PIDs of live tritonserver processes serving a repository under ``tree``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if args and args[0].endswith(b"tritonserver") and any(str(tree).encode() in a for a in args):
+            pids.append(int(entry.name))
+    return pids

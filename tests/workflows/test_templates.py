@@ -1,0 +1,172 @@
+"""What each rendered pipeline does: the steps, their order and the wiring between them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from pipelines.render.names import envoy_service_host
+from tests.workflows.support import of_kind, settings, tree, workflow_spec
+
+
+def template(name: str, namespace: str | None = None) -> dict[str, Any]:
+    (obj,) = [
+        o for o in of_kind("WorkflowTemplate")
+        if o["metadata"]["name"] == name and (namespace is None or o["metadata"]["namespace"] == namespace)
+    ]  # fmt: skip
+    return obj
+
+
+def dag(obj: dict[str, Any], name: str = "main") -> dict[str, dict[str, Any]]:
+    (t,) = [t for t in workflow_spec(obj)["templates"] if t["name"] == name]
+    return {task["name"]: task for task in t["dag"]["tasks"]}
+
+
+def step(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    (t,) = [t for t in workflow_spec(obj)["templates"] if t["name"] == name]
+    return t
+
+
+def test_pr_validation_flow() -> None:
+    wt = template("pr-validation")
+    tasks = dag(wt)
+    assert list(tasks) == [
+        "report-pending",
+        "checkout",
+        "validate",
+        "build-models",
+        "render-check",
+        "verify-rendered",
+    ]
+    assert tasks["validate"]["depends"] == "checkout.Succeeded"
+    assert tasks["validate"]["when"] == "{{tasks.checkout.outputs.parameters.relevant}} == true"
+    assert tasks["build-models"]["withParam"] == "{{tasks.checkout.outputs.parameters.deployments}}"
+    assert step(wt, "build-models-dry-run")["container"]["args"] == [
+        "build-models",
+        "{{inputs.parameters.deployment}}",
+        "--dry-run",
+    ]
+    assert step(wt, "validate")["container"]["args"] == [
+        "validate",
+        "--changed-against",
+        "{{inputs.parameters.base-sha}}",
+    ]
+    assert step(wt, "render-check")["container"]["args"] == ["render", "--check"]
+    # Reporting happens whatever failed: in the exit handler.
+    assert wt["spec"]["onExit"] == "report" and set(dag(wt, "report")) == {"status", "comment"}
+    comment = step(wt, "report-comment")["container"]["args"]
+    assert "{{workflow.failures}}" in comment and "--skip-if-irrelevant" in comment
+
+
+def test_sensor_submits_pr_validation_with_the_event_fields() -> None:
+    (sensor,) = of_kind("Sensor")
+    (es,) = of_kind("EventSource")
+    dep = sensor["spec"]["dependencies"][0]
+    assert dep["eventSourceName"] == es["metadata"]["name"] and dep["eventName"] in es["spec"]["github"]
+    filters = {f["path"]: f["value"] for f in dep["filters"]["data"]}
+    assert filters == {
+        "headers.X-Github-Event": ["pull_request"],
+        "body.action": ["opened", "synchronize", "reopened"],
+        "body.repository.full_name": [settings().repository],
+    }
+    k8s = sensor["spec"]["triggers"][0]["template"]["k8s"]
+    workflow = yaml.safe_load(k8s["source"]["inline"])
+    assert workflow["kind"] == "Workflow" and workflow["spec"]["workflowTemplateRef"] == {
+        "name": "pr-validation"
+    }
+    names = [p["name"] for p in workflow["spec"]["arguments"]["parameters"]]
+    filled = {names[int(p["dest"].split(".")[3])]: p["src"]["dataKey"] for p in k8s["parameters"]}
+    assert filled == {
+        "repository": "body.repository.full_name",
+        "pr-number": "body.pull_request.number",
+        "head-sha": "body.pull_request.head.sha",
+        "base-ref": "body.pull_request.base.ref",
+    }
+    declared = {p["name"] for p in template("pr-validation")["spec"]["arguments"]["parameters"]}
+    assert set(names) <= declared
+    hook = es["spec"]["github"][dep["eventName"]]
+    assert (
+        hook["webhookSecret"] == {"name": "sonic-github-webhook", "key": "secret"} and "apiToken" not in hook
+    )
+
+
+def test_rollout_flow_reverts_only_what_it_committed() -> None:
+    wt = template("rollout")
+    tasks = dag(wt)
+    assert [(n, t.get("depends")) for n, t in tasks.items()] == [
+        ("checkout", None),
+        ("render", "checkout.Succeeded"),
+        ("target", "render.Succeeded"),
+        ("commit", "target.Succeeded"),
+        ("wait", "commit.Succeeded"),
+        ("verify", "wait.Succeeded"),
+        ("revert", "(wait.Failed || wait.Errored || verify.Failed || verify.Errored)"),
+    ]
+    assert tasks["revert"]["when"] == "{{tasks.commit.outputs.parameters.changed}} == true"
+    wait = step(wt, "wait")["container"]["args"]
+    assert wait[wait.index("--revision") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
+    revert = step(wt, "revert")["container"]["args"]
+    assert revert[revert.index("--commit") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
+    assert wt["spec"]["synchronization"] == {"mutexes": [{"name": "rollout-{{workflow.parameters.site}}"}]}
+    branch = {p["name"]: p.get("value") for p in wt["spec"]["arguments"]["parameters"]}["gitops-branch"]
+    assert branch == settings().gitops_branch
+
+
+def test_build_model_repository_per_namespace_on_the_sites_claim() -> None:
+    t = tree()
+    for site in t.sites.values():
+        namespaces = sorted({p.namespace for p in t.site_deployments(site.name)})
+        rendered = [o for o in of_kind("WorkflowTemplate") if o["metadata"]["name"] == "build-model-repository"
+                    and o["metadata"]["annotations"]["sonic.fastml.org/site"] == site.name]  # fmt: skip
+        assert sorted(o["metadata"]["namespace"] for o in rendered) == namespaces
+        for wt in rendered:
+            (claim,) = [v for v in wt["spec"]["volumes"] if v["name"] == "snapshots"]
+            assert site.storage.snapshots is not None
+            assert claim["persistentVolumeClaim"] == {"claimName": site.storage.snapshots.claim}
+            build = step(wt, "build-models")
+            args = build["container"]["args"]
+            experiment, deployment = (
+                "{{workflow.parameters.experiment}}",
+                "{{workflow.parameters.deployment}}",
+            )
+            assert args == [
+                "build-models",
+                f"{experiment}/{deployment}",
+                "--dest",
+                f"/snapshots/{experiment}/{deployment}",
+            ]
+            (lock,) = build["outputs"]["artifacts"]
+            assert (
+                lock["path"] == f"/work/src/experiments/{experiment}/locks/{deployment}.repository.lock.json"
+            )
+            assert lock["optional"] is True and lock["archive"] == {"none": {}}
+
+
+def test_scheduled_validation_checks_every_deployment_of_its_site() -> None:
+    t = tree()
+    crons = {o["metadata"]["name"]: o for o in of_kind("CronWorkflow")}
+    for site in t.sites.values():
+        placements = t.site_deployments(site.name)
+        if not placements:  # nothing to check: no CronWorkflow
+            assert f"scheduled-validation-{site.name}" not in crons
+            continue
+        cron = crons[f"scheduled-validation-{site.name}"]
+        assert cron["spec"]["schedules"] == sorted({p.checks.schedule for p in placements})
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        tasks = dag(cron)
+        main = step(cron, "main")
+        assert main["dag"]["failFast"] is False
+        for p in placements:
+            args = step(cron, f"check-{p.experiment}-{p.name}")["container"]["args"]
+            assert tasks[f"check-{p.experiment}-{p.name}"]["depends"] == "checkout.Succeeded"
+            assert args[-1] == f"{p.experiment}/{p.name}"
+            assert args[args.index("--endpoint") + 1] == f"{envoy_service_host(p)}:8001"
+            if site.pushgateway:
+                assert (
+                    args[:2] == ["pushgateway", "check"] and args[args.index("--url") + 1] == site.pushgateway
+                )
+            else:
+                assert args[0] == "check"
+        assert len(tasks) == len(placements) + 1
+    assert any(s.pushgateway for s in t.sites.values()) and not all(s.pushgateway for s in t.sites.values())
