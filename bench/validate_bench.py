@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000", help="deployment counts, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (median reported)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown table rows")
-    parser.add_argument("--keep", type=Path, help="write the largest tree here instead of a temp dir")
+    parser.add_argument("--keep", type=Path, help="keep the trees in DIR/tree-<n> (to profile them)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})  # one core, like the CLI under taskset
@@ -185,6 +185,8 @@ def main() -> None:
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="sonic-bench-") as tmp:
             root = Path(tmp) if args.keep is None else args.keep / f"tree-{n}"
+            if args.keep is not None:
+                shutil.rmtree(root, ignore_errors=True)  # a fresh tree each run
             root.mkdir(parents=True, exist_ok=True)
             generate(root, n)
             files = sum(1 for _ in root.rglob("*.yaml"))

@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 invalid input or a failed check; 2 usage or environment
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -45,7 +46,40 @@ def load_or_exit(root: Path, selection: set[Path] | None = None, fmt: str = "tex
         report_errors(exc, fmt)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Each subcommand lives in its own module (pipelines/cli/<module>.py) and registers itself on
+# ``cli`` when imported. Modules are imported only when their command is used, so that
+# `sonic validate` does not pay for importing the Kubernetes client, Hera or tritonclient.
+COMMAND_MODULES: dict[str, str] = {
+    "build-models": "build_models",
+    "check": "check",
+    "demo": "demo",
+    "diff": "render",
+    "github": "github",
+    "local": "local",
+    "pipelines": "pipelines_cmd",
+    "pushgateway": "pushgateway",
+    "render": "render",
+    "rollout": "rollout",
+    "schema-docs": "schema_docs",
+    "validate": "validate",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"pipelines.cli.{COMMAND_MODULES[cmd_name]}")
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="sonic-gitops")
 def cli() -> None:
     """SONIC GitOps: inference-as-a-service deployments for HEP and astrophysics, as code.
@@ -70,19 +104,6 @@ def main() -> None:
             f"internal error: {type(exc).__name__}: {exc} (set SONIC_DEBUG=1 for a traceback, and please report it)"
         )
 
-
-# Each subcommand lives in its own module and registers itself on ``cli`` when imported.
-from pipelines.cli import build_models as _build_models  # noqa: E402,F401
-from pipelines.cli import check as _check  # noqa: E402,F401
-from pipelines.cli import demo as _demo  # noqa: E402,F401
-from pipelines.cli import github as _github  # noqa: E402,F401
-from pipelines.cli import local as _local  # noqa: E402,F401
-from pipelines.cli import pipelines_cmd as _pipelines_cmd  # noqa: E402,F401
-from pipelines.cli import pushgateway as _pushgateway  # noqa: E402,F401
-from pipelines.cli import render as _render  # noqa: E402,F401
-from pipelines.cli import rollout as _rollout  # noqa: E402,F401
-from pipelines.cli import schema_docs as _schema_docs  # noqa: E402,F401
-from pipelines.cli import validate as _validate  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

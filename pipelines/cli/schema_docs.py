@@ -10,9 +10,10 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die
 from pipelines.config.reference import render_reference
-from pipelines.config.schema import SCHEMA_DIR
 
-DEFAULT_OUTPUT = SCHEMA_DIR.parent / "docs" / "config-reference.md"
+DEFAULT_OUTPUT = (
+    Path("docs") / "config-reference.md"
+)  # relative to the repository root (the working directory)
 
 
 @cli.command("schema-docs")

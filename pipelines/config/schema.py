@@ -24,7 +24,8 @@ from pipelines.config.errors import ConfigError, format_path
 from pipelines.config.loader import Document
 
 SchemaName = Literal["deployment", "site", "experiment"]
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+# pipelines/schemas links to the repository's schemas/, so installed wheels carry the same files.
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def schema_uri(name: str) -> str:

@@ -23,7 +23,7 @@ def test_example_file_is_schema_valid_and_names_its_schema(path: Path, kind: str
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# yaml-language-server: $schema=")
     schema_file = (path.parent / first.split("$schema=", 1)[1]).resolve()
-    assert schema_file == schemas.SCHEMA_DIR / f"{kind}.schema.json"
+    assert schema_file.resolve() == (schemas.SCHEMA_DIR / f"{kind}.schema.json").resolve()
 
 
 def test_whole_example_tree_is_valid(repo_root: Path) -> None:

@@ -113,10 +113,11 @@ def resolve(group: click.Group, args: Sequence[str]) -> tuple[click.Command, lis
     path: list[str] = []
     rest = list(args)
     while isinstance(cmd, click.Group):
-        if not rest or rest[0] not in cmd.commands:
+        sub = cmd.get_command(click.Context(cmd), rest[0]) if rest else None
+        if sub is None:
             raise LookupError(f"`sonic {' '.join([*path, *rest[:1]])}` is not a command")
-        path.append(rest[0])
-        cmd = cmd.commands[rest.pop(0)]
+        path.append(rest.pop(0))
+        cmd = sub
     return cmd, path, rest
 
 

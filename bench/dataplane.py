@@ -1,0 +1,243 @@
+"""Benchmark the data plane: direct to Triton vs. a SuperSONIC-style Envoy vs. our rendered Envoy.
+
+Not a test: it prints tables (``--markdown`` prints the rows for docs/benchmarks.md). In one run,
+on a private copy of the example tree, with the same client (pipelines.checks.load.run_load:
+N threads, one gRPC connection each, the ``minimal`` model at batch 4):
+
+1. throughput and p50/p99 latency at concurrency 1, 8, 32 for
+   (a) direct:      the clients spread over the 2 Triton replicas themselves;
+   (b) supersonic:  Envoy as SuperSONIC renders it (pipelines.render.envoy.supersonic_style_config:
+                    plain proxy, LEAST_REQUEST, no health checks, outlier detection or retries);
+   (c) rendered:    our rendered Envoy with every feature on: JWT (RS256 token on every request,
+                    keys inlined), request and connection token buckets (limits far above the
+                    load), the admission gate (configured; ModelInfer never enters it),
+                    health checks, outlier detection, retries with a budget, circuit breakers,
+                    JSON access log, OpenTelemetry tracing at 1 % (to a collector port nobody
+                    listens on: spans are built and dropped).
+   The three are measured in turn within each round (a, b, c, a, b, c, ...) and the median over
+   the rounds is reported, so slow drift of the shared machine hits all three alike.
+2. one of 2 replicas killed (SIGKILL of its process group) 1 s into a 3,000-request run at
+   concurrency 8, on fresh replicas for each Envoy: failed client requests are counted for (b),
+   for (c) as declared (retries.minRetryConcurrency 3, the schema default) and for (c) with
+   minRetryConcurrency 32.
+
+Run:  .venv/bin/python bench/dataplane.py [--rounds 3] [--requests 2000] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.checks.connection import Endpoint  # noqa: E402
+from pipelines.checks.load import LoadResult, run_load  # noqa: E402
+from pipelines.checks.tensors import plans, synthetic_inputs  # noqa: E402
+from pipelines.config import Tree, load_tree  # noqa: E402
+from pipelines.config.model import SiteDeployment  # noqa: E402
+from pipelines.local import envoy as local_envoy  # noqa: E402
+from pipelines.local import stack  # noqa: E402
+from pipelines.local.processes import free_ports, stop  # noqa: E402
+from pipelines.local.state import StackState  # noqa: E402
+from pipelines.render.envoy import supersonic_style_config  # noqa: E402
+
+ISSUER = "https://idp.example.org/realms/bench"
+AUDIENCE = "sonic-bench"
+CONCURRENCIES = (1, 8, 32)
+KILL_AFTER = 1.0  # seconds into the kill run
+KILL_REQUESTS = 3000
+KILL_CONCURRENCY = 8
+
+
+def every_feature(min_retry_concurrency: int) -> Callable[[dict[str, Any]], None]:
+    """Edit minimal.yaml: switch on everything the Envoy renderer can do."""
+
+    def edit(d: dict[str, Any]) -> None:
+        envoy = d.setdefault("envoy", {})
+        envoy["auth"] = {"jwt": {"issuer": ISSUER, "jwksUri": f"{ISSUER}/certs", "audiences": [AUDIENCE]}}
+        envoy["rateLimit"] = {
+            "connections": {"maxTokens": 10000, "tokensPerFill": 10000, "fillInterval": "1s"},
+            "requests": {"maxTokens": 100000, "tokensPerFill": 100000, "fillInterval": "1s"},
+        }
+        envoy["admissionGate"] = {"threshold": 100, "onPrometheusError": "open"}
+        envoy["accessLog"] = True
+        envoy["tracing"] = {"samplingRate": 0.01, "collector": f"127.0.0.1:{free_ports(1)[0]}"}
+        envoy["retries"] = {"minRetryConcurrency": min_retry_concurrency}
+
+    return edit
+
+
+def make_tree(base: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> tuple[Tree, SiteDeployment]:
+    root = base / name
+    shutil.copytree(ROOT / "experiments", root / "experiments", ignore=shutil.ignore_patterns("locks"))
+    shutil.copytree(ROOT / "gitops" / "sites", root / "gitops" / "sites")
+    path = root / "experiments" / "cms" / "minimal.yaml"
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    tree = load_tree(root)
+    return tree, tree.deployment("cms/minimal").placements[0]
+
+
+def keys() -> tuple[str, str]:
+    """(JWKS document, a token it verifies)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwks = json.dumps({"keys": [{**jwk, "kid": "bench", "alg": "RS256", "use": "sig"}]})
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench", "iat": now, "exp": now + 7200}
+    return jwks, jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
+
+
+@contextmanager
+def supersonic_envoy(state: StackState) -> Iterator[str]:
+    """SuperSONIC's plain proxy in front of the stack's Tritons; yields its endpoint."""
+    port, admin = free_ports(2)
+    config = supersonic_style_config([("127.0.0.1", t.grpc) for t in state.tritons], port, admin)
+    proc = local_envoy.run_config(config, state.run_dir, "envoy-supersonic", hosts=0)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+class Client:
+    """The one load generator every configuration is measured with."""
+
+    def __init__(self, p: SiteDeployment):
+        plan = plans(p)[0]
+        self.model = plan.name
+        self.arrays = synthetic_inputs(plan)
+        self.dtypes = {t.name: t.dtype for t in plan.model.inputs}
+
+    def run(self, endpoints: list[Endpoint], concurrency: int, requests: int) -> LoadResult:
+        return run_load(
+            endpoints, self.model, self.arrays, self.dtypes, concurrency=concurrency, requests=requests, deadline=300
+        )
+
+
+def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict[str, Any]:
+    tree, p = make_tree(base, "perf", every_feature(3))
+    client = Client(p)
+    results: dict[str, dict[int, list[LoadResult]]] = {k: {c: [] for c in CONCURRENCIES} for k in "abc"}
+    with stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state:
+        with supersonic_envoy(state) as supersonic:
+            targets = {
+                "a": [Endpoint.parse(t.grpc_address) for t in state.tritons],
+                "b": [Endpoint.parse(supersonic)],
+                "c": [Endpoint.parse(state.endpoint, token=token)],
+            }
+            for key, eps in targets.items():  # warm-up: connections, JWT cache, Python imports
+                client.run(eps, 8, 400)
+            for r in range(args.rounds):
+                for c in CONCURRENCIES:
+                    for key, eps in targets.items():
+                        res = client.run(eps, c, args.requests)
+                        results[key][c].append(res)
+                        print(
+                            f"round {r + 1} c={c:<2} {key}: p50 {res.p50_ms:.3f} ms p99 {res.p99_ms:.3f} ms "
+                            f"{res.throughput:.0f}/s errors {res.errors}",
+                            file=sys.stderr,
+                        )
+    summary: dict[str, Any] = {}
+    for key, by_c in results.items():
+        for c, runs in by_c.items():
+            summary[f"{key}/{c}"] = {
+                "p50_ms": statistics.median(r.p50_ms for r in runs),
+                "p99_ms": statistics.median(r.p99_ms for r in runs),
+                "throughput": statistics.median(r.throughput for r in runs),
+                "errors": sum(r.errors for r in runs),
+                "requests": sum(r.requests for r in runs),
+            }
+    return summary
+
+
+def kill_run(state: StackState, endpoints: list[Endpoint], client: Client) -> LoadResult:
+    killer = threading.Timer(KILL_AFTER, stack.kill_triton, args=(state, 1))
+    killer.start()
+    try:
+        return client.run(endpoints, KILL_CONCURRENCY, KILL_REQUESTS)
+    finally:
+        killer.cancel()
+
+
+def kills(base: Path, jwks: str, token: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    tree, p = make_tree(base, "kill-b", lambda d: None)
+    client = Client(p)
+    with stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False) as state:
+        with supersonic_envoy(state) as supersonic:
+            out["b"] = kill_run(state, [Endpoint.parse(supersonic)], client)
+    for label, min_retry in (("c", 3), ("c-minretry32", 32)):
+        tree, p = make_tree(base, f"kill-{label}", every_feature(min_retry))
+        with stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state:
+            out[label] = kill_run(state, [Endpoint.parse(state.endpoint, token=token)], client)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=2000, help="requests per measurement")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = ap.parse_args()
+    jwks, token = keys()
+    with tempfile.TemporaryDirectory(prefix="sonic-bench-") as tmp:
+        base = Path(tmp)
+        perf = measure(args, base, jwks, token)
+        killed = kills(base, jwks, token)
+    names = {"a": "(a) direct to Triton", "b": "(b) SuperSONIC-style Envoy", "c": "(c) rendered Envoy, all features"}
+    rows = []
+    for c in CONCURRENCIES:
+        for key in "abc":
+            m = perf[f"{key}/{c}"]
+            rows.append(
+                f"| {c} | {names[key]} | {m['throughput']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | "
+                f"{m['errors']} / {m['requests']} |"
+            )
+    head = "| concurrency | path | throughput (req/s) | p50 (ms) | p99 (ms) | errors / requests |\n|---|---|---|---|---|---|"
+    print(head)
+    print("\n".join(rows))
+    added = perf["c/1"]["p50_ms"] - perf["a/1"]["p50_ms"]
+    ratio = perf["c/8"]["throughput"] / perf["b/8"]["throughput"]
+    print()
+    print(f"added p50 of (c) over (a) at concurrency 1: {added:.3f} ms (goal < 0.3 ms)")
+    print(f"throughput (c)/(b) at concurrency 8: {ratio:.2f} (goal >= 1)")
+    print()
+    print("| one of 2 replicas killed 1 s into 3,000 requests at concurrency 8 | failed requests | p99 (ms) |")
+    print("|---|---|---|")
+    labels = {
+        "b": "(b) SuperSONIC-style Envoy",
+        "c": "(c) rendered Envoy, minRetryConcurrency 3 (default)",
+        "c-minretry32": "(c) rendered Envoy, minRetryConcurrency 32",
+    }
+    for key, res in killed.items():
+        kinds = ", ".join(f"{k} x{n}" for k, n in res.error_kinds.items()) or "-"
+        print(f"| {labels[key]} | {res.errors} / {res.requests} ({kinds}) | {res.p99_ms:.3f} |")
+    if args.json:
+        raw = {"perf": perf, "kill": {k: {**v.summary(), "error_kinds": dict(v.error_kinds)} for k, v in killed.items()}}
+        args.json.write_text(json.dumps(raw, indent=2) + "\n")
+    print(f"\n(machine: {os.cpu_count()} cores; rounds {args.rounds}; {args.requests} requests per measurement)")
+
+
+if __name__ == "__main__":
+    main()
