@@ -44,7 +44,8 @@ class Step:
 @click.option(
     "--keep", is_flag=True, help="Leave the local stack running at the end (stop it with `sonic local down`)."
 )
-def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
+@click.option("--no-prometheus", is_flag=True, help="Run without Prometheus, as on a machine that lacks it.")
+def demo(root: Path, deployment: str, replicas: int, keep: bool, no_prometheus: bool) -> None:
     """Run the whole chain on this machine with real Triton, Envoy and Prometheus processes.
 
     \b
@@ -84,7 +85,7 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool) -> None:
     _render(tree, p, root, steps)
 
     out.rule(f"[bold]4. local up ({replicas} Triton replicas, Envoy, Prometheus)")
-    _run_stack(tree, p, root, repository, replicas, keep, steps)
+    _run_stack(tree, p, root, repository, replicas, keep, not no_prometheus, steps)
     ok = all(s.status != "failed" for s in steps)
     out.print(Text("demo PASSED" if ok else "demo FAILED", style="bold green" if ok else "bold red"))
     sys.exit(0 if ok else EXIT_INVALID)
@@ -142,7 +143,14 @@ def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Non
 
 
 def _run_stack(
-    tree: Tree, p: SiteDeployment, root: Path, repository: Path, replicas: int, keep: bool, steps: list[Step]
+    tree: Tree,
+    p: SiteDeployment,
+    root: Path,
+    repository: Path,
+    replicas: int,
+    keep: bool,
+    with_prometheus: bool,
+    steps: list[Step],
 ) -> None:
     from pipelines.checks import run_checks
     from pipelines.checks.output import print_report
@@ -158,6 +166,7 @@ def _run_stack(
             root=root,
             replicas=replicas,
             repository=repository,
+            with_prometheus=with_prometheus,
             say=lambda msg: out.print(msg, markup=False),
         )
     except stack.AlreadyRunning as exc:

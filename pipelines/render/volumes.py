@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config.model import Site, SiteDeployment
+from pipelines.modelrepo.freshness import stale_reasons
 from pipelines.modelrepo.lock import Lock, lock_path
 from pipelines.render import names
 from pipelines.render.errors import problem
@@ -148,22 +149,14 @@ def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSource
             f"models {', '.join(m.name for m in built)} have artifacts but the model repository was never "
             f"built (no {where.name} in {where.parent.name}/): run `sonic build-models` and commit the lock file",
         )
-    want = {(m.name, m.artifact.sha256, tuple(m.versions)) for m in built if m.artifact is not None}
-    have = {(m.name, m.sha256, tuple(m.versions)) for m in lock.models}
-    if (lock.experiment, lock.deployment) != (p.experiment, p.name) or want != have:
-        changed = sorted({n for n, *_ in want ^ have})
+    # The same staleness rules `sonic build-models` uses: artifacts, versions and the generated
+    # config.pbtxt (batching, tensors, instances) must all match what was built.
+    reasons = stale_reasons(lock, p)
+    if reasons or not _SNAPSHOT_ID.match(lock.snapshot):
         raise problem(
             p,
-            f"the lock file {where.name} does not match the declared models"
-            + (f" ({', '.join(changed)})" if changed else " (it belongs to another deployment)")
-            + ": run `sonic build-models` again and commit the lock file",
-            source=where,
-        )
-    if not _SNAPSHOT_ID.match(lock.snapshot) or lock.snapshot != lock.content_digest():
-        raise problem(
-            p,
-            f"the lock file {where.name} was edited by hand (its snapshot id does not match its content): "
-            "run `sonic build-models` again and commit the lock file",
+            f"the lock file {where.name} does not match the declared models ({'; '.join(reasons) or 'bad snapshot id'})"
+            ": run `sonic build-models` again and commit the lock file",
             source=where,
         )
     snapshots = site.storage.snapshots

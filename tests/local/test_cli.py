@@ -39,7 +39,10 @@ def tree(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
 
 
 def sonic(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SONIC, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    env = {**os.environ, "COLUMNS": "200"}  # wide tables: no phrase split over two lines
+    return subprocess.run(
+        [*SONIC, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
 
 
 def state_of(root: Path) -> StackState:
@@ -179,3 +182,17 @@ def tritons_of(tree: Path) -> list[int]:
         if args and args[0].endswith(b"tritonserver") and any(str(tree).encode() in a for a in args):
             pids.append(int(entry.name))
     return pids
+
+
+def test_demo_runs_the_whole_chain_and_says_what_it_skipped(tree: Path) -> None:
+    result = sonic("demo", "--root", str(tree), "--no-prometheus", "--replicas", "1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    out = result.stdout
+    for step in ("1. validate", "2. build", "3. render", "4. local up", "5. check", "6. report", "7. down"):
+        assert step in out
+    assert "gitops/rendered/uchicago/cms/minimal/configmap.yaml" in out
+    assert "skipped: prometheus: turned off" in out
+    assert "no Prometheus URL given" in out  # the metrics check says why it did not run
+    assert "PASSED: " in out and "demo PASSED" in out
+    assert tritons_of(tree) == []
+    assert not (tree / RUN_DIR / "state.json").exists()

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from pipelines.config import Site, SiteDeployment, Tree, load_tree
+from pipelines.modelrepo.freshness import expected_config_sha256
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
 from pipelines.render import render_site_deployment
 
@@ -49,7 +50,7 @@ def lock_for(p: SiteDeployment) -> Lock | None:
             source=m.artifact.source,
             sha256=m.artifact.sha256,
             size=m.artifact.size or 1,
-            config_sha256="0" * 64,
+            config_sha256=expected_config_sha256(m, p) or "0" * 64,
         )
         for m in sorted(built, key=lambda m: m.name)
         if m.artifact is not None
