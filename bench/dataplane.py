@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -108,15 +109,32 @@ def keys() -> tuple[str, str]:
 
 
 @contextmanager
-def supersonic_envoy(state: StackState) -> Iterator[str]:
-    """SuperSONIC's plain proxy in front of the stack's Tritons; yields its endpoint."""
+def supersonic_envoy(state: StackState) -> Iterator[tuple[str, int]]:
+    """SuperSONIC's plain proxy in front of the stack's Tritons; yields (endpoint, admin port)."""
     port, admin = free_ports(2)
     config = supersonic_style_config([("127.0.0.1", t.grpc) for t in state.tritons], port, admin)
     proc = local_envoy.run_config(config, state.run_dir, "envoy-supersonic", hosts=0)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", admin
     finally:
         stop(proc)
+
+
+COUNTERS = (
+    "upstream_rq_retry_success",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_retry_limit_exceeded",
+    "outlier_detection.ejections_enforced_total",
+)
+
+
+def envoy_counters(admin: int) -> dict[str, int]:
+    """The retry and ejection counters of the Triton cluster, from Envoy's admin interface."""
+    body = httpx.get(
+        f"http://127.0.0.1:{admin}/stats", params={"filter": r"^cluster\.triton\."}, timeout=5
+    ).text
+    values = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+    return {name: int(values.get(f"cluster.triton.{name}", "0")) for name in COUNTERS}
 
 
 class Client:
@@ -130,7 +148,13 @@ class Client:
 
     def run(self, endpoints: list[Endpoint], concurrency: int, requests: int) -> LoadResult:
         return run_load(
-            endpoints, self.model, self.arrays, self.dtypes, concurrency=concurrency, requests=requests, deadline=300
+            endpoints,
+            self.model,
+            self.arrays,
+            self.dtypes,
+            concurrency=concurrency,
+            requests=requests,
+            deadline=300,
         )
 
 
@@ -138,25 +162,27 @@ def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict
     tree, p = make_tree(base, "perf", every_feature(3))
     client = Client(p)
     results: dict[str, dict[int, list[LoadResult]]] = {k: {c: [] for c in CONCURRENCIES} for k in "abc"}
-    with stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state:
-        with supersonic_envoy(state) as supersonic:
-            targets = {
-                "a": [Endpoint.parse(t.grpc_address) for t in state.tritons],
-                "b": [Endpoint.parse(supersonic)],
-                "c": [Endpoint.parse(state.endpoint, token=token)],
-            }
-            for key, eps in targets.items():  # warm-up: connections, JWT cache, Python imports
-                client.run(eps, 8, 400)
-            for r in range(args.rounds):
-                for c in CONCURRENCIES:
-                    for key, eps in targets.items():
-                        res = client.run(eps, c, args.requests)
-                        results[key][c].append(res)
-                        print(
-                            f"round {r + 1} c={c:<2} {key}: p50 {res.p50_ms:.3f} ms p99 {res.p99_ms:.3f} ms "
-                            f"{res.throughput:.0f}/s errors {res.errors}",
-                            file=sys.stderr,
-                        )
+    with (
+        stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state,
+        supersonic_envoy(state) as (supersonic, _),
+    ):
+        targets = {
+            "a": [Endpoint.parse(t.grpc_address) for t in state.tritons],
+            "b": [Endpoint.parse(supersonic)],
+            "c": [Endpoint.parse(state.endpoint, token=token)],
+        }
+        for eps in targets.values():  # warm-up: connections, JWT cache, Python imports
+            client.run(eps, 8, 400)
+        for r in range(args.rounds):
+            for c in CONCURRENCIES:
+                for key, eps in targets.items():
+                    res = client.run(eps, c, args.requests)
+                    results[key][c].append(res)
+                    print(
+                        f"round {r + 1} c={c:<2} {key}: p50 {res.p50_ms:.3f} ms p99 {res.p99_ms:.3f} ms "
+                        f"{res.throughput:.0f}/s errors {res.errors}",
+                        file=sys.stderr,
+                    )
     summary: dict[str, Any] = {}
     for key, by_c in results.items():
         for c, runs in by_c.items():
@@ -170,26 +196,31 @@ def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict
     return summary
 
 
-def kill_run(state: StackState, endpoints: list[Endpoint], client: Client) -> LoadResult:
+def kill_run(state: StackState, endpoints: list[Endpoint], client: Client, admin: int) -> dict[str, Any]:
     killer = threading.Timer(KILL_AFTER, stack.kill_triton, args=(state, 1))
     killer.start()
     try:
-        return client.run(endpoints, KILL_CONCURRENCY, KILL_REQUESTS)
+        result = client.run(endpoints, KILL_CONCURRENCY, KILL_REQUESTS)
     finally:
         killer.cancel()
+    return {"result": result, "envoy": envoy_counters(admin)}
 
 
 def kills(base: Path, jwks: str, token: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tree, p = make_tree(base, "kill-b", lambda d: None)
     client = Client(p)
-    with stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False) as state:
-        with supersonic_envoy(state) as supersonic:
-            out["b"] = kill_run(state, [Endpoint.parse(supersonic)], client)
+    with (
+        stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False) as state,
+        supersonic_envoy(state) as (supersonic, admin),
+    ):
+        out["b"] = kill_run(state, [Endpoint.parse(supersonic)], client, admin)
     for label, min_retry in (("c", 3), ("c-minretry32", 32)):
         tree, p = make_tree(base, f"kill-{label}", every_feature(min_retry))
         with stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state:
-            out[label] = kill_run(state, [Endpoint.parse(state.endpoint, token=token)], client)
+            out[label] = kill_run(
+                state, [Endpoint.parse(state.endpoint, token=token)], client, state.envoy_admin
+            )
     return out
 
 
@@ -205,7 +236,11 @@ def main() -> None:
         base = Path(tmp)
         perf = measure(args, base, jwks, token)
         killed = kills(base, jwks, token)
-    names = {"a": "(a) direct to Triton", "b": "(b) SuperSONIC-style Envoy", "c": "(c) rendered Envoy, all features"}
+    names = {
+        "a": "(a) direct to Triton",
+        "b": "(b) SuperSONIC-style Envoy",
+        "c": "(c) rendered Envoy, all features",
+    }
     rows = []
     for c in CONCURRENCIES:
         for key in "abc":
@@ -223,20 +258,35 @@ def main() -> None:
     print(f"added p50 of (c) over (a) at concurrency 1: {added:.3f} ms (goal < 0.3 ms)")
     print(f"throughput (c)/(b) at concurrency 8: {ratio:.2f} (goal >= 1)")
     print()
-    print("| one of 2 replicas killed 1 s into 3,000 requests at concurrency 8 | failed requests | p99 (ms) |")
-    print("|---|---|---|")
+    print(
+        "| one of 2 replicas killed 1 s into 3,000 requests at concurrency 8 | failed requests | p99 (ms) "
+        "| Envoy: retried OK / retries refused by the budget / ejections |"
+    )
+    print("|---|---|---|---|")
     labels = {
         "b": "(b) SuperSONIC-style Envoy",
         "c": "(c) rendered Envoy, minRetryConcurrency 3 (default)",
         "c-minretry32": "(c) rendered Envoy, minRetryConcurrency 32",
     }
-    for key, res in killed.items():
+    for key, run in killed.items():
+        res, env = run["result"], run["envoy"]
         kinds = ", ".join(f"{k} x{n}" for k, n in res.error_kinds.items()) or "-"
-        print(f"| {labels[key]} | {res.errors} / {res.requests} ({kinds}) | {res.p99_ms:.3f} |")
+        counters = (
+            f"{env['upstream_rq_retry_success']} / "
+            f"{env['upstream_rq_retry_overflow'] + env['upstream_rq_retry_limit_exceeded']} / "
+            f"{env['outlier_detection.ejections_enforced_total']}"
+        )
+        print(f"| {labels[key]} | {res.errors} / {res.requests} ({kinds}) | {res.p99_ms:.3f} | {counters} |")
     if args.json:
-        raw = {"perf": perf, "kill": {k: {**v.summary(), "error_kinds": dict(v.error_kinds)} for k, v in killed.items()}}
+        kill_raw = {
+            k: {**v["result"].summary(), "error_kinds": dict(v["result"].error_kinds), "envoy": v["envoy"]}
+            for k, v in killed.items()
+        }
+        raw = {"perf": perf, "kill": kill_raw}
         args.json.write_text(json.dumps(raw, indent=2) + "\n")
-    print(f"\n(machine: {os.cpu_count()} cores; rounds {args.rounds}; {args.requests} requests per measurement)")
+    print(
+        f"\n(machine: {os.cpu_count()} cores; rounds {args.rounds}; {args.requests} requests per measurement)"
+    )
 
 
 if __name__ == "__main__":

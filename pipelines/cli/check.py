@@ -75,7 +75,7 @@ def check(
     fmt: str,
     root: Path,
 ) -> None:
-    """Prove that DEPLOYMENT (``name`` or ``experiment/name``) answers correctly at ENDPOINT.
+    """Prove that DEPLOYMENT (name or experiment/name) answers correctly at ENDPOINT.
 
     \b
     Checks: server live and ready; each model ready; served metadata and config equal to the

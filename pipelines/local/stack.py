@@ -353,9 +353,21 @@ def _stop_all(procs: list[Proc] | tuple[Proc, ...], prefixes: list[str] | tuple[
 def down(state: StackState) -> list[str]:
     """Stop every process of the stack and remove its shared memory, state file and scratch data.
 
-    Logs and rendered configuration files stay in the run directory for post-mortems.
+    Logs and rendered configuration files stay in the run directory for post-mortems. Processes
+    recorded in the saved state.json are stopped too (a component restarted since ``state``
+    was taken, e.g. by :func:`restart_prometheus`).
     """
-    stopped = _teardown(state.processes, state.shm_prefixes)
+    procs = list(state.processes)
+    prefixes = list(state.shm_prefixes)
+    with contextlib.suppress(StateError):
+        saved = load(state.run_dir)
+        procs += [
+            p
+            for p in saved.processes
+            if (p.pid, p.start_ticks) not in {(q.pid, q.start_ticks) for q in procs}
+        ]
+        prefixes += [x for x in saved.shm_prefixes if x not in prefixes]
+    stopped = _teardown(procs, prefixes)
     for scratch in [state.run_dir / "prometheus-data", *(state.run_dir.glob("triton-*/backends"))]:
         shutil.rmtree(scratch, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):

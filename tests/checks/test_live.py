@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -239,8 +240,13 @@ def test_prometheus_stopped_reports_metric_unavailable(live: Any) -> None:
         assert load.detail.startswith("metric unavailable") and "unreachable" in load.detail
         assert load.seconds < 10  # unreachable is final: no waiting for data that cannot come
         assert [r.check for r in report.failures] == ["metrics.load"]
-        # The gate fails open (onPrometheusError: open): new clients are still admitted.
+        # The gate fails open (onPrometheusError: open): once its cached answer has expired, a new
+        # client is admitted and Envoy logs why.
+        assert p.envoy.admission_gate is not None
+        time.sleep(p.envoy.admission_gate.cache_for + 0.5)
         assert repository_index(state.endpoint) is None
+        log = Path(state.process("envoy").log).read_text(errors="replace")
+        assert "admitting new clients (fail open)" in log
     finally:
         live_state = stack.restart_prometheus(state, p)
         assert live_state.prometheus_port == state.prometheus_port
