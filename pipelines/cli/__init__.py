@@ -94,8 +94,14 @@ def cli() -> None:
 def main() -> None:
     """Console entry point: never shows a traceback for a failure it did not foresee either."""
     try:
-        cli()
-    except KeyboardInterrupt:
+        # Not click's standalone mode: it would turn Ctrl-C into "Aborted!" with exit code 1.
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # usage errors: click's message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         die("interrupted", 130)
     except Exception as exc:  # a bug, not bad input: say so, and how to see details
         if os.environ.get("SONIC_DEBUG"):
@@ -103,6 +109,7 @@ def main() -> None:
         die(
             f"internal error: {type(exc).__name__}: {exc} (set SONIC_DEBUG=1 for a traceback, and please report it)"
         )
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,10 @@ _NOTABLE: list[tuple[re.Pattern[str], str]] = [
 
 # Changes whose values say nothing to a reader: a fixed phrase instead.
 _PHRASES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^spec\.template\.metadata\.annotations\.sonic\.fastml\.org/config-sha256$"), "config changed: pods roll"),
+    (
+        re.compile(r"^spec\.template\.metadata\.annotations\.sonic\.fastml\.org/config-sha256$"),
+        "config changed: pods roll",
+    ),
 ]
 
 

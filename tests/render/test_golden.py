@@ -52,9 +52,7 @@ def _compare(path: Path, objs: list[dict[str, Any]]) -> None:
             a = dump(want[key]).splitlines(keepends=True) if key in want else []
             b = dump(got[key]).splitlines(keepends=True) if key in got else []
             lines += difflib.unified_diff(a, b, f"golden {key[0]} {key[1]}", f"rendered {key[0]} {key[1]}")
-    assert not lines, f"{_shown(path)} differs (SONIC_UPDATE_GOLDEN=1 to accept):\n" + "".join(
-        lines
-    )
+    assert not lines, f"{_shown(path)} differs (SONIC_UPDATE_GOLDEN=1 to accept):\n" + "".join(lines)
 
 
 @pytest.mark.parametrize("name", [ident(p) for p, _ in placements()])
