@@ -25,7 +25,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from pipelines.local.processes import free_ports
 
 SHM_DIR = Path("/dev/shm")
 # Starts like the Python backend's default prefix, so generic leftover sweeps still match it.
@@ -151,20 +152,6 @@ def triton_env(install: TritonInstall, base: Mapping[str, str] | None = None) ->
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in paths if p)
     env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
     return env
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on 127.0.0.1 right now (the kernel picks them)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def command(
