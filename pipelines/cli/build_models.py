@@ -20,7 +20,15 @@ from rich.progress import (
 )
 
 from pipelines.cli import EXIT_INVALID, cli, die, err, report_errors
-from pipelines.config import ConfigErrors, Deployment, LayoutError, find_root
+from pipelines.cli.options import (
+    deployment_argument,
+    dir_option,
+    file_option,
+    find_root_or_die,
+    format_option,
+    root_option,
+)
+from pipelines.config import ConfigErrors, Deployment
 from pipelines.config.errors import display_path
 from pipelines.config.tree import check_tree, classify, relevant
 
@@ -185,29 +193,22 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
 
 
 @cli.command("build-models")
-@click.argument("deployment")
+@deployment_argument
 @click.option(
     "--site", "sites", multiple=True, metavar="SITE", help="Check only against this site (repeatable)."
 )
-@click.option(
+@dir_option(
     "--dest",
-    type=click.Path(path_type=Path, file_okay=False),
     help="Snapshot store: snapshots/<digest>/, local/snapshots/<digest>/, cache/. [default: ROOT/.sonic/models]",
 )
 @click.option(
     "--local", is_flag=True, help="Also publish the CPU variant for the Triton bundled in nvidia-pytriton."
 )
 @click.option("--dry-run", is_flag=True, help="Verify sources and configs; publish nothing, write no lock.")
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=Path("."),
-    show_default=True,
-    help="Repository to work in.",
-)
-@click.option(
+@root_option("Repository to work in.", exists=True)
+@file_option(
     "--ca-bundle",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    exists=True,
     help="Trust these CA certificates (PEM) for https artifacts instead of the system store.",
 )
 @click.option(
@@ -217,14 +218,13 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
     show_default="32GiB",
     help="Largest artifact accepted when it declares no size.",
 )
-@click.option(
+@dir_option(
     "--cvmfs-root",
-    type=click.Path(path_type=Path, file_okay=False),
     default=Path("/"),
     show_default=True,
     help="Where /cvmfs is visible on this machine (CVMFS repositories are verified when present).",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 def build_models(
     deployment: str,
     sites: tuple[str, ...],
@@ -254,10 +254,7 @@ def build_models(
     from pipelines.modelrepo.fetch import DEFAULT_MAX_SIZE, FetchPolicy
     from pipelines.modelrepo.snapshot import SnapshotError
 
-    try:
-        root = find_root(root)
-    except LayoutError as exc:
-        die(str(exc))
+    root = find_root_or_die(root)
     tree, dep = _find_deployment(root, deployment, fmt)
     dest = (dest or _default_dest(root)).resolve()
     options = BuildOptions(

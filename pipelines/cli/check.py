@@ -8,61 +8,37 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli import cli, die, err, load_or_exit, out
-from pipelines.config import LayoutError, SiteDeployment, Tree, find_root
+from pipelines.cli import cli, die, err, out
+from pipelines.cli.options import (
+    deployment_argument,
+    endpoint_option,
+    file_option,
+    format_option,
+    load_tree_at,
+    prometheus_option,
+    resolve_placement,
+    root_option,
+    seconds_option,
+    site_option,
+)
 
 
 @cli.command()
-@click.argument("deployment")
-@click.option(
-    "--endpoint", required=True, metavar="HOST:PORT", help="The deployment's gRPC endpoint (its Envoy)."
-)
-@click.option("--site", help="Which placement to check (needed when the deployment runs at several sites).")
-@click.option(
-    "--token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding the bearer token (JWT) sent with every request.",
-)
-@click.option(
-    "--prometheus",
-    "prometheus_url",
-    metavar="URL",
-    help="Prometheus to ask the load and activation queries (default: the site's Prometheus).",
-)
-@click.option(
-    "--prometheus-token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding a bearer token for Prometheus.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    metavar="SECONDS",
-    help="Bound for the whole run (default: the deployment's checks.timeout).",
-)
-@click.option(
+@deployment_argument
+@endpoint_option("The deployment's gRPC endpoint (its Envoy).")
+@site_option("Which placement to check (needed when the deployment runs at several sites).")
+@file_option("--token-file", help="File holding the bearer token (JWT) sent with every request.")
+@prometheus_option("Prometheus to ask the load and activation queries (default: the site's Prometheus).")
+@file_option("--prometheus-token-file", help="File holding a bearer token for Prometheus.")
+@seconds_option("--timeout", help="Bound for the whole run (default: the deployment's checks.timeout).")
+@seconds_option(
     "--metrics-wait",
-    type=click.FloatRange(min=0),
     default=60.0,
-    show_default=True,
-    metavar="SECONDS",
+    minimum=0,
     help="How long an empty Prometheus answer is asked again (rates need two scrapes).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json prints one object with every check, its status, detail and measured numbers.",
-)
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Repository holding the deployment.",
-)
+@format_option("json prints one object with every check, its status, detail and measured numbers.")
+@root_option("Repository holding the deployment.")
 def check(
     deployment: str,
     endpoint: str,
@@ -95,11 +71,8 @@ def check(
         die(
             f"the checks need tritonclient and numpy ({exc}); install them: pip install 'sonic-gitops[checks]'"
         )
-    try:
-        tree = load_or_exit(find_root(root), fmt=fmt)
-    except LayoutError as exc:
-        die(str(exc))
-    p = placement(tree, deployment, site)
+    _, tree = load_tree_at(root, fmt)
+    p = resolve_placement(tree, deployment, site)
     token = read_secret(token_file, "--token-file") if token_file else None
     prom_token = (
         read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
@@ -130,23 +103,6 @@ def check(
     else:
         print_report(report, out)
     sys.exit(0 if report.passed else 1)
-
-
-def placement(tree: Tree, name: str, site: str | None) -> SiteDeployment:
-    """The deployment at ``site`` (or at its only site); exits 2 naming the choices otherwise."""
-    try:
-        d = tree.deployment(name)
-    except KeyError as exc:
-        die(str(exc.args[0]))
-    sites = [x.site for x in d.placements]
-    if site is None:
-        if len(sites) != 1:
-            die(f"{d.experiment}/{d.name} runs at several sites ({', '.join(sites)}): choose one with --site")
-        return d.placements[0]
-    p = d.at(site)
-    if p is None:
-        die(f"{d.experiment}/{d.name} is not placed at site {site!r} (sites: {', '.join(sites)})")
-    return p
 
 
 def read_secret(path: Path, option: str) -> str:

@@ -16,9 +16,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, load_or_exit, out
-from pipelines.cli.check import placement
-from pipelines.config import ConfigErrors, LayoutError, SiteDeployment, Tree, find_root
+from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, load_or_exit, out
+from pipelines.cli.options import find_root_or_die, resolve_placement, root_option
+from pipelines.config import ConfigErrors, SiteDeployment, Tree
 
 DEMO_DEPLOYMENT = "cms/minimal"
 
@@ -32,13 +32,7 @@ class Step:
 
 
 @cli.command()
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Repository to run on.",
-)
+@root_option("Repository to run on.")
 @click.option("--deployment", default=DEMO_DEPLOYMENT, show_default=True, help="The deployment to run.")
 @click.option("--replicas", type=click.IntRange(1, 8), default=2, show_default=True, help="Triton replicas.")
 @click.option(
@@ -60,10 +54,7 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool, no_prometheus: 
     The stack comes down after the report even when a check failed (or on Ctrl-C), unless --keep.
     Exit codes: 0 every step passed; 1 a step or check failed; 2 environment error.
     """
-    try:
-        root = find_root(root)
-    except LayoutError as exc:
-        die(str(exc))
+    root = find_root_or_die(root)
     steps: list[Step] = []
 
     out.rule("[bold]1. validate")
@@ -73,7 +64,7 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool, no_prometheus: 
         f"{len(tree.sites)} sites, {len(tree.experiments)} experiments, {len(tree.deployments)} deployments: all valid"
     )
     print_site_summary(tree)
-    p = placement(tree, deployment, None)
+    p = resolve_placement(tree, deployment, None)
     steps.append(
         Step("validate", "passed", f"{len(tree.deployments)} deployments valid", time.perf_counter() - t0)
     )

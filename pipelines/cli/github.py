@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import cast
 
 import click
 
-from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, out
+from pipelines.cli import EXIT_INVALID, cli, die, out
+from pipelines.cli.options import die_remote, dir_option, file_option, write_outputs
 from pipelines.config import find_root
 from pipelines.config.tree import LayoutError, check_tree, dependents
 from pipelines.workflows import gitrepo, pr_summary
@@ -38,11 +39,7 @@ WORKFLOW_STATES: dict[str, State] = {
     "Running": "pending",
 }
 
-token_option = click.option(
-    "--token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding the GitHub token (default: $GITHUB_TOKEN).",
-)
+token_option = file_option("--token-file", help="File holding the GitHub token (default: $GITHUB_TOKEN).")
 api_option = click.option(
     "--api-url",
     default=DEFAULT_API,
@@ -77,10 +74,6 @@ def _token(token_file: Path | None, required: bool = True) -> str | None:
         return None
 
 
-def _github_failed(exc: GitHubError) -> NoReturn:
-    die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
-
-
 @github.command()
 @repository_option
 @click.option("--ref", required=True, help="Commit SHA, branch or tag to check out.")
@@ -93,13 +86,10 @@ def _github_failed(exc: GitHubError) -> NoReturn:
     metavar="PREFIX",
     help="Path prefix whose changes need validation (repeatable; default: any change).",
 )
-@click.option(
-    "--dest", required=True, type=click.Path(path_type=Path, file_okay=False), help="Empty directory."
-)
+@dir_option("--dest", required=True, help="Empty directory.")
 @click.option("--server", default="https://github.com", show_default=True, help="Git server URL.")
-@click.option(
+@dir_option(
     "--outputs",
-    type=click.Path(path_type=Path, file_okay=False),
     help="Directory to write one file per output (head, base-sha, relevant, deployments) for Argo.",
 )
 @token_option
@@ -130,7 +120,7 @@ def checkout(
     try:
         co = gitrepo.checkout(url, dest, ref, pull_request=pull_request, base_ref=base_ref, token=token)
     except gitrepo.GitError as exc:
-        die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
+        die_remote(str(exc), transient=exc.transient)
     values = {"head": co.head}
     if base_ref is not None:
         relevant = not prefixes or any(c.startswith(prefixes) for c in co.changed)
@@ -139,7 +129,7 @@ def checkout(
             "relevant": "true" if relevant else "false",
             "deployments": json.dumps(affected_deployments(dest, co.changed) if relevant else []),
         }
-    _write_outputs(outputs, values)
+    write_outputs(outputs, values)
     summary = f"checked out {co.head[:12]}"
     if co.base:
         summary += f" ({len(co.changed)} files changed since {co.base[:12]})"
@@ -155,14 +145,6 @@ def affected_deployments(root: Path, changed: tuple[str, ...]) -> list[str]:
     tree, _ = check_tree(root)  # problems are reported by `sonic validate`, the next step
     files = dependents(tree, {(root / c).resolve() for c in changed})
     return sorted(f"{d.experiment}/{d.name}" for d in tree.deployments if d.source.resolve() in files)
-
-
-def _write_outputs(directory: Path | None, values: dict[str, str]) -> None:
-    if directory is None:
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, value in values.items():
-        (directory / name).write_text(value, encoding="utf-8")
 
 
 @github.command()
@@ -219,25 +201,22 @@ def status(
     except ValueError as exc:
         die(str(exc), EXIT_INVALID)
     except GitHubError as exc:
-        _github_failed(exc)
+        die_remote(str(exc), transient=exc.transient)
     out.print(f"status {context} = {state} on {sha[:12]}")
 
 
 @github.command()
 @repository_option
 @click.option("--pr", "pull_request", required=True, type=click.IntRange(min=1), help="Pull request number.")
-@click.option(
-    "--body-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Post this Markdown."
-)
+@file_option("--body-file", exists=True, help="Post this Markdown.")
 @click.option("--sha", default="", help="Commit that was validated (shown in the summary).")
 @click.option("--workflow-status", default="", metavar="PHASE", help="Argo's {{workflow.status}}.")
 @click.option("--failures", default="", metavar="JSON", help="Argo's {{workflow.failures}}.")
 @click.option("--workflow", default="", help="Workflow name shown in the summary.")
 @click.option("--details-url", default="", help="Link to the workflow run.")
-@click.option(
+@dir_option(
     "--checkout",
     "checkout_dir",
-    type=click.Path(path_type=Path, file_okay=False),
     help="The checked-out pull request, to summarise per site what changes.",
 )
 @click.option("--base-ref", default="main", show_default=True, help="Branch the pull request targets.")
@@ -306,7 +285,7 @@ def comment(
                     return
             result = gh.upsert_comment(repository, pull_request, body, author=author)
     except GitHubError as exc:
-        _github_failed(exc)
+        die_remote(str(exc), transient=exc.transient)
     out.print(f"comment {result.action}: {result.url or result.id}")
 
 

@@ -14,24 +14,25 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from pipelines.cli import EXIT_INVALID, cli, die, err, load_or_exit, out, report_errors
-from pipelines.cli.check import placement
-from pipelines.config import ConfigErrors, LayoutError, SiteDeployment, Tree, find_root
+from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
+from pipelines.cli.options import (
+    deployment_argument,
+    file_option,
+    format_option,
+    load_tree_at,
+    resolve_placement,
+    root_option,
+    seconds_option,
+    site_option,
+)
+from pipelines.config import ConfigErrors, SiteDeployment, Tree
 
 if TYPE_CHECKING:  # the local stack's modules load only when a local command runs
     from pipelines.local.stack import ComponentStatus
     from pipelines.local.state import StackState
 
-_root_option = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Repository holding the deployment (the stack's files go to ROOT/.sonic/run/).",
-)
-_site_option = click.option(
-    "--site", help="Placement to run (needed when the deployment runs at several sites)."
-)
+_root_option = root_option("Repository holding the deployment (the stack's files go to ROOT/.sonic/run/).")
+_site_option = site_option("Placement to run (needed when the deployment runs at several sites).")
 
 
 @cli.group()
@@ -46,12 +47,8 @@ def local() -> None:
 
 
 def _load(root: Path, deployment: str, site: str | None) -> tuple[Path, Tree, SiteDeployment]:
-    try:
-        root = find_root(root)
-    except LayoutError as exc:
-        die(str(exc))
-    tree = load_or_exit(root)
-    return root, tree, placement(tree, deployment, site)
+    root, tree = load_tree_at(root)
+    return root, tree, resolve_placement(tree, deployment, site)
 
 
 @contextmanager
@@ -69,25 +66,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 @local.command()
-@click.argument("deployment")
+@deployment_argument
 @_site_option
 @click.option(
     "--replicas", type=click.IntRange(1, 16), help="Triton replicas (default: the deployment's replicas)."
 )
 @click.option("--no-prometheus", is_flag=True, help="Do not start Prometheus even when it is installed.")
-@click.option(
+@file_option(
     "--jwks",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    exists=True,
     help="JWKS file replacing the deployment's remote key set (JWT deployments; no network here).",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long each component may take to become ready.",
-)
+@seconds_option("--timeout", default=120.0, help="How long each component may take to become ready.")
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the stack.")
 @_root_option
 def up(
@@ -182,9 +172,9 @@ def _print_summary(state: StackState, components: list[ComponentStatus], root: P
 
 
 @local.command()
-@click.argument("deployment")
+@deployment_argument
 @_site_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 @_root_option
 def status(deployment: str, site: str | None, fmt: str, root: Path) -> None:
     """Show each process of DEPLOYMENT's local stack, its ports and health.
@@ -210,7 +200,7 @@ def status(deployment: str, site: str | None, fmt: str, root: Path) -> None:
 
 
 @local.command()
-@click.argument("deployment")
+@deployment_argument
 @_site_option
 @_root_option
 def down(deployment: str, site: str | None, root: Path) -> None:

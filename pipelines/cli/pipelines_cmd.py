@@ -9,14 +9,12 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli import EXIT_INVALID, cli, die, load_or_exit, out, report_errors
-from pipelines.config import ConfigErrors, LayoutError, find_root
+from pipelines.cli import EXIT_INVALID, cli, die, out, report_errors
+from pipelines.cli.options import load_tree_at, root_option
+from pipelines.config import ConfigErrors
 from pipelines.workflows.settings import SettingsError, load_settings
 
-# hera's models take a second to import: loaded inside the commands, not for every `sonic` call.
 OUT_DIR = "gitops/workflows"
-
-
 TOOLS = ("envoy", "promtool", "kubernetes-validate")
 
 
@@ -29,13 +27,7 @@ def pipelines() -> None:
 @click.option(
     "--check", is_flag=True, help="Write nothing; exit 1 with a diff when gitops/workflows/ is out of date."
 )
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Repository to render.",
-)
+@root_option("Repository to render.")
 def render(check: bool, root: Path) -> None:
     """Render WorkflowTemplates, CronWorkflows, EventSource, Sensor and RBAC into gitops/workflows/.
 
@@ -43,13 +35,10 @@ def render(check: bool, root: Path) -> None:
     Output is deterministic: the same repository renders byte-identical files, so CI can
     compare the committed files with a fresh render (--check).
     """
-    try:
-        root = find_root(root)
-    except LayoutError as exc:
-        die(str(exc))
+    root, tree = load_tree_at(root)
+    # hera's models take a second to import: loaded here, not for every `sonic` call.
     from pipelines.workflows import render as workflows_render
 
-    tree = load_or_exit(root)
     try:
         settings = load_settings(root)
     except ConfigErrors as exc:
@@ -77,13 +66,7 @@ def render(check: bool, root: Path) -> None:
 @click.option(
     "--require-all", is_flag=True, help="Fail when a tool is missing (the pipeline image has them all)."
 )
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Repository to check.",
-)
+@root_option("Repository to check.")
 def verify_rendered(require_all: bool, root: Path) -> None:
     """Check the committed gitops/rendered/ with the real tools, offline.
 
@@ -95,13 +78,9 @@ def verify_rendered(require_all: bool, root: Path) -> None:
 
     Exit 1 when anything fails (or, with --require-all, when a tool is missing).
     """
-    try:
-        root = find_root(root)
-    except LayoutError as exc:
-        die(str(exc))
+    root, tree = load_tree_at(root)
     from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
 
-    tree = load_or_exit(root)
     findings = verify_rendered_tree(root, tree)
     if not findings:
         die(f"nothing to verify under {root / 'gitops' / 'rendered'}: run `sonic render` first", EXIT_INVALID)

@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, err
+from pipelines.cli import EXIT_INVALID, cli, die, err
+from pipelines.cli.options import (
+    deployment_argument,
+    die_remote,
+    endpoint_option,
+    forwarded_check_args,
+    forwarded_check_options,
+    site_option,
+)
 from pipelines.workflows.check_runner import run_check
 from pipelines.workflows.pushgateway import PushError, check_metrics, exposition, push
 
@@ -41,30 +49,21 @@ def _push(url: str, job: str, grouping: list[tuple[str, str]], text: str) -> Non
     try:
         push(url, job, grouping, text)
     except PushError as exc:
-        die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
+        die_remote(str(exc), transient=exc.transient)
     except ValueError as exc:
         die(str(exc), EXIT_INVALID)
 
 
 @pushgateway.command()
-@click.argument("deployment")
+@deployment_argument
 @url_option
 @job_option
-@click.option("--endpoint", required=True, metavar="HOST:PORT", help="Passed to sonic check.")
-@click.option("--site", help="Passed to sonic check, and the site label.")
-@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), help="Passed to sonic check.")
-@click.option(
-    "--prometheus-token-file", type=click.Path(path_type=Path, dir_okay=False), help="Passed to sonic check."
-)
-@click.option(
-    "--prometheus", "prometheus_url", metavar="URL", help="Passed to sonic check (default: the site's)."
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=900.0,
-    show_default=True,
-    help="Seconds for sonic check.",
+@endpoint_option("Passed to sonic check.")
+@site_option("Passed to sonic check, and the site label.")
+@forwarded_check_options(
+    token_file_help="Passed to sonic check.",
+    prometheus_token_file_help="Passed to sonic check.",
+    timeout_help="Seconds for sonic check.",
 )
 def check(
     deployment: str,
@@ -82,13 +81,7 @@ def check(
     A push that fails makes the step exit 2 (retried) even when the check passed: a result
     nobody can see is not a result.
     """
-    extra = ["--timeout", f"{timeout:g}"]
-    if site:
-        extra += ["--site", site]
-    if prometheus_token_file is not None:
-        extra += ["--prometheus-token-file", str(prometheus_token_file)]
-    if prometheus_url:
-        extra += ["--prometheus", prometheus_url]
+    extra = ["--timeout", f"{timeout:g}", *forwarded_check_args(site, prometheus_url, prometheus_token_file)]
     run = run_check(deployment, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
     click.echo(run.stdout, nl=False)
     if run.stderr:
@@ -108,7 +101,7 @@ def check(
     "--exit-code", type=int, required=True, help="Exit code of the sonic check that wrote the report."
 )
 @click.option("--deployment", help="EXPERIMENT/NAME (default: from the report).")
-@click.option("--site", help="Site label (default: from the report).")
+@site_option("Site label (default: from the report).")
 @click.option("--duration", type=float, default=0.0, help="Seconds the check took.")
 def push_report(
     report_file: Path,

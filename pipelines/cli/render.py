@@ -23,8 +23,9 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli import EXIT_INVALID, cli, die, err, load_or_exit, out, report_errors
-from pipelines.config import ConfigErrors, LayoutError, Tree, find_root
+from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
+from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
+from pipelines.config import ConfigErrors, Tree
 from pipelines.render import ARGOCD, RENDERED, RenderError, render_tree
 from pipelines.render.gitrepo import Repository, load_repository
 from pipelines.render.summary import summarize
@@ -32,13 +33,7 @@ from pipelines.render.summary import summarize
 MANAGED = (RENDERED, ARGOCD)
 SCRATCH_PREFIX = ".sonic-render-"
 
-_root_option = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Repository to render.",
-)
+_root_option = root_option("Repository to render.")
 
 
 # --- reading and writing the tree ------------------------------------------------------------------
@@ -138,11 +133,7 @@ def unified_diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[st
 
 
 def _load(root: Path) -> tuple[Path, Tree, Repository]:
-    try:
-        root = find_root(root)
-    except LayoutError as exc:
-        die(str(exc))
-    tree = load_or_exit(root)
+    root, tree = load_tree_at(root)
     try:
         repo = load_repository(root)
     except ConfigErrors as exc:
@@ -187,10 +178,7 @@ def render(check: bool, only: str | None, root: Path) -> None:
     scope: list[str] = list(MANAGED)
     refs: set[str] | None = None
     if only is not None:
-        try:
-            d = tree.deployment(only)
-        except KeyError as exc:
-            die(str(exc.args[0]))
+        d = deployment_or_die(tree, only)
         refs = {f"{d.experiment}/{d.name}"}
         # Every site directory of the deployment, including sites it no longer runs at.
         scope = (
@@ -230,7 +218,7 @@ def render(check: bool, only: str | None, root: Path) -> None:
     metavar="GIT_REF",
     help="Compare with the tree committed at GIT_REF (default: the working tree's files).",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 @_root_option
 def diff(ref: str | None, fmt: str, root: Path) -> None:
     """Summarise, per site and deployment, what rendering the current configuration would change.

@@ -15,14 +15,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, err, load_or_exit, out
-from pipelines.config import LayoutError, find_root
+from pipelines.cli import EXIT_INVALID, cli, die, err, out
+from pipelines.cli.options import (
+    compose,
+    deployment_argument,
+    die_remote,
+    dir_option,
+    endpoint_option,
+    file_option,
+    forwarded_check_args,
+    forwarded_check_options,
+    load_tree_at,
+    root_option,
+    site_option,
+    write_outputs,
+)
 from pipelines.config.model import parse_duration
 from pipelines.workflows import argocd, gitrepo, rollout_ops
 from pipelines.workflows.check_runner import run_check
@@ -34,14 +45,6 @@ def rollout() -> None:
     """Roll a deployment out at a site through Argo CD, and back when its checks fail."""
 
 
-def _write_outputs(directory: Path | None, values: dict[str, str]) -> None:
-    if directory is None:
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, value in values.items():
-        (directory / name).write_text(value, encoding="utf-8")
-
-
 def _push_token(token_file: Path | None) -> str | None:
     if token_file is None:
         return None
@@ -49,10 +52,6 @@ def _push_token(token_file: Path | None) -> str | None:
         return read_token(token_file)
     except TokenError as exc:
         die(str(exc))
-
-
-def _git_failed(exc: gitrepo.GitError) -> NoReturn:
-    die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
 
 
 _DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:us|ms|s|m|h))+$|^[0-9]+(?:\.[0-9]+)?$")
@@ -70,61 +69,36 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     return seconds
 
 
-remote_options = [
+#: The options every command that pushes to the GitOps branch takes.
+with_remote = compose(
     click.option("--remote", required=True, help="Git URL of the repository holding the GitOps branch."),
     click.option("--branch", default="gitops", show_default=True, help="The branch Argo CD syncs from."),
-    click.option(
-        "--token-file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="File holding a token allowed to push (sent as an HTTP header).",
-    ),
-    click.option(
-        "--workdir",
-        type=click.Path(path_type=Path, file_okay=False),
-        required=True,
-        help="Empty directory for the branch's working copy.",
-    ),
+    file_option("--token-file", help="File holding a token allowed to push (sent as an HTTP header)."),
+    dir_option("--workdir", required=True, help="Empty directory for the branch's working copy."),
     click.option("--workflow", default="", help="Workflow name recorded in the commit message."),
-]
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def with_remote(f: F) -> F:
-    """The options every command that pushes to the GitOps branch takes."""
-    for option in reversed(remote_options):
-        f = option(f)
-    return f
+)
 
 
 @rollout.command()
-@click.option("--site", required=True, help="Site to roll out at.")
+@site_option("Site to roll out at.", required=True)
 @click.option("--deployment", required=True, help="NAME or EXPERIMENT/NAME.")
-@click.option(
-    "--root", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True
-)
-@click.option(
-    "--outputs", type=click.Path(path_type=Path, file_okay=False), help="Write one file per value for Argo."
-)
+@root_option()
+@dir_option("--outputs", help="Write one file per value for Argo.")
 def target(site: str, deployment: str, root: Path, outputs: Path | None) -> None:
     """Print the Argo CD Application, namespace, endpoint and rendered directory of a deployment."""
-    try:
-        tree = load_or_exit(find_root(root))
-    except LayoutError as exc:
-        die(str(exc))
+    _, tree = load_tree_at(root)
     try:
         t = rollout_ops.target(tree, site, deployment)
     except rollout_ops.TargetError as exc:
         die(str(exc), EXIT_INVALID)
-    _write_outputs(outputs, t.as_outputs())
+    write_outputs(outputs, t.as_outputs())
     click.echo(json.dumps(t.as_outputs(), indent=2, sort_keys=True))
 
 
 @rollout.command()
-@click.option(
+@dir_option(
     "--source",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    exists=True,
     default=Path("."),
     show_default=True,
     help="Repository checkout holding the freshly rendered files.",
@@ -132,13 +106,11 @@ def target(site: str, deployment: str, root: Path, outputs: Path | None) -> None
 @click.option(
     "--path", "paths", required=True, multiple=True, help="Repository-relative path to publish (repeatable)."
 )
-@click.option("--site", required=True, help="Recorded in the commit message.")
+@site_option("Recorded in the commit message.", required=True)
 @click.option("--deployment", required=True, help="Recorded in the commit message.")
 @click.option("--source-revision", required=True, help="The reviewed commit the files were rendered from.")
 @with_remote
-@click.option(
-    "--outputs", type=click.Path(path_type=Path, file_okay=False), help="Write commit and changed for Argo."
-)
+@dir_option("--outputs", help="Write commit and changed for Argo.")
 def commit(
     source: Path,
     paths: tuple[str, ...],
@@ -160,8 +132,8 @@ def commit(
     try:
         result = gitrepo.publish(source, paths, remote, branch, message, workdir, _push_token(token_file))
     except gitrepo.GitError as exc:
-        _git_failed(exc)
-    _write_outputs(outputs, {"commit": result.commit, "changed": "true" if result.changed else "false"})
+        die_remote(str(exc), transient=exc.transient)
+    write_outputs(outputs, {"commit": result.commit, "changed": "true" if result.changed else "false"})
     if result.changed:
         out.print(f"pushed {result.commit[:12]} to {branch}: {', '.join(paths)}")
     else:
@@ -176,11 +148,7 @@ def commit(
     "--timeout", default="15m", show_default=True, callback=_duration, help="Give up after this long."
 )
 @click.option("--interval", default="10s", show_default=True, callback=_duration, help="Time between polls.")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Default: in-cluster, then ~/.kube/config.",
-)
+@file_option("--kubeconfig", help="Default: in-cluster, then ~/.kube/config.")
 @click.option("--context", "kube_context", help="kubeconfig context.")
 def wait(
     application: str,
@@ -222,29 +190,15 @@ def wait(
 
 
 @rollout.command()
-@click.argument("deployment")
-@click.option("--endpoint", required=True, metavar="HOST:PORT", help="The deployment's gRPC endpoint.")
-@click.option("--site", help="Placement to check (needed when the deployment runs at several sites).")
-@click.option(
-    "--report-file",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to keep the JSON report.",
+@deployment_argument
+@endpoint_option("The deployment's gRPC endpoint.")
+@site_option("Placement to check (needed when the deployment runs at several sites).")
+@file_option("--report-file", required=True, help="Where to keep the JSON report.")
+@forwarded_check_options(
+    token_file_help="Passed to sonic check when the file exists (an optional Secret).",
+    prometheus_token_file_help="Passed to sonic check when the file exists.",
+    timeout_help="Seconds.",
 )
-@click.option(
-    "--token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Passed to sonic check when the file exists (an optional Secret).",
-)
-@click.option(
-    "--prometheus-token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Passed to sonic check when the file exists.",
-)
-@click.option(
-    "--prometheus", "prometheus_url", metavar="URL", help="Passed to sonic check (default: the site's)."
-)
-@click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(min=1), help="Seconds.")
 def verify(
     deployment: str,
     endpoint: str,
@@ -256,13 +210,13 @@ def verify(
     timeout: float,
 ) -> None:
     """Run `sonic check --format json` and keep its report in REPORT_FILE; exit with its exit code."""
-    extra = ["--site", site] if site else []
-    if prometheus_url:
-        extra += ["--prometheus", prometheus_url]
-    if prometheus_token_file is not None and prometheus_token_file.is_file():
-        extra += ["--prometheus-token-file", str(prometheus_token_file)]
-    token = token_file if token_file is not None and token_file.is_file() else None
-    run = run_check(deployment, endpoint, token_file=token, extra=extra, timeout=timeout)
+
+    # The token files are optional Secrets: a missing one is not passed on rather than refused.
+    def existing(path: Path | None) -> Path | None:
+        return path if path is not None and path.is_file() else None
+
+    extra = forwarded_check_args(site, prometheus_url, existing(prometheus_token_file))
+    run = run_check(deployment, endpoint, token_file=existing(token_file), extra=extra, timeout=timeout)
     report_file.parent.mkdir(parents=True, exist_ok=True)
     report_file.write_text(run.stdout or json.dumps({"error": run.stderr.strip()}), encoding="utf-8")
     click.echo(run.stdout, nl=False)
@@ -274,9 +228,7 @@ def verify(
 @rollout.command()
 @click.option("--commit", "commit_sha", required=True, help="The rollout commit to undo.")
 @with_remote
-@click.option(
-    "--report-file", type=click.Path(path_type=Path, dir_okay=False), help="The check report to fail with."
-)
+@file_option("--report-file", help="The check report to fail with.")
 @click.option("--reason", default="", help="Why (default: from the report, else 'not Synced and Healthy').")
 def revert(
     commit_sha: str,
@@ -299,7 +251,7 @@ def revert(
     try:
         new = gitrepo.revert(remote, branch, commit_sha, workdir, message, _push_token(token_file))
     except gitrepo.GitError as exc:
-        _git_failed(exc)
+        die_remote(str(exc), transient=exc.transient)
     if report_text:
         click.echo(report_text.rstrip("\n"))
     die(f"rollout failed ({reason}); reverted {commit_sha[:12]} on {branch} with {new[:12]}", EXIT_INVALID)

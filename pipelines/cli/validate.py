@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli import EXIT_INVALID, cli, die
+from pipelines.cli.options import format_option
 from pipelines.config import ConfigError, LayoutError, expand, find_root
 from pipelines.config.errors import display_path
 from pipelines.config.tree import Tree, check_tree, classify, dependents, relevant
@@ -17,14 +18,9 @@ from pipelines.config.tree import Tree, check_tree, classify, dependents, releva
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json prints one object: valid, files, deployments, checked (file list) and errors "
-    "(file, line, column, path, message).",
+@format_option(
+    "json prints one object: valid, files, deployments, checked (file list) and errors "
+    "(file, line, column, path, message)."
 )
 @click.option(
     "--changed-against",

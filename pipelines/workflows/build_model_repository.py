@@ -26,49 +26,33 @@ from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
     LARGE,
     SRC,
-    TMP_VOLUME,
-    WORKSPACE,
     WORKSPACE_MOUNT,
     argv,
-    secret_file,
-    secret_mount,
-    secret_volume,
+    checkout_step,
+    github_token,
+    repository_parameter,
     sonic_step,
     wf_param,
-    workflow_spec_defaults,
-    workspace_claim,
+    workflow_spec,
 )
 
 NAME = "build-model-repository"
-TOKEN_VOLUME = "github-token"
 SNAPSHOTS = "/snapshots"
 
 
 def template(settings: PipelineSettings, site: Site, namespace: str) -> WorkflowTemplate:
     """The template in one namespace of ``site``, writing to the site's snapshots claim."""
     assert site.storage.snapshots is not None
-    token = secret_file(TOKEN_VOLUME, settings.github_token)
+    token = github_token(settings)
     experiment, deployment = wf_param("experiment"), wf_param("deployment")
     # The directory the renderers mount into Triton (render.names.snapshot_subpath).
     dest = f"{SNAPSHOTS}/{experiment}/{deployment}"
-    snapshots_mount = m.VolumeMount(name="snapshots", mount_path=SNAPSHOTS)
-
-    checkout = sonic_step(
-        "checkout",
-        argv(
-            "github",
-            "checkout",
-            repository=wf_param("repository"),
-            server=settings.git_server,
-            ref=wf_param("revision"),
-            dest=SRC,
-            token_file=token,
-        ),
-        settings,
-        network=True,
-        mounts=[WORKSPACE_MOUNT, secret_mount(TOKEN_VOLUME)],
-        workdir=WORKSPACE,
+    snapshots = m.Volume(
+        name="snapshots",
+        persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(claim_name=site.storage.snapshots.claim),
     )
+
+    checkout = checkout_step(settings, token, repository=wf_param("repository"), ref=wf_param("revision"))
     lock = m.Artifact(
         name="lock",
         path=f"{SRC}/experiments/{experiment}/locks/{deployment}.repository.lock.json",
@@ -83,7 +67,7 @@ def template(settings: PipelineSettings, site: Site, namespace: str) -> Workflow
         size=LARGE,
         network=True,
         deadline=2 * 3600,
-        mounts=[WORKSPACE_MOUNT, snapshots_mount],
+        mounts=[WORKSPACE_MOUNT, m.VolumeMount(name="snapshots", mount_path=SNAPSHOTS)],
         artifacts=[lock],
     )
 
@@ -98,34 +82,21 @@ def template(settings: PipelineSettings, site: Site, namespace: str) -> Workflow
             arguments=[
                 Parameter(name="experiment", description="experiment of the deployment"),
                 Parameter(name="deployment", description="deployment name"),
-                Parameter(
-                    name="repository", description="OWNER/NAME of the repository", value=settings.repository
-                ),
+                repository_parameter(settings),
                 Parameter(
                     name="revision", description="commit or branch to build from", value=settings.base_branch
                 ),
             ],
-            # Two builds of one deployment would race for the same snapshot directory.
-            synchronization=m.Synchronization(
-                mutexes=[m.Mutex(name=f"build-{wf_param('experiment')}-{wf_param('deployment')}")]
+            **workflow_spec(
+                settings,
+                rbac.BUILD_MODELS_SA,
+                deadline=3 * 3600,
+                secrets=[token],
+                volumes=[snapshots],
+                # Two builds of one deployment would race for the same snapshot directory.
+                mutex=f"build-{experiment}-{deployment}",
+                namespace=namespace,
             ),
-            automount_service_account_token=False,
-            volume_claim_templates=[workspace_claim()],
-            volume_claim_gc=m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
-            volumes=[
-                TMP_VOLUME,
-                secret_volume(TOKEN_VOLUME, settings.github_token),
-                m.Volume(
-                    name="snapshots",
-                    persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
-                        claim_name=site.storage.snapshots.claim
-                    ),
-                ),
-            ],
-            **{
-                **workflow_spec_defaults(settings, rbac.BUILD_MODELS_SA, deadline=3 * 3600),
-                "namespace": namespace,
-            },
         ) as wt,
         DAG(name="main"),
     ):

@@ -20,31 +20,25 @@ from __future__ import annotations
 from typing import Any
 
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
-from hera.workflows import models as m
 
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
     LARGE,
     MEDIUM,
-    OUTPUTS,
     SRC,
-    TMP_VOLUME,
-    WORKSPACE,
-    WORKSPACE_MOUNT,
     argv,
-    secret_file,
-    secret_mount,
-    secret_volume,
+    checkout_step,
+    github_step,
+    github_token,
+    repository_parameter,
     sonic_step,
     task_output,
     wf_param,
-    workflow_spec_defaults,
-    workspace_claim,
+    workflow_spec,
 )
 
 NAME = "pr-validation"
-TOKEN_VOLUME = "github-token"
 # Which changes are worth validating (the checkout step's ``relevant`` output).
 PATHS = ("experiments/", "gitops/sites/")
 # Offline verification of the rendered objects, in the image that has Envoy and promtool.
@@ -53,12 +47,11 @@ VERIFY_ARGS = ["pipelines", "verify-rendered", "--require-all"]
 
 def template(settings: PipelineSettings) -> WorkflowTemplate:
     """The ``pr-validation`` WorkflowTemplate."""
-    token = secret_file(TOKEN_VOLUME, settings.github_token)
+    token = github_token(settings)
     repo, pr, sha, base = (wf_param(p) for p in ("repository", "pr-number", "head-sha", "base-ref"))
-    api = {"api_url": settings.github_api, "token_file": token}
-    token_mounts = [secret_mount(TOKEN_VOLUME)]
+    api = {"api_url": settings.github_api, "token_file": token.file}
 
-    pending = sonic_step(
+    pending = github_step(
         "report-pending",
         argv(
             "github",
@@ -72,29 +65,16 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             **api,
         ),
         settings,
-        network=True,
-        mounts=token_mounts,
-        workdir=None,
+        token,
     )
-    checkout = sonic_step(
-        "checkout",
-        argv(
-            "github",
-            "checkout",
-            repository=repo,
-            server=settings.git_server,
-            pr=pr,
-            ref=sha,
-            base_ref=base,
-            relevant=PATHS,
-            dest=SRC,
-            outputs=OUTPUTS,
-            token_file=token,
-        ),
+    checkout = checkout_step(
         settings,
-        network=True,
-        mounts=[WORKSPACE_MOUNT, *token_mounts],
-        workdir=WORKSPACE,
+        token,
+        repository=repo,
+        pr=pr,
+        ref=sha,
+        base_ref=base,
+        relevant=PATHS,
         outputs=("base-sha", "relevant", "deployments"),
     )
     validate = sonic_step(
@@ -117,7 +97,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
     )
     render_check = sonic_step("render-check", ["render", "--check"], settings, size=MEDIUM)
     verify = sonic_step("verify-rendered", VERIFY_ARGS, settings, size=MEDIUM)
-    status = sonic_step(
+    status = github_step(
         "report-status",
         argv(
             "github",
@@ -130,11 +110,9 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             **api,
         ),
         settings,
-        network=True,
-        mounts=token_mounts,
-        workdir=None,
+        token,
     )
-    comment = sonic_step(
+    comment = github_step(
         "report-comment",
         argv(
             "github",
@@ -153,9 +131,8 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             **api,
         ),
         settings,
-        network=True,
-        mounts=[WORKSPACE_MOUNT, *token_mounts],
-        workdir=WORKSPACE,
+        token,
+        workspace=True,
     )
 
     with WorkflowTemplate(
@@ -164,9 +141,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         entrypoint="main",
         on_exit="report",
         arguments=[
-            Parameter(
-                name="repository", description="OWNER/NAME of the repository", value=settings.repository
-            ),
+            repository_parameter(settings),
             Parameter(name="pr-number", description="pull request number"),
             Parameter(name="head-sha", description="commit to validate (the pull request's head)"),
             Parameter(
@@ -176,15 +151,14 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                 name="details-url", description="link shown with the commit status (optional)", value=""
             ),
         ],
-        # One run per pull request at a time, so an older run never overwrites a newer comment last.
-        synchronization=m.Synchronization(
-            mutexes=[m.Mutex(name="pr-validation-{{workflow.parameters.pr-number}}")]
+        **workflow_spec(
+            settings,
+            rbac.PR_VALIDATION_SA,
+            deadline=3600,
+            secrets=[token],
+            # One run per pull request at a time, so an older run never overwrites a newer comment last.
+            mutex=f"pr-validation-{pr}",
         ),
-        automount_service_account_token=False,
-        volume_claim_templates=[workspace_claim()],
-        volume_claim_gc=m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
-        volumes=[TMP_VOLUME, secret_volume(TOKEN_VOLUME, settings.github_token)],
-        **workflow_spec_defaults(settings, rbac.PR_VALIDATION_SA, deadline=3600),
     ) as wt:
         with DAG(name="main"):
             t_pending = Task(name="report-pending", template=pending)

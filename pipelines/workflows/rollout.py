@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
-from hera.workflows import models as m
 
 from pipelines.config import Tree
 from pipelines.workflows import rbac
@@ -26,57 +25,42 @@ from pipelines.workflows.steps import (
     MEDIUM,
     OUTPUTS,
     SRC,
-    TMP_VOLUME,
     WORKSPACE,
     WORKSPACE_MOUNT,
     argv,
+    check_token,
+    checkout_step,
     pod_error_retry,
-    secret_file,
-    secret_mount,
-    secret_volume,
+    prometheus_token,
+    push_token,
+    repository_parameter,
     sonic_step,
     task_output,
     wf_param,
-    workflow_spec_defaults,
-    workspace_claim,
+    workflow_spec,
 )
 
 NAME = "rollout"
-PUSH_VOLUME = "push-token"
-CHECK_VOLUME = "check-token"
-PROMETHEUS_VOLUME = "prometheus-token"
 REPORT = f"{WORKSPACE}/check-report.json"
 FAILED = "wait.Failed || wait.Errored || verify.Failed || verify.Errored"
 
 
 def template(settings: PipelineSettings) -> WorkflowTemplate:
     """The ``rollout`` WorkflowTemplate."""
-    push = secret_file(PUSH_VOLUME, settings.push_token)
-    git_mounts = [WORKSPACE_MOUNT, secret_mount(PUSH_VOLUME)]
+    push = push_token(settings)
+    # Optional: only deployments behind JWT auth and Prometheus servers that want a token need them.
+    check = check_token(settings, optional=True)
+    prometheus = prometheus_token(settings, optional=True)
+    git_mounts = [WORKSPACE_MOUNT, push.mount()]
     site, deployment = wf_param("site"), wf_param("deployment")
     target_out = {
         k: task_output("target", k) for k in ("application", "argocd-namespace", "endpoint", "path")
     }
     commit_sha = task_output("commit", "commit")
-    remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push}
+    remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push.file}
 
-    checkout = sonic_step(
-        "checkout",
-        argv(
-            "github",
-            "checkout",
-            repository=wf_param("repository"),
-            server=settings.git_server,
-            ref=wf_param("revision"),
-            dest=SRC,
-            outputs=OUTPUTS,
-            token_file=push,
-        ),
-        settings,
-        network=True,
-        mounts=git_mounts,
-        workdir=WORKSPACE,
-        outputs=("head",),
+    checkout = checkout_step(
+        settings, push, repository=wf_param("repository"), ref=wf_param("revision"), outputs=("head",)
     )
     render = sonic_step("render", ["render"], settings, size=MEDIUM)
     target = sonic_step(
@@ -132,14 +116,14 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             site=site,
             endpoint=target_out["endpoint"],
             report_file=REPORT,
-            token_file=secret_file(CHECK_VOLUME, settings.check_token),
-            prometheus_token_file=secret_file(PROMETHEUS_VOLUME, settings.prometheus_token),
+            token_file=check.file,
+            prometheus_token_file=prometheus.file,
         ),
         settings,
         size=MEDIUM,
         network=True,
         deadline=1800,
-        mounts=[WORKSPACE_MOUNT, secret_mount(CHECK_VOLUME), secret_mount(PROMETHEUS_VOLUME)],
+        mounts=[WORKSPACE_MOUNT, check.mount(), prometheus.mount()],
     )
     revert = sonic_step(
         "revert",
@@ -172,9 +156,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                     description="reviewed commit (or branch) to roll out",
                     value=settings.base_branch,
                 ),
-                Parameter(
-                    name="repository", description="OWNER/NAME of the repository", value=settings.repository
-                ),
+                repository_parameter(settings),
                 Parameter(
                     name="gitops-branch",
                     description="branch Argo CD syncs from",
@@ -184,18 +166,14 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                     name="sync-timeout", description="how long to wait for Synced and Healthy", value="15m"
                 ),
             ],
-            # One rollout per site at a time: a revert must never undo a neighbour's half-done rollout.
-            synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"rollout-{site}")]),
-            automount_service_account_token=False,
-            volume_claim_templates=[workspace_claim()],
-            volume_claim_gc=m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
-            volumes=[
-                TMP_VOLUME,
-                secret_volume(PUSH_VOLUME, settings.push_token),
-                secret_volume(CHECK_VOLUME, settings.check_token, optional=True),
-                secret_volume(PROMETHEUS_VOLUME, settings.prometheus_token, optional=True),
-            ],
-            **workflow_spec_defaults(settings, rbac.ROLLOUT_SA, deadline=2 * 3600),
+            **workflow_spec(
+                settings,
+                rbac.ROLLOUT_SA,
+                deadline=2 * 3600,
+                secrets=[push, check, prometheus],
+                # One rollout per site at a time: a revert must never undo a neighbour's half-done rollout.
+                mutex=f"rollout-{site}",
+            ),
         ) as wt,
         DAG(name="main"),
     ):

@@ -17,32 +17,26 @@ from __future__ import annotations
 from typing import Any
 
 from hera.workflows import DAG, CronWorkflow, Task
-from hera.workflows import models as m
 
 from pipelines.config import Site, SiteDeployment, Tree
 from pipelines.render.names import ENVOY_GRPC, deployment_ref, envoy_service_host
 from pipelines.workflows import rbac
-from pipelines.workflows.rollout import PROMETHEUS_VOLUME
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
     MEDIUM,
-    SRC,
-    TMP_VOLUME,
-    WORKSPACE,
     WORKSPACE_MOUNT,
+    MountedSecret,
     argv,
+    check_token,
+    checkout_step,
     flags,
-    secret_file,
-    secret_mount,
-    secret_volume,
+    github_token,
+    prometheus_token,
     sonic_step,
-    workflow_spec_defaults,
-    workspace_claim,
+    workflow_spec,
 )
 
 PREFIX = "scheduled-validation"
-TOKEN_VOLUME = "github-token"
-CHECK_VOLUME = "check-token"
 JOB = "sonic_scheduled_validation"  # Pushgateway job label
 
 
@@ -64,9 +58,9 @@ def check_args(p: SiteDeployment, site: Site, settings: PipelineSettings) -> lis
         site=p.site, endpoint=f"{envoy_service_host(p)}:{ENVOY_GRPC}", timeout=f"{p.checks.timeout:g}"
     )
     if uses_jwt(p):
-        args += flags(token_file=secret_file(CHECK_VOLUME, settings.check_token))
+        args += flags(token_file=check_token(settings).file)
     if needs_prometheus_token(site):
-        args += flags(prometheus_token_file=secret_file(PROMETHEUS_VOLUME, settings.prometheus_token))
+        args += flags(prometheus_token_file=prometheus_token(settings).file)
     if site.pushgateway:
         return [*argv("pushgateway", "check", url=site.pushgateway, job=JOB), *args, deployment_ref(p)]
     return ["check", *args, *flags(format="json"), deployment_ref(p)]
@@ -77,32 +71,16 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
     placements = tree.site_deployments(site.name)
     if not placements:
         return None
-    token = secret_file(TOKEN_VOLUME, settings.github_token)
-    mounts = [WORKSPACE_MOUNT]
-    volumes = [TMP_VOLUME, secret_volume(TOKEN_VOLUME, settings.github_token)]
+    token = github_token(settings)
+    # Only the Secrets some check here needs.
+    secrets: list[MountedSecret] = []
     if any(uses_jwt(p) for p in placements):
-        mounts.append(secret_mount(CHECK_VOLUME))
-        volumes.append(secret_volume(CHECK_VOLUME, settings.check_token))
+        secrets.append(check_token(settings))
     if needs_prometheus_token(site):
-        mounts.append(secret_mount(PROMETHEUS_VOLUME))
-        volumes.append(secret_volume(PROMETHEUS_VOLUME, settings.prometheus_token))
+        secrets.append(prometheus_token(settings))
+    check_mounts = [WORKSPACE_MOUNT, *(s.mount() for s in secrets)]
 
-    checkout = sonic_step(
-        "checkout",
-        argv(
-            "github",
-            "checkout",
-            repository=settings.repository,
-            server=settings.git_server,
-            ref=settings.base_branch,
-            dest=SRC,
-            token_file=token,
-        ),
-        settings,
-        network=True,
-        mounts=[WORKSPACE_MOUNT, secret_mount(TOKEN_VOLUME)],
-        workdir=WORKSPACE,
-    )
+    checkout = checkout_step(settings, token, repository=settings.repository, ref=settings.base_branch)
     checks = [
         (
             f"check-{p.experiment}-{p.name}",
@@ -113,7 +91,7 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
                 size=MEDIUM,
                 network=True,
                 deadline=int(p.checks.timeout) + 300,
-                mounts=mounts,
+                mounts=check_mounts,
             ),
         )
         for p in placements
@@ -133,11 +111,13 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
             successful_jobs_history_limit=3,
             failed_jobs_history_limit=5,
             entrypoint="main",
-            automount_service_account_token=False,
-            volume_claim_templates=[workspace_claim("1Gi")],
-            volume_claim_gc=m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
-            volumes=volumes,
-            **workflow_spec_defaults(settings, rbac.SCHEDULED_SA, deadline=3600),
+            **workflow_spec(
+                settings,
+                rbac.SCHEDULED_SA,
+                deadline=3600,
+                secrets=[token, *secrets],
+                workspace="1Gi",
+            ),
         ) as cw,
         DAG(name="main", fail_fast=False),
     ):  # every deployment is checked, whatever failed before

@@ -73,26 +73,59 @@ def pod_error_retry() -> RetryStrategy:
     )
 
 
-def secret_volume(name: str, ref: SecretRef, optional: bool = False) -> m.Volume:
-    """A Secret as files, readable by the step's group only (values never pass through env or args)."""
-    return m.Volume(
-        name=name,
-        secret=m.SecretVolumeSource(
-            secret_name=ref.name,
-            items=[m.KeyToPath(key=ref.key, path=ref.key)],
-            default_mode=0o440,
-            optional=optional or None,
-        ),
-    )
+@dataclass(frozen=True)
+class MountedSecret:
+    """One key of a Secret as a file, readable by the step's group only.
+
+    Values never pass through env or args: the pod lists :meth:`volume`, a step that needs the
+    value mounts :meth:`mount` and is told :attr:`file`. ``optional`` Secrets may be absent
+    (features a site may not use).
+    """
+
+    volume_name: str
+    ref: SecretRef
+    optional: bool = False
+
+    @property
+    def file(self) -> str:
+        """Where a step that mounts the Secret reads it."""
+        return f"{SECRETS}/{self.volume_name}/{self.ref.key}"
+
+    def mount(self) -> m.VolumeMount:
+        return m.VolumeMount(
+            name=self.volume_name, mount_path=f"{SECRETS}/{self.volume_name}", read_only=True
+        )
+
+    def volume(self) -> m.Volume:
+        return m.Volume(
+            name=self.volume_name,
+            secret=m.SecretVolumeSource(
+                secret_name=self.ref.name,
+                items=[m.KeyToPath(key=self.ref.key, path=self.ref.key)],
+                default_mode=0o440,
+                optional=self.optional or None,
+            ),
+        )
 
 
-def secret_file(volume: str, ref: SecretRef) -> str:
-    """Where a step reads the Secret mounted by :func:`secret_mount`."""
-    return f"{SECRETS}/{volume}/{ref.key}"
+def github_token(settings: PipelineSettings) -> MountedSecret:
+    """Reads the repository, sets commit statuses, writes pull-request comments."""
+    return MountedSecret("github-token", settings.github_token)
 
 
-def secret_mount(volume: str) -> m.VolumeMount:
-    return m.VolumeMount(name=volume, mount_path=f"{SECRETS}/{volume}", read_only=True)
+def push_token(settings: PipelineSettings) -> MountedSecret:
+    """Pushes to the GitOps branch."""
+    return MountedSecret("push-token", settings.push_token)
+
+
+def check_token(settings: PipelineSettings, *, optional: bool = False) -> MountedSecret:
+    """Calls deployments behind JWT auth."""
+    return MountedSecret("check-token", settings.check_token, optional)
+
+
+def prometheus_token(settings: PipelineSettings, *, optional: bool = False) -> MountedSecret:
+    """Queries a site's Prometheus that wants a bearer token."""
+    return MountedSecret("prometheus-token", settings.prometheus_token, optional)
 
 
 TMP_VOLUME = m.Volume(name="tmp", empty_dir=m.EmptyDirVolumeSource(size_limit=m.Quantity("1Gi")))
@@ -131,18 +164,36 @@ def pod_security(settings: PipelineSettings) -> m.PodSecurityContext:
     )
 
 
-def workflow_spec_defaults(settings: PipelineSettings, service_account: str, deadline: int) -> dict[str, Any]:
+def workflow_spec(
+    settings: PipelineSettings,
+    service_account: str,
+    deadline: int,
+    *,
+    secrets: Sequence[MountedSecret] = (),
+    volumes: Sequence[m.Volume] = (),
+    workspace: str = "2Gi",
+    mutex: str | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
     """Keyword arguments shared by every WorkflowTemplate / CronWorkflow this project renders.
 
-    Successful pods are deleted at once (their logs are in the workflow archive when the site
-    enables it); failed ones stay for debugging until the workflow's TTL removes everything.
+    Each run gets its own workspace volume (``workspace`` big) and a ``/tmp``, then the volumes
+    of ``secrets`` and ``volumes``. No step gets a Kubernetes token unless it asks for one. A
+    ``mutex`` lets one run holding that name proceed at a time. Successful pods are deleted at
+    once (their logs are in the workflow archive when the site enables it); failed ones stay for
+    debugging until the workflow's TTL removes everything.
     """
     return {
-        "namespace": settings.namespace,
+        "namespace": namespace or settings.namespace,
         "labels": dict(MANAGED_LABELS),
         "service_account_name": service_account,
         "executor": m.ExecutorConfig(service_account_name=EXECUTOR_SA),
+        "automount_service_account_token": False,
         "active_deadline_seconds": deadline,
+        "synchronization": m.Synchronization(mutexes=[m.Mutex(name=mutex)]) if mutex else None,
+        "volume_claim_templates": [workspace_claim(workspace)],
+        "volume_claim_gc": m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
+        "volumes": [TMP_VOLUME, *(s.volume() for s in secrets), *volumes],
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
         "ttl_strategy": m.TTLStrategy(
             seconds_after_success=24 * 3600,
@@ -193,6 +244,69 @@ def sonic_step(
         retry_strategy=retry if retry is not None else (network_retry() if network else None),
         active_deadline_seconds=deadline,
     )
+
+
+def github_step(
+    name: str,
+    args: Sequence[str],
+    settings: PipelineSettings,
+    token: MountedSecret,
+    *,
+    workspace: bool = False,
+    outputs: Sequence[str] = (),
+) -> Container:
+    """A step that talks to GitHub with ``token``.
+
+    Without ``workspace`` it only calls the API: no volume but the token, no working directory.
+    With it, it works in the workspace (a checkout, or reading one).
+    """
+    return sonic_step(
+        name,
+        args,
+        settings,
+        network=True,
+        mounts=[WORKSPACE_MOUNT, token.mount()] if workspace else [token.mount()],
+        workdir=WORKSPACE if workspace else None,
+        outputs=outputs,
+    )
+
+
+def checkout_step(
+    settings: PipelineSettings,
+    token: MountedSecret,
+    *,
+    repository: str,
+    ref: str,
+    pr: str | None = None,
+    base_ref: str | None = None,
+    relevant: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+) -> Container:
+    """The ``checkout`` step every pipeline starts with: ``repository`` at ``ref`` into ``SRC``.
+
+    ``pr`` fetches that pull request's head ref (forks work); ``base_ref`` and ``relevant`` let
+    the step say what the pull request touches; ``outputs`` name what it reports (see
+    ``sonic github checkout --help``).
+    """
+    args = argv(
+        "github",
+        "checkout",
+        repository=repository,
+        server=settings.git_server,
+        pr=pr or False,
+        ref=ref,
+        base_ref=base_ref or False,
+        relevant=relevant,
+        dest=SRC,
+        outputs=OUTPUTS if outputs else False,
+        token_file=token.file,
+    )
+    return github_step("checkout", args, settings, token, workspace=True, outputs=outputs)
+
+
+def repository_parameter(settings: PipelineSettings) -> Parameter:
+    """The ``repository`` argument of a workflow (defaults to the configuration repository)."""
+    return Parameter(name="repository", description="OWNER/NAME of the repository", value=settings.repository)
 
 
 def wf_param(name: str) -> str:

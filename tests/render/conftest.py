@@ -16,12 +16,10 @@ Reusable by other tests (import the helpers or request the fixtures):
 from __future__ import annotations
 
 import contextlib
-import datetime
 import http.server
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -39,17 +37,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from pipelines.local.processes import free_port
 from pipelines.render.envoy import envoy_yaml
+from tests.support.httpd import loopback_server, serving
+from tests.support.tls import TlsFiles, make_tls_files
 
 START_TIMEOUT = 20.0  # seconds for Envoy to become ready
 TRITON_START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(
@@ -303,68 +297,9 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
 # --- TLS material ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    ca_cert: Path  # PEM of the CA: what Envoy is told to trust
-    cert: Path  # leaf for DNS:localhost (+ IP 127.0.0.1), signed by the CA
-    key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        return ctx
-
-
 @pytest.fixture(scope="session")
 def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    root = tmp_path_factory.mktemp("tls")
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sonic test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = TlsFiles(root / "ca.pem", root / "localhost.pem", root / "localhost.key")
-    files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return files
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 # --- a canned HTTP(S) server: fake Prometheus, JWKS ------------------------------------------------
@@ -409,14 +344,11 @@ class CannedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.server_context().wrap_socket(self.server.socket, server_side=True)
+        self.server = loopback_server(http.server.ThreadingHTTPServer, Handler, tls)
         self.port = int(self.server.server_address[1])
         self.scheme = "https" if tls else "http"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self._stop = contextlib.ExitStack()
+        self._stop.enter_context(serving(self.server))
 
     def url(self, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}"
@@ -426,8 +358,7 @@ class CannedServer:
             return [r for r in self.requests if r.path == path]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stop.close()
 
 
 class FakePrometheus(CannedServer):

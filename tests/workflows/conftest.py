@@ -50,6 +50,18 @@ class Origin:
     def push(self, ref: str) -> None:
         git(self.work, "push", "--quiet", "origin", f"HEAD:{ref}")
 
+    def pull_request(self, number: int, branch: str, files: dict[str, str], message: str) -> str:
+        """Alice writes ``files`` (path -> text) on a new ``branch`` and opens pull request ``number``.
+
+        Returns the pull request's head commit.
+        """
+        git(self.work, "checkout", "--quiet", "-b", branch)
+        for path, text in files.items():
+            (self.work / path).write_text(text)
+        sha = self.commit_all(message)
+        self.push(f"refs/pull/{number}/head")  # what GitHub creates for every pull request
+        return sha
+
     def rev(self, ref: str) -> str:
         return git(self.bare, "rev-parse", ref)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.httpd import loopback_server, serving
+
 
 @dataclass(frozen=True)
 class Request:
@@ -81,35 +83,19 @@ class RecordingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._httpd = loopback_server(ThreadingHTTPServer, _Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
 
 @contextmanager
 def serve(handler: Handler) -> Iterator[RecordingServer]:
     """Run a RecordingServer for the duration of a ``with`` block (always shut down)."""
-    server = RecordingServer(handler).start()
-    try:
+    server = RecordingServer(handler)
+    with serving(server._httpd):
         yield server
-    finally:
-        server.stop()
 
 
 def application(

@@ -183,6 +183,10 @@ def test_errors_say_whether_a_retry_can_help(status: int, transient: bool) -> No
 # --- the CLI, as the workflow runs it ------------------------------------------------------------
 
 
+# ``sonic github status`` for the commit under test; each test adds the options it is about.
+STATUS = ["github", "status", "--repository", REPO, "--sha", SHA]
+
+
 def write_token(tmp_path: Path) -> Path:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
@@ -193,8 +197,8 @@ def test_cli_status_from_the_workflow_phase(tmp_path: Path) -> None:
     with serve(lambda r: Response(201, {})) as server:
         result = CliRunner().invoke(
             cli,
-            ["github", "status", "--repository", REPO, "--sha", SHA, "--workflow-status", "Failed",
-             "--target-url", "", "--api-url", server.url, "--token-file", str(write_token(tmp_path))],
+            [*STATUS, "--workflow-status", "Failed", "--target-url", "", "--api-url", server.url,
+             "--token-file", str(write_token(tmp_path))],
         )  # fmt: skip
         (req,) = server.requests
     assert result.exit_code == 0, result.output
@@ -208,18 +212,7 @@ def test_cli_status_from_the_workflow_phase(tmp_path: Path) -> None:
 
 def test_cli_exit_codes_separate_refusals_from_outages(tmp_path: Path) -> None:
     token = str(write_token(tmp_path))
-    args = [
-        "github",
-        "status",
-        "--repository",
-        REPO,
-        "--sha",
-        SHA,
-        "--state",
-        "success",
-        "--token-file",
-        token,
-    ]
+    args = [*STATUS, "--state", "success", "--token-file", token]
     with serve(lambda r: Response(422, {"message": "Validation Failed"})) as server:
         refused = CliRunner().invoke(cli, [*args, "--api-url", server.url])
     with serve(lambda r: Response(503, {"message": "down"})) as server:
@@ -231,27 +224,11 @@ def test_cli_exit_codes_separate_refusals_from_outages(tmp_path: Path) -> None:
 
 def test_cli_needs_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
-    result = CliRunner().invoke(
-        cli, ["github", "status", "--repository", REPO, "--sha", SHA, "--state", "pending"]
-    )
+    result = CliRunner().invoke(cli, [*STATUS, "--state", "pending"])
     assert result.exit_code == 2 and "no token" in result.output
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    result = CliRunner().invoke(
-        cli,
-        [
-            "github",
-            "status",
-            "--repository",
-            REPO,
-            "--sha",
-            SHA,
-            "--state",
-            "pending",
-            "--token-file",
-            str(empty),
-        ],
-    )
+    result = CliRunner().invoke(cli, [*STATUS, "--state", "pending", "--token-file", str(empty)])
     assert result.exit_code == 2 and "empty" in result.output
 
 

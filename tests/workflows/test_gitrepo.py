@@ -19,12 +19,9 @@ BOT = "sonic-gitops-bot <sonic-gitops-bot@users.noreply.github.com>"
 
 def open_pull_request(origin: Origin, number: int = 7) -> str:
     """Alice changes the minimal deployment on a branch and opens pull request ``number``."""
-    git(origin.work, "checkout", "--quiet", "-b", "more-replicas")
-    path = origin.work / "experiments" / "cms" / "minimal.yaml"
-    path.write_text(path.read_text().replace("replicas: 2", "replicas: 3"))
-    sha = origin.commit_all("minimal: 3 replicas")
-    origin.push(f"refs/pull/{number}/head")  # what GitHub creates for every pull request
-    return sha
+    path = "experiments/cms/minimal.yaml"
+    more = (origin.work / path).read_text().replace("replicas: 2", "replicas: 3")
+    return origin.pull_request(number, "more-replicas", {path: more}, "minimal: 3 replicas")
 
 
 def test_checkout_of_a_pull_request_says_what_it_touches(origin: Origin, tmp_path: Path) -> None:
@@ -56,10 +53,7 @@ def test_checkout_of_a_pull_request_says_what_it_touches(origin: Origin, tmp_pat
 
 
 def test_a_change_outside_the_configuration_is_not_relevant(origin: Origin, tmp_path: Path) -> None:
-    git(origin.work, "checkout", "--quiet", "-b", "docs")
-    (origin.work / "NOTES.md").write_text("notes\n")
-    sha = origin.commit_all("docs only")
-    origin.push("refs/pull/8/head")
+    sha = origin.pull_request(8, "docs", {"NOTES.md": "notes\n"}, "docs only")
     outputs = tmp_path / "outputs"
     co = CliRunner().invoke(
         cli,

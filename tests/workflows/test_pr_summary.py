@@ -15,7 +15,7 @@ from pipelines.workflows.pr_summary import (
     parse_failures,
     parse_name_status,
 )
-from tests.workflows.conftest import OWNER_REPO, Origin, git
+from tests.workflows.conftest import OWNER_REPO, Origin
 from tests.workflows.fakes import Request, Response, serve
 
 NAME_STATUS = """\
@@ -80,15 +80,12 @@ def test_comment_without_relevant_changes() -> None:
 
 def test_cli_comment_summarises_a_real_checkout(origin: Origin, tmp_path: Path) -> None:
     """The exit handler's comment step on a real checkout of a pull request with rendered changes."""
-    rendered = origin.work / "gitops/rendered/uchicago/cms/minimal"
-    rendered.mkdir(parents=True)
-    (rendered / "deployment.yaml").write_text("replicas: 2\n")
+    rendered = "gitops/rendered/uchicago/cms/minimal/deployment.yaml"
+    (origin.work / rendered).parent.mkdir(parents=True)
+    (origin.work / rendered).write_text("replicas: 2\n")
     origin.commit_all("rendered")
     origin.push("refs/heads/main")
-    git(origin.work, "checkout", "--quiet", "-b", "pr")
-    (rendered / "deployment.yaml").write_text("replicas: 3\n")
-    sha = origin.commit_all("3 replicas")
-    origin.push("refs/pull/9/head")
+    sha = origin.pull_request(9, "pr", {rendered: "replicas: 3\n"}, "3 replicas")
     dest = tmp_path / "src"
     co = CliRunner().invoke(
         cli,
@@ -123,10 +120,7 @@ def test_cli_comment_summarises_a_real_checkout(origin: Origin, tmp_path: Path) 
 
 
 def test_cli_stays_silent_on_irrelevant_pull_requests(origin: Origin, tmp_path: Path) -> None:
-    git(origin.work, "checkout", "--quiet", "-b", "docs")
-    (origin.work / "NOTES.md").write_text("n\n")
-    sha = origin.commit_all("docs")
-    origin.push("refs/pull/3/head")
+    sha = origin.pull_request(3, "docs", {"NOTES.md": "n\n"}, "docs")
     dest = tmp_path / "src"
     args = ["--repository", OWNER_REPO, "--pr", "3"]
     assert (
