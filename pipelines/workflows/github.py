@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import httpx
 
+from pipelines.workflows.errors import RemoteError
+
 DEFAULT_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
 TIMEOUT = 20.0
@@ -38,13 +40,12 @@ _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
-class GitHubError(Exception):
+class GitHubError(RemoteError):
     """A GitHub call failed. ``transient``: a network problem, a 5xx or a rate limit (retry later)."""
 
     def __init__(self, message: str, status: int | None = None, transient: bool = False):
-        super().__init__(message)
+        super().__init__(message, transient)
         self.status = status
-        self.transient = transient
 
 
 class TokenError(Exception):

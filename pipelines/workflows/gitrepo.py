@@ -16,16 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.workflows.errors import RemoteError
+
 GIT_TIMEOUT = 300.0  # seconds for any one git command (a clone of a large repository included)
 PUSH_ATTEMPTS = 3  # a concurrent rollout may push first: fetch, rebase, try again
 
 
-class GitError(Exception):
+class GitError(RemoteError):
     """A git command failed; ``transient`` when retrying later may help (network, a push race)."""
-
-    def __init__(self, message: str, transient: bool = False):
-        super().__init__(message)
-        self.transient = transient
 
 
 @dataclass(frozen=True)

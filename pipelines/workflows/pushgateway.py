@@ -17,18 +17,16 @@ from urllib.parse import quote
 
 import httpx
 
+from pipelines.workflows.errors import RemoteError
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TIMEOUT = 10.0
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_.~-]+$")
 
 
-class PushError(Exception):
+class PushError(RemoteError):
     """The push failed; ``transient`` for network errors and 5xx."""
-
-    def __init__(self, message: str, transient: bool = False):
-        super().__init__(message)
-        self.transient = transient
 
 
 @dataclass(frozen=True)

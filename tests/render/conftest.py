@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -374,32 +374,36 @@ class FakePrometheus(CannedServer):
         return self.hits(self.QUERY)
 
 
-@pytest.fixture
-def fake_prometheus() -> Iterator[Callable[..., FakePrometheus]]:
-    servers: list[FakePrometheus] = []
+C = TypeVar("C", bound=CannedServer)
 
-    def start(tls: TlsFiles | None = None) -> FakePrometheus:
-        server = FakePrometheus(tls)
+
+@contextlib.contextmanager
+def _servers(kind: type[C]) -> Iterator[Callable[..., C]]:
+    """A factory ``start(tls=None)`` of ``kind`` servers; every one started is closed afterwards."""
+    servers: list[C] = []
+
+    def start(tls: TlsFiles | None = None) -> C:
+        server = kind(tls)
         servers.append(server)
         return server
 
-    yield start
-    for server in servers:
-        server.close()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def fake_prometheus() -> Iterator[Callable[..., FakePrometheus]]:
+    with _servers(FakePrometheus) as start:
+        yield start
 
 
 @pytest.fixture
 def canned_server() -> Iterator[Callable[..., CannedServer]]:
-    servers: list[CannedServer] = []
-
-    def start(tls: TlsFiles | None = None) -> CannedServer:
-        server = CannedServer(tls)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
+    with _servers(CannedServer) as start:
+        yield start
 
 
 # --- rendering a deployment for one machine ----------------------------------------------------------
