@@ -50,7 +50,9 @@ def build() -> onnx.ModelProto:
         [helper.make_tensor_value_info("softmax", TensorProto.FLOAT, ["batch", CLASSES])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="sonic-gitops")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="sonic-gitops"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
