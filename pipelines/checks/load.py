@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -81,6 +81,7 @@ def run_load(
     requests: int,
     deadline: float,
     request_timeout: float | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> LoadResult:
     """Send ``requests`` inferences to ``model`` from ``concurrency`` clients; stop at ``deadline`` seconds.
 
@@ -88,6 +89,13 @@ def run_load(
     datatypes. With several endpoints (clients talking to Triton replicas directly), client
     ``i`` uses endpoint ``i mod n``. Never raises for a failed request: failures are counted by
     gRPC status.
+
+    ``on_progress(n)``, when given, is called after each request completes (succeeded or
+    failed) with ``n``, the number completed so far; each ``n`` is passed exactly once, in the
+    worker thread that completed it, before that worker takes its next request (other workers go
+    on meanwhile). Tests use it to act at a point of the burst counted in requests, not seconds,
+    e.g. to kill a replica after the 200th. An exception it raises ends that worker and is
+    re-raised by ``run_load`` once the other workers are done.
     """
     endpoints = [endpoint] if isinstance(endpoint, Endpoint) else list(endpoint)
     timeout = request_timeout if request_timeout is not None else endpoints[0].timeout
@@ -97,6 +105,7 @@ def run_load(
     kinds: Counter[str] = Counter()
     error_times: list[float] = []
     first_error: list[str] = []
+    completed = 0
     start = time.perf_counter()
     stop_at = start + deadline
     stopped = threading.Event()
@@ -111,6 +120,11 @@ def run_load(
                 return False
             issued += 1
             return True
+
+    def done() -> int:
+        nonlocal completed  # called with ``lock`` held
+        completed += 1
+        return completed
 
     def worker(ep: Endpoint) -> None:
         client = ep.client()
@@ -132,10 +146,14 @@ def run_load(
                         error_times.append(now - start)
                         if not first_error:
                             first_error.append(describe(exc))
-                    continue
-                elapsed = (time.perf_counter() - t0) * 1000.0
-                with lock:
-                    latencies.append(elapsed)
+                        n = done()
+                else:
+                    elapsed = (time.perf_counter() - t0) * 1000.0
+                    with lock:
+                        latencies.append(elapsed)
+                        n = done()
+                if on_progress is not None:
+                    on_progress(n)  # outside the lock: it may take its time (kill a process)
         finally:
             client.close()
 

@@ -10,7 +10,6 @@ import click
 
 from pipelines.cli import cli, die, err, out
 from pipelines.cli.options import (
-    deployment_argument,
     endpoint_option,
     file_option,
     format_option,
@@ -21,10 +20,18 @@ from pipelines.cli.options import (
     seconds_option,
     site_option,
 )
+from pipelines.config import SiteDeployment
 
 
 @cli.command()
-@deployment_argument
+@click.argument("deployment", required=False)
+@file_option(
+    "--spec",
+    "spec_file",
+    exists=True,
+    help="Check the deployment described by this check spec (deployment.json, as in the check Job's "
+    "ConfigMap) instead of a DEPLOYMENT of a repository.",
+)
 @endpoint_option("The deployment's gRPC endpoint (its Envoy).")
 @site_option("Which placement to check (needed when the deployment runs at several sites).")
 @file_option("--token-file", help="File holding the bearer token (JWT) sent with every request.")
@@ -40,7 +47,8 @@ from pipelines.cli.options import (
 @format_option("json prints one object with every check, its status, detail and measured numbers.")
 @root_option("Repository holding the deployment.")
 def check(
-    deployment: str,
+    deployment: str | None,
+    spec_file: Path | None,
     endpoint: str,
     site: str | None,
     token_file: Path | None,
@@ -52,6 +60,11 @@ def check(
     root: Path,
 ) -> None:
     """Prove that DEPLOYMENT (name or experiment/name) answers correctly at ENDPOINT.
+
+    \b
+    The deployment comes from the repository (DEPLOYMENT, --site, --root) or from a check spec
+    (--spec FILE: what the PostSync Job runs, where no repository is at hand; --prometheus is
+    then asked only when given).
 
     \b
     Checks: server live and ready; each model ready; served metadata and config equal to the
@@ -71,14 +84,13 @@ def check(
         die(
             f"the checks need tritonclient and numpy ({exc}); install them: pip install 'sonic-gitops[checks]'"
         )
-    _, tree = load_tree_at(root, fmt)
-    p = resolve_placement(tree, deployment, site)
+    p, site_prometheus = _deployment(deployment, spec_file, site, root, fmt)
     token = read_secret(token_file, "--token-file") if token_file else None
     prom_token = (
         read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
     )
-    if prometheus_url is None and tree.sites[p.site].prometheus is not None:
-        prometheus_url = tree.sites[p.site].prometheus.url  # type: ignore[union-attr]
+    if prometheus_url is None and site_prometheus is not None:
+        prometheus_url = site_prometheus
         if fmt == "text":
             err.print(f"sonic: asking the site's Prometheus at {prometheus_url} (override with --prometheus)")
     # The spinner only where a person watches; JSON output stays clean for machines.
@@ -103,6 +115,30 @@ def check(
     else:
         print_report(report, out)
     sys.exit(0 if report.passed else 1)
+
+
+def _deployment(
+    deployment: str | None, spec_file: Path | None, site: str | None, root: Path, fmt: str
+) -> tuple[SiteDeployment, str | None]:
+    """The placement to check and its site's Prometheus URL (None from a spec); exits 2 on misuse."""
+    if spec_file is not None:
+        if deployment is not None:
+            die(f"give DEPLOYMENT or --spec, not both ({deployment!r} and --spec {spec_file})")
+        from pipelines.checks.spec import SpecError, load_spec
+
+        try:
+            p = load_spec(spec_file)
+        except SpecError as exc:
+            die(str(exc))
+        if site is not None and site != p.site:
+            die(f"--site {site}: the spec {spec_file} describes {p.experiment}/{p.name} at site {p.site!r}")
+        return p, None
+    if deployment is None:
+        die("missing DEPLOYMENT (name or experiment/name), or --spec FILE")
+    _, tree = load_tree_at(root, fmt)
+    p = resolve_placement(tree, deployment, site)
+    prometheus = tree.sites[p.site].prometheus
+    return p, prometheus.url if prometheus is not None else None
 
 
 def read_secret(path: Path, option: str) -> str:

@@ -8,7 +8,8 @@ environment. One module per component:
     keda.py         ScaledObject + TriggerAuthentication
     monitoring.py   ServiceMonitors + PrometheusRule, or a plain-Prometheus ConfigMap; dashboard.py
     security.py     ServiceAccounts, NetworkPolicies, Triton PDB, pod/container security settings
-    argocd.py       sync waves, the PostSync check Job, AppProjects and ApplicationSets
+    argocd.py       sync waves, the PostSync check Job and its check spec ConfigMap, the
+                    application.json of each directory, AppProjects and ApplicationSets
 
 Entry points: :func:`render_site_deployment` (one deployment at one site, as dicts) and
 :func:`render_tree` (the whole ``gitops/rendered`` + ``gitops/argocd`` tree, as file texts).
@@ -25,7 +26,14 @@ from pipelines.config.model import Site, SiteDeployment
 from pipelines.config.tree import Tree
 from pipelines.modelrepo.lock import Lock, lock_path, read_lock
 from pipelines.render import names
-from pipelines.render.argocd import annotate_waves, render_argocd_site, render_check_job
+from pipelines.render.argocd import (
+    APPLICATION_FILE,
+    annotate_waves,
+    application_file,
+    render_argocd_site,
+    render_check_job,
+    render_check_spec,
+)
 from pipelines.render.envoyproxy import render_envoy
 from pipelines.render.errors import RenderError, RenderProblem, problem
 from pipelines.render.gitrepo import DEFAULT, Repository
@@ -58,6 +66,7 @@ def render_site_deployment(
         *render_triton(p, site, lock),
         *render_envoy(p, site, lock),
         *render_keda(p, site, lock),
+        *render_check_spec(p),
         *render_check_job(p, site, lock, repo),
     ]
     return annotate_waves(objs)
@@ -119,8 +128,9 @@ def render_tree(
 ) -> dict[str, str]:
     """The rendered tree as ``{repository-relative path: file text}``.
 
-    ``gitops/rendered/<site>/<experiment>/<deployment>/<kind>.yaml`` (+ ``kustomization.yaml``)
-    for every deployment at every site, and ``gitops/argocd/<site>/`` (AppProjects,
+    ``gitops/rendered/<site>/<experiment>/<deployment>/<kind>.yaml`` (+ ``kustomization.yaml``,
+    and ``application.json`` for the site's ApplicationSet, which the kustomization does not
+    list) for every deployment at every site, and ``gitops/argocd/<site>/`` (AppProjects,
     ApplicationSet, kustomization). ``only`` (``experiment/name`` references) limits the
     deployment directories to those deployments; the Argo CD tree is always complete.
 
@@ -145,6 +155,7 @@ def render_tree(
             if lock is not None:
                 sources.append(_relative(tree, lock_path(p.source, p.name)))
             files.update(_files_of(objs, names.rendered_dir(p), _header(sources)))
+            files[f"{names.rendered_dir(p)}/{APPLICATION_FILE}"] = application_file(p)
         argo = render_argocd_site(
             site, dict(tree.experiments), dict(tree.sites), tree.site_deployments(site_name), repo
         )

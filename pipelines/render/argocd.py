@@ -3,13 +3,19 @@
 - One **AppProject per experiment**: sources = only this repository; destinations = only the
   experiment's namespaces, each at its site's API server; no cluster-scoped kind at all;
   namespaced kinds = exactly :data:`NAMESPACED_KINDS`, what the renderers produce.
-- One **ApplicationSet per site** (list generator: one element per rendered deployment
-  directory) generating one Application per deployment: the site's destination, project =
-  the experiment, automated sync with prune and self-heal, retries with backoff.
+- One **ApplicationSet per site** with a git *files* generator over the GitOps branch: every
+  ``gitops/rendered/<site>/<experiment>/<deployment>/application.json`` there (written by
+  :func:`application_file`, not listed in the directory's kustomization, so never applied)
+  becomes one Application: the site's destination, project = the experiment, automated sync
+  with prune and self-heal, retries with backoff. A deployment directory that reaches the
+  branch creates its Application; one removed from it deletes the Application and its objects.
 - **Sync waves** on every rendered object: configuration, volumes, accounts and policies (0)
   -> Triton (1) -> Envoy (2) -> ScaledObject (3). The ScaledObject comes last so that KEDA
   takes over a Deployment that exists and is healthy.
-- A **PostSync hook Job** per deployment running ``sonic check`` against the Envoy Service.
+- A **PostSync hook Job** per deployment running ``sonic check --spec`` against the Envoy
+  Service, from a **check spec ConfigMap** (:mod:`pipelines.checks.spec`): the pipeline image
+  holds no configuration tree, so the Job brings the resolved deployment and its reference
+  files along.
 
 Each site's directory (``gitops/argocd/<site>/``) holds the AppProjects of the experiments
 the site admits and the site's ApplicationSet, in the namespace where that site's Argo CD
@@ -19,12 +25,16 @@ so one central Argo CD may apply several site directories without conflicts.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
+from pipelines.checks import spec
 from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
+from pipelines.render.errors import problem
 from pipelines.render.gitrepo import DEFAULT, Repository
 from pipelines.render.objects import meta
 from pipelines.render.security import container_security, pod_security
@@ -33,7 +43,11 @@ SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 HOOK = "argocd.argoproj.io/hook"
 HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 CHECK_TOKEN_DIR = "/var/run/sonic/check-token"
+CHECK_SPEC_DIR = "/etc/sonic/check"  # the check spec ConfigMap, read-only
+CONFIGMAP_LIMIT = 1024 * 1024  # bytes of data + binaryData the API server accepts in one ConfigMap
+APPLICATION_FILE = "application.json"  # the ApplicationSet's generator reads it; never applied
 
 # (API group, kind) of everything a deployment directory may contain.
 NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
@@ -75,24 +89,69 @@ def annotate_waves(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return objs
 
 
+def render_check_spec(p: SiteDeployment) -> list[dict[str, Any]]:
+    """The check spec ConfigMap ``<name>-check``: ``deployment.json`` and the reference files.
+
+    Raises:
+        RenderError: a reference file cannot be read, or everything exceeds a ConfigMap's 1 MiB.
+    """
+    try:
+        bundle = spec.bundle(p)
+    except spec.SpecError as exc:
+        raise problem(p, str(exc)) from None
+    if bundle.size > CONFIGMAP_LIMIT:
+        largest = max(bundle.references.items(), key=lambda kv: len(kv[1]), default=("", b""))
+        raise problem(
+            p,
+            f"checks: the check spec ConfigMap {names.check_name(p)} would hold {bundle.size} bytes, "
+            f"over Kubernetes' limit of {CONFIGMAP_LIMIT} (1 MiB) per ConfigMap; the largest part is "
+            f"{len(largest[1])} bytes of reference data: use smaller checks.models[].reference files",
+        )
+    # Server-side apply: a client-side apply copies the whole object into an annotation, and
+    # annotations are limited to 256 KiB, far below what a ConfigMap may hold.
+    m = meta(p, "check", names.check_name(p), **{SYNC_OPTIONS: "ServerSideApply=true"})
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": m,
+        "data": {spec.SPEC_FILE: bundle.spec},
+    }
+    if bundle.references:
+        obj["binaryData"] = {
+            name: base64.b64encode(data).decode("ascii") for name, data in sorted(bundle.references.items())
+        }
+    return [obj]
+
+
 def render_check_job(
     p: SiteDeployment, site: Site, lock: Lock | None, repo: Repository = DEFAULT
 ) -> list[dict[str, Any]]:
-    """The PostSync hook Job: ``sonic check`` from the pipeline image against the Envoy Service."""
+    """The PostSync hook Job: ``sonic check --spec`` from the pipeline image against the Envoy Service.
+
+    The image holds no configuration tree: the deployment comes from the check spec ConfigMap
+    (:func:`render_check_spec`), mounted read-only, and the site's Prometheus is passed explicitly.
+    """
     args = [
         "check",
+        "--spec",
+        f"{CHECK_SPEC_DIR}/{spec.SPEC_FILE}",
         "--endpoint",
         f"{names.envoy_service_host(p)}:{names.ENVOY_GRPC}",
-        "--site",
-        p.site,
-        names.deployment_ref(p),
     ]
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "check-spec", "mountPath": CHECK_SPEC_DIR, "readOnly": True},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        {"name": "check-spec", "configMap": {"name": names.check_name(p), "defaultMode": 0o444}},
+    ]
+    if site.prometheus is not None:
+        args += ["--prometheus", site.prometheus.url]
     auth = site.prometheus.auth if site.prometheus else None
     if auth is not None:
         token_dir, token_file = PROMETHEUS_TOKEN_PATH.rsplit("/", 1)
-        args[-1:-1] = ["--prometheus-token-file", PROMETHEUS_TOKEN_PATH]
+        args += ["--prometheus-token-file", PROMETHEUS_TOKEN_PATH]
         mounts.append({"name": "prometheus-token", "mountPath": token_dir, "readOnly": True})
         volumes.append(
             {
@@ -106,7 +165,7 @@ def render_check_job(
         )
     if p.envoy.auth is not None and p.envoy.auth.jwt is not None:
         secret, key = repo.check_token_secret
-        args[-1:-1] = ["--token-file", f"{CHECK_TOKEN_DIR}/token"]
+        args += ["--token-file", f"{CHECK_TOKEN_DIR}/token"]
         mounts.append({"name": "check-token", "mountPath": CHECK_TOKEN_DIR, "readOnly": True})
         volumes.append(
             {
@@ -161,6 +220,23 @@ def render_check_job(
     ]
 
 
+def application_parameters(p: SiteDeployment) -> dict[str, str]:
+    """What the site's ApplicationSet reads from a deployment directory to generate its Application."""
+    return {
+        "name": names.application_name(p),
+        "project": p.experiment,
+        "experiment": p.experiment,
+        "deployment": p.name,
+        "namespace": p.namespace,
+        "site": p.site,
+    }
+
+
+def application_file(p: SiteDeployment) -> str:
+    """``application.json`` of the deployment directory (canonical JSON, a final newline)."""
+    return json.dumps(application_parameters(p), indent=2, sort_keys=True) + "\n"
+
+
 def _argocd_labels(site: Site) -> dict[str, str]:
     return {
         "app.kubernetes.io/part-of": "sonic",
@@ -202,18 +278,19 @@ def app_project(exp: Experiment, site: Site, sites: dict[str, Site], repo: Repos
     }
 
 
-def application_set(site: Site, placements: list[SiteDeployment], repo: Repository) -> dict[str, Any]:
-    """The site's ApplicationSet: one Application per deployment rendered for the site."""
-    elements = [
-        {
-            "name": names.application_name(p),
-            "experiment": p.experiment,
-            "deployment": p.name,
-            "namespace": p.namespace,
-            "path": names.rendered_dir(p),
-        }
-        for p in sorted(placements, key=lambda x: (x.experiment, x.name))
-    ]
+def application_files_glob(site: Site) -> str:
+    """Where the site's ApplicationSet looks for deployments: one ``application.json`` per directory."""
+    return f"gitops/rendered/{site.name}/*/*/{APPLICATION_FILE}"
+
+
+def application_set(site: Site, repo: Repository) -> dict[str, Any]:
+    """The site's ApplicationSet: one Application per deployment directory on the GitOps branch.
+
+    The git files generator reads ``application.json`` of every deployment directory of the
+    site on ``repo.branch``, so the set of Applications follows the branch: a directory the
+    rollout publishes creates its Application, a directory it removes deletes it. Nothing in
+    ``gitops/argocd/`` changes when deployments come and go, so it is applied once.
+    """
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
@@ -224,8 +301,23 @@ def application_set(site: Site, placements: list[SiteDeployment], repo: Reposito
         },
         "spec": {
             "goTemplate": True,
+            # A file without one of the keys the template uses fails the generation instead of
+            # producing an Application with an empty name or namespace.
             "goTemplateOptions": ["missingkey=error"],
-            "generators": [{"list": {"elements": elements}}],
+            "generators": [
+                {
+                    "git": {
+                        "repoURL": repo.url,
+                        "revision": repo.branch,
+                        "files": [{"path": application_files_glob(site)}],
+                    }
+                }
+            ],
+            # Applications follow the branch: created, updated, and deleted with their directory
+            # (effective as written only while the controller's --policy is "sync", its default).
+            # Their objects go with them (resources finalizer below); preserving them would leave
+            # the GPU pods of a removed deployment running, unmanaged.
+            "syncPolicy": {"applicationsSync": "sync", "preserveResourcesOnDeletion": False},
             "template": {
                 "metadata": {
                     "name": "{{.name}}",
@@ -234,12 +326,13 @@ def application_set(site: Site, placements: list[SiteDeployment], repo: Reposito
                         "sonic.fastml.org/experiment": "{{.experiment}}",
                         "sonic.fastml.org/deployment": "{{.deployment}}",
                     },
-                    # Deleting an Application (deployment removed from the list) deletes its objects.
+                    # Deleting an Application (its directory left the branch) deletes its objects.
                     "finalizers": [RESOURCES_FINALIZER],
                 },
                 "spec": {
-                    "project": "{{.experiment}}",
-                    "source": {"repoURL": repo.url, "targetRevision": repo.branch, "path": "{{.path}}"},
+                    "project": "{{.project}}",
+                    # The directory holding the application.json: the file cannot point elsewhere.
+                    "source": {"repoURL": repo.url, "targetRevision": repo.branch, "path": "{{.path.path}}"},
                     "destination": {"server": site.argocd.server, "namespace": "{{.namespace}}"},
                     "revisionHistoryLimit": 5,
                     "syncPolicy": {
@@ -267,8 +360,12 @@ def render_argocd_site(
     placements: list[SiteDeployment],
     repo: Repository,
 ) -> list[dict[str, Any]]:
-    """Everything a site admin applies once: the AppProjects of the admitted experiments and the ApplicationSet."""
+    """Everything a site admin applies once: the AppProjects of the admitted experiments and the ApplicationSet.
+
+    ``placements`` (the site's deployments) no longer shape these objects: the ApplicationSet
+    finds deployments on the GitOps branch. The parameter stays for the callers' sake.
+    """
     projects = [
         app_project(experiments[e], site, sites, repo) for e in sorted(site.experiments) if e in experiments
     ]
-    return [*projects, application_set(site, placements, repo)]
+    return [*projects, application_set(site, repo)]

@@ -91,7 +91,8 @@ def _objects(files: Mapping[str, str]) -> dict[tuple[str, str], dict[ObjectKey, 
     out: dict[tuple[str, str], dict[ObjectKey, dict[str, Any]]] = {}
     for path, text in files.items():
         unit = _unit_of(path)
-        if unit is None or path.endswith("/kustomization.yaml"):
+        # kustomization.yaml and application.json describe the directory, they are no objects.
+        if unit is None or path.endswith("/kustomization.yaml") or not path.endswith(".yaml"):
             continue
         bucket = out.setdefault(unit, {})
         try:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.config import load_tree
 from pipelines.local import stack
@@ -38,6 +39,19 @@ def tree(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
         sonic("local", "down", "minimal", "--root", str(root), timeout=60)
 
 
+def loosen_latency_slo(root: Path) -> None:
+    """Latency bounds no healthy loopback stack can miss, however busy the machine.
+
+    The load probe still runs (4 clients x 200 requests) and its errors still fail it; only its
+    latency verdict no longer depends on speed. tests/checks/test_live.py shows an SLO that
+    cannot be met fails.
+    """
+    path = root / "experiments" / "cms" / "minimal.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["checks"]["latencySLO"] = {"p50": "10s", "p99": "30s", "concurrency": 4, "requests": 200}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def sonic(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}  # wide tables: no phrase split over two lines
     return subprocess.run(
@@ -60,6 +74,7 @@ def assert_all_gone(state: StackState) -> None:
 
 def test_up_status_check_down(tree: Path) -> None:
     root = str(tree)
+    loosen_latency_slo(tree)
     up = sonic("local", "up", "minimal", "--replicas", "1", "--root", root)
     assert up.returncode == 0, up.stderr
     state = state_of(tree)
@@ -83,7 +98,11 @@ def test_up_status_check_down(tree: Path) -> None:
         check_args += ["--prometheus", state.prometheus_url]
     check = sonic(*check_args)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert json.loads(check.stdout)["passed"] is True
+    report = json.loads(check.stdout)
+    assert report["passed"] is True
+    [probe] = [c for c in report["checks"] if c["check"] == "latency.slo"]
+    assert probe["status"] == "pass"
+    assert (probe["data"]["requests"], probe["data"]["errors"]) == (200, 0)
 
     down = sonic("local", "down", "minimal", "--root", root)
     assert down.returncode == 0, down.stderr
@@ -139,8 +158,11 @@ def test_ctrl_c_while_starting_leaves_nothing_running(tree: Path) -> None:
     proc = start_attached(tree)
     try:
         wait_for_line(proc, "starting 1 Triton replica", timeout=60)
-        time.sleep(0.5)  # the server process exists now, not ready yet
-        tritons = tritons_of(tree)
+        # Interrupt as soon as the server process exists: it needs seconds to load its model,
+        # so it is surely not ready yet (a finished start would exit 0, asserted below).
+        give_up = time.monotonic() + 60
+        while not (tritons := tritons_of(tree)) and proc.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
     finally:
@@ -185,6 +207,7 @@ def tritons_of(tree: Path) -> list[int]:
 
 
 def test_demo_runs_the_whole_chain_and_says_what_it_skipped(tree: Path) -> None:
+    loosen_latency_slo(tree)
     result = sonic("demo", "--root", str(tree), "--no-prometheus", "--replicas", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     out = result.stdout
@@ -194,5 +217,7 @@ def test_demo_runs_the_whole_chain_and_says_what_it_skipped(tree: Path) -> None:
     assert "skipped: prometheus: turned off" in out
     assert "no Prometheus URL given" in out  # the metrics check says why it did not run
     assert "PASSED: " in out and "demo PASSED" in out
+    [probe] = [line for line in out.splitlines() if "latency.slo" in line]
+    assert "PASS" in probe and "200 requests at concurrency 4" in probe and " 0 errors" in probe
     assert tritons_of(tree) == []
     assert not (tree / RUN_DIR / "state.json").exists()

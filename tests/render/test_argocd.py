@@ -1,17 +1,46 @@
-"""Argo CD: AppProjects, ApplicationSets, sync waves and the PostSync check Job."""
+"""Argo CD: AppProjects, ApplicationSets (git files generator), sync waves, the PostSync check Job and its spec."""
 
 from __future__ import annotations
 
+import base64
+import fnmatch
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from jsonschema import Draft7Validator
 
+from pipelines.config import load_tree
 from pipelines.config.errors import ConfigErrors
-from pipelines.render import render_tree
-from pipelines.render.argocd import HOOK, NAMESPACED_KINDS, SYNC_WAVE, render_argocd_site
+from pipelines.render import RenderError, names, render_site_deployment, render_tree
+from pipelines.render.argocd import (
+    APPLICATION_FILE,
+    CHECK_SPEC_DIR,
+    CONFIGMAP_LIMIT,
+    HOOK,
+    NAMESPACED_KINDS,
+    RESOURCES_FINALIZER,
+    SYNC_WAVE,
+    render_argocd_site,
+)
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.gitrepo import DEFAULT, load_repository
-from tests.render.support import ROOT, all_objects, find, placement, placements, rendered, tree
+from pipelines.workflows.rollout_ops import target as rollout_target
+from tests.render.support import (
+    CRDS,
+    ROOT,
+    all_objects,
+    crd_schema,
+    find,
+    lock_for,
+    placement,
+    placements,
+    rendered,
+    tree,
+)
 
 KIND_GROUPS = {k: g for g, k in NAMESPACED_KINDS}
 
@@ -47,30 +76,140 @@ def test_app_project_limits_sources_destinations_and_kinds() -> None:
     assert find(_argocd("geddes"), "AppProject", "cms")["spec"] == cms
 
 
-def test_application_set_generates_one_application_per_deployment() -> None:
+def test_application_set_reads_the_gitops_branch() -> None:
     appset = find(_argocd("nautilus"), "ApplicationSet")
-    elements = appset["spec"]["generators"][0]["list"]["elements"]
-    assert [e["path"] for e in elements] == [
-        "gitops/rendered/nautilus/atlas/traccc",
-        "gitops/rendered/nautilus/cms/particlenet",
-        "gitops/rendered/nautilus/icecube/cnn-classifier",
+    assert appset["spec"]["generators"] == [
+        {
+            "git": {
+                "repoURL": DEFAULT.url,
+                "revision": DEFAULT.branch,
+                "files": [{"path": "gitops/rendered/nautilus/*/*/application.json"}],
+            }
+        }
     ]
-    assert len({e["name"] for e in elements}) == len(elements)
     template = appset["spec"]["template"]["spec"]
-    assert template["project"] == "{{.experiment}}"
+    assert template["project"] == "{{.project}}"
     assert template["destination"] == {
         "server": "https://nautilus.optiputer.net:6443",
         "namespace": "{{.namespace}}",
     }
-    assert template["source"]["repoURL"] == DEFAULT.url and template["source"]["path"] == "{{.path}}"
+    # The source is the directory holding the file, on the same branch the generator reads.
+    assert template["source"] == {
+        "repoURL": DEFAULT.url,
+        "targetRevision": DEFAULT.branch,
+        "path": "{{.path.path}}",
+    }
     sync = template["syncPolicy"]
     assert sync["automated"] == {"prune": True, "selfHeal": True}
     assert sync["retry"]["limit"] > 0 and sync["retry"]["backoff"]["factor"] > 1
     assert appset["spec"]["goTemplateOptions"] == ["missingkey=error"]
-    # Every element's namespace is the deployment's namespace.
-    for e in elements:
-        p, _ = placement("nautilus", e["deployment"])
-        assert e["namespace"] == p.namespace and e["experiment"] == p.experiment
+    # Applications are deleted with their directory, and take their objects with them.
+    assert appset["spec"]["syncPolicy"] == {"applicationsSync": "sync", "preserveResourcesOnDeletion": False}
+    assert appset["spec"]["template"]["metadata"]["finalizers"] == [RESOURCES_FINALIZER]
+
+
+_PARAM = re.compile(r"\{\{\s*\.([A-Za-z0-9_.]+)\s*\}\}")
+
+
+def _fill(value: Any, params: dict[str, Any]) -> Any:
+    """The ApplicationSet controller's substitution for the ``{{.a.b}}`` forms the template uses.
+
+    A missing key raises, as ``missingkey=error`` makes the controller fail the generation.
+    """
+    if isinstance(value, dict):
+        return {k: _fill(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, params) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(m: re.Match[str]) -> str:
+        found: Any = params
+        for part in m.group(1).split("."):
+            found = found[part]  # KeyError = missingkey=error
+        return str(found)
+
+    return _PARAM.sub(lookup, value)
+
+
+def _glob_matches(pattern: str, path: str) -> bool:
+    """Go's path.Match as the git files generator applies it: ``*`` never crosses a ``/``."""
+    a, b = pattern.split("/"), path.split("/")
+    return len(a) == len(b) and all(fnmatch.fnmatchcase(y, x) for x, y in zip(a, b, strict=True))
+
+
+def _generated_applications(files: dict[str, str], appset: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the ApplicationSet makes of a rendered tree published to the GitOps branch."""
+    (generator,) = appset["spec"]["generators"]
+    (pattern,) = [f["path"] for f in generator["git"]["files"]]
+    apps = []
+    for path in sorted(files):
+        if _glob_matches(pattern, path):
+            params = json.loads(files[path])
+            directory = path.rsplit("/", 1)[0]
+            params["path"] = {"path": directory, "basename": directory.rsplit("/", 1)[1]}
+            apps.append(
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Application",
+                    "metadata": {
+                        **_fill(appset["spec"]["template"]["metadata"], params),
+                        "namespace": "argocd",
+                    },
+                    "spec": _fill(appset["spec"]["template"]["spec"], params),
+                }
+            )
+    return apps
+
+
+def test_application_set_generates_what_the_rollout_waits_for() -> None:
+    """Every rendered directory becomes exactly the Application `sonic rollout` waits for."""
+    t = tree()
+    files = render_tree(t)
+    for site in sorted(t.sites):
+        appset = find(_argocd(site), "ApplicationSet")
+        apps = _generated_applications(files, appset)
+        expected = {names.application_name(p): p for p in t.site_deployments(site)}
+        assert sorted(a["metadata"]["name"] for a in apps) == sorted(expected)
+        for app in apps:
+            p = expected[app["metadata"]["name"]]
+            target = rollout_target(t, site, names.deployment_ref(p))
+            assert app["metadata"]["name"] == target.application
+            assert app["spec"]["source"]["path"] == target.path == names.rendered_dir(p)
+            assert app["spec"]["project"] == p.experiment
+            assert app["spec"]["destination"] == {
+                "server": t.sites[site].argocd.server,
+                "namespace": p.namespace,
+            }
+            assert app["metadata"]["labels"]["sonic.fastml.org/deployment"] == p.name
+            if CRDS.is_dir():
+                errors = list(Draft7Validator(crd_schema("Application", "v1alpha1")).iter_errors(app))
+                assert not errors, [e.message for e in errors]
+
+
+def test_application_file_is_never_applied() -> None:
+    files = render_tree(tree())
+    directories = {path.rsplit("/", 1)[0] for path in files if path.startswith("gitops/rendered/")}
+    for directory in directories:
+        kustomization = yaml.safe_load(files[f"{directory}/kustomization.yaml"])
+        assert APPLICATION_FILE not in kustomization["resources"]
+        assert f"{directory}/{APPLICATION_FILE}" in files
+
+
+def test_deployments_come_and_go_without_touching_the_argocd_tree(example_tree: Path) -> None:
+    """A removed deployment loses its directory (so its Application); gitops/argocd stays byte-identical."""
+    before = render_tree(load_tree(example_tree))
+    (example_tree / "experiments" / "atlas" / "traccc.yaml").unlink()
+    after = render_tree(load_tree(example_tree))
+    assert "gitops/rendered/nautilus/atlas/traccc/application.json" in before
+    assert not any(path.startswith("gitops/rendered/nautilus/atlas/traccc/") for path in after)
+    argocd = {k: v for k, v in before.items() if k.startswith("gitops/argocd/")}
+    assert argocd == {k: v for k, v in after.items() if k.startswith("gitops/argocd/")}
+    appset = find(_argocd("nautilus"), "ApplicationSet")
+    gone = {a["metadata"]["name"] for a in _generated_applications(before, appset)} - {
+        a["metadata"]["name"] for a in _generated_applications(after, appset)
+    }
+    assert gone == {"nautilus-atlas-traccc"}
 
 
 def test_sync_waves_order_config_triton_envoy_scaler() -> None:
@@ -89,27 +228,80 @@ def test_sync_waves_order_config_triton_envoy_scaler() -> None:
     assert waves[("Job", "particlenet-check")] is None  # hooks run after the waves
 
 
-def test_post_sync_job_runs_sonic_check() -> None:
+def test_post_sync_job_runs_sonic_check_from_its_spec() -> None:
     p, _ = placement("geddes", "particlenet")
     job = find(rendered(p), "Job")
     assert job["metadata"]["annotations"][HOOK] == "PostSync"
     assert "argocd.argoproj.io/hook-delete-policy" in job["metadata"]["annotations"]
-    c = job["spec"]["template"]["spec"]["containers"][0]
+    pod = job["spec"]["template"]["spec"]
+    c = pod["containers"][0]
     assert c["image"] == DEFAULT.pipeline_image
     assert [c["command"][0], *c["args"]] == [
         "sonic",
         "check",
+        "--spec",
+        f"{CHECK_SPEC_DIR}/deployment.json",
         "--endpoint",
         "particlenet-envoy.cms-sonic.svc:8001",
-        "--site",
-        "geddes",
+        "--prometheus",
+        "https://prometheus-af.geddes.rcac.purdue.edu",
         "--prometheus-token-file",
         PROMETHEUS_TOKEN_PATH,
-        "cms/particlenet",
     ]
+    # The spec comes from the deployment's own ConfigMap, mounted read-only.
+    assert {"name": "check-spec", "mountPath": CHECK_SPEC_DIR, "readOnly": True} in c["volumeMounts"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "check-spec")
+    assert volume["configMap"]["name"] == "particlenet-check"
+    assert find(rendered(p), "ConfigMap", "particlenet-check")
     q, _ = placement("nautilus", "cnn-classifier")  # JWT: the check sends a token from a Secret
     args = find(rendered(q), "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--token-file" in args and "--prometheus-token-file" not in args
+
+
+def test_check_spec_config_map_holds_the_deployment_and_its_references() -> None:
+    p, _ = placement("uchicago", "minimal")
+    cm = find(rendered(p), "ConfigMap", "minimal-check")
+    assert cm["metadata"]["annotations"][SYNC_WAVE] == "0"  # with the other ConfigMaps, before the hook
+    assert cm["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "ServerSideApply=true"
+    doc = json.loads(cm["data"]["deployment.json"])
+    refs = [c["reference"] for c in doc["deployment"]["checks"]["models"] if c.get("reference")]
+    assert refs and all("/" not in r["inputs"] and "/" not in r["outputs"] for r in refs)
+    assert sorted(cm["binaryData"]) == sorted({n for r in refs for n in (r["inputs"], r["outputs"])})
+    declared = p.checks.models[0].reference
+    assert declared is not None
+    assert (
+        base64.b64decode(cm["binaryData"][refs[0]["outputs"]])
+        == (p.source.parent / declared.outputs).read_bytes()
+    )
+    # Deployments without reference files carry the spec alone.
+    q, _ = placement("geddes", "particlenet")
+    assert "binaryData" not in find(rendered(q), "ConfigMap", "particlenet-check")
+
+
+def _minimal_of(root: Path) -> tuple[Any, Any]:
+    t = load_tree(root)
+    p = t.deployment("cms/minimal").placements[0]
+    return p, t.sites[p.site]
+
+
+def test_check_spec_over_a_mebibyte_is_refused(example_tree: Path) -> None:
+    (example_tree / "experiments" / "cms" / "checks" / "btag_mini_outputs.npz").write_bytes(
+        b"\0" * CONFIGMAP_LIMIT
+    )
+    p, site = _minimal_of(example_tree)
+    with pytest.raises(RenderError) as info:
+        render_site_deployment(p, site, lock_for(p))
+    text = str(info.value)
+    assert "experiments/cms/minimal.yaml" in text and "minimal-check" in text and "1 MiB" in text
+    assert "checks.models[].reference" in text
+
+
+def test_unreadable_reference_file_is_a_render_error(example_tree: Path) -> None:
+    # Validation already refuses a missing file; this is one that vanished after it.
+    p, site = _minimal_of(example_tree)
+    (example_tree / "experiments" / "cms" / "checks" / "btag_mini_inputs.npz").unlink()
+    with pytest.raises(RenderError, match=r"btag_mini_inputs\.npz: reference file .* cannot be read"):
+        render_site_deployment(p, site, lock_for(p))
 
 
 def test_repository_file_is_validated(tmp_path: Path) -> None:

@@ -51,9 +51,11 @@ def test_target_names_what_the_renderers_name(tmp_path: Path) -> None:
         "path": "gitops/rendered/uchicago/cms/minimal",
         "deployment": "cms/minimal",
     }
-    # The ApplicationSet really generates that Application for that directory.
+    # The ApplicationSet generates that Application from that directory's application.json
+    # (tests/render/test_argocd.py runs the generator over the whole tree).
+    assert json.loads((ROOT / t["path"] / "application.json").read_text())["name"] == t["application"]
     appset = (ROOT / "gitops" / "argocd" / SITE / "applicationset.yaml").read_text()
-    assert "gitops/rendered/uchicago/cms/minimal" in appset
+    assert "gitops/rendered/uchicago/*/*/application.json" in appset
 
 
 def test_target_refuses_a_deployment_not_at_the_site() -> None:
