@@ -2,9 +2,11 @@
 
     python -m tests.modelrepo.kill_build ROOT DEPLOYMENT DEST EVENT N [SLOW]
 
-EVENT is a build stage (fetch, link, publish, lock, ...) killed at its N-th announcement, or
-``bytes`` to die once N bytes were copied. SLOW (seconds per chunk) stretches the copy so that a
-test can also kill the process from outside while it runs.
+EVENT is a build stage (fetch, link, publish, lock, ...) killed at its N-th announcement,
+``bytes`` to die once N bytes were copied, or ``pause`` to stop once N bytes were copied,
+announce it by creating the file named by $SONIC_TEST_PAUSE_FILE, and wait there forever, so
+that a test can kill the process from outside in the middle of a copy, whatever the machine's
+speed. SLOW (seconds per chunk) stretches the copy.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ class KillAt(Quiet):
     def advance(self, key: str, n: int) -> None:
         if self.slow:
             time.sleep(self.slow)
-        if self.event == "bytes":
+        if self.event in ("bytes", "pause"):
             self.seen += n
-            if self.seen >= self.nth:
+            if self.seen >= self.nth and self.event == "bytes":
                 self._die()
+            if self.seen >= self.nth and self.event == "pause":
+                Path(os.environ["SONIC_TEST_PAUSE_FILE"]).touch()
+                while True:  # mid-copy until the test kills us
+                    signal.pause()
 
 
 def main() -> None:

@@ -214,7 +214,8 @@ def test_sigkill_from_outside_during_the_copy(
     assert earlier.snapshot is not None and earlier.lock is not None
     earlier_files = tree_files(earlier.snapshot)
     two_models(repo, tagger_bytes, os.urandom(16 * MiB), preferred=2)
-    # Each 1 MiB chunk takes >= 20 ms: the copy is surely running when the test sees its temp file.
+    # The build stops itself after 2 MiB of the 16 MiB copy and says so: the kill lands mid-copy.
+    paused = dest.parent / "paused"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -223,22 +224,28 @@ def test_sigkill_from_outside_during_the_copy(
             str(repo.root),
             "tagger",
             str(dest),
-            "never",
-            "1",
-            "0.02",
+            "pause",
+            str(2 * MiB),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "SONIC_TEST_PAUSE_FILE": str(paused)},
     )
     try:
-        give_up = time.monotonic() + 60
-        while not any((dest / "cache" / "tmp").glob("copy-*")) and proc.poll() is None:
-            assert time.monotonic() < give_up, "the build never started copying"
-            time.sleep(0.005)
+        give_up = time.monotonic() + 120
+        while not paused.exists() and proc.poll() is None:
+            assert time.monotonic() < give_up, "the build never reached the copy"
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert any((dest / "cache" / "tmp").glob("copy-*")), (
+            "a partial copy must exist when the build is killed"
+        )
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert _visible(dest) == [earlier.lock.snapshot]
