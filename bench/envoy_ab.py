@@ -256,7 +256,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("c-no-reqid", "(c) without tracing and without x-request-id generation", no_request_id),
     Variant("c-no-ratelimit", "(c) without both token buckets", no_rate_limits),
     Variant("c-no-connlimit", "(c) without the connection_limit filter", no_connection_limit),
-    Variant("c-no-normalize", "(c) without normalize_path/merge_slashes/escaped-slash rejection", no_normalize),
+    Variant(
+        "c-no-normalize", "(c) without normalize_path/merge_slashes/escaped-slash rejection", no_normalize
+    ),
     Variant("c-no-remote-addr", "(c) without use_remote_address", no_remote_address),
     Variant("c-no-health", "(c) without health checks, outlier detection, circuit breakers", no_health),
     Variant("c-no-overload", "(c) without the overload manager's connection monitor", no_overload),
@@ -402,11 +404,14 @@ def main() -> None:
     print(sep)
     for n in names:
         tp = [x.throughput for x in results[(n, c_hi)]]
-        vs_b = [x.throughput / b.throughput for x, b in zip(results[(n, c_hi)], results[("b", c_hi)], strict=True)]
+        vs_b = [
+            x.throughput / b.throughput for x, b in zip(results[(n, c_hi)], results[("b", c_hi)], strict=True)
+        ]
         row = f"| {n} | {_fmt(quartiles(tp), '.0f')} | {_fmt(quartiles(vs_b), '.2f')} |"
         if "c" in names:
             vs_c = [
-                x.throughput / cc.throughput for x, cc in zip(results[(n, c_hi)], results[("c", c_hi)], strict=True)
+                x.throughput / cc.throughput
+                for x, cc in zip(results[(n, c_hi)], results[("c", c_hi)], strict=True)
             ]
             row += f" {_fmt(quartiles(vs_c), '.2f')} |"
         else:

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.config import Site, SiteDeployment, load_tree  # noqa: E402
+from pipelines.modelrepo.freshness import expected_config_sha256  # noqa: E402
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
 from pipelines.render import _files_of, names, render_site_deployment  # noqa: E402
 from pipelines.render.envoy import envoy_config, envoy_yaml  # noqa: E402
@@ -37,7 +38,12 @@ def _lock(p: SiteDeployment) -> Lock | None:
         return None
     models = tuple(
         LockedModel(
-            m.name, tuple(m.versions), m.artifact.source, m.artifact.sha256, m.artifact.size or 1, "0" * 64
+            m.name,
+            tuple(m.versions),
+            m.artifact.source,
+            m.artifact.sha256,
+            m.artifact.size or 1,
+            expected_config_sha256(m, p) or "0" * 64,  # what a build would lock: render accepts it as fresh
         )
         for m in sorted(built, key=lambda m: m.name)
         if m.artifact is not None

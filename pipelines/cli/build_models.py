@@ -169,7 +169,9 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
                 f"config {m.config}; ONNX graph {m.graph}"
             )
         else:
-            echo(f"  model {m.name}: served in place (its config.pbtxt is checked where the repository is mounted)")
+            echo(
+                f"  model {m.name}: served in place (its config.pbtxt is checked where the repository is mounted)"
+            )
     for s in r.in_place:
         echo(f"  {s.kind} {s.location}: {'verified, ' if s.verified else ''}{s.detail}")
     if r.cleaned:

@@ -122,7 +122,12 @@ def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Non
 
     # Written beside the local stack, never over gitops/rendered (that is `sonic render`'s job).
     dest = run_dir(root, p).parent / f"{p.experiment}-{p.name}-rendered"
-    mine = {path: text for path, text in files.items() if f"/{p.experiment}/{p.name}/" in path}
+    # Kubernetes manifests only: application.json feeds the ApplicationSet's generator.
+    mine = {
+        path: text
+        for path, text in files.items()
+        if f"/{p.experiment}/{p.name}/" in path and path.endswith(".yaml")
+    }
     for path, text in mine.items():
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
