@@ -4,7 +4,7 @@ Not a test: it prints tables (``--markdown`` prints the rows for docs/benchmarks
 on a private copy of the example tree, with the same client (pipelines.checks.load.run_load:
 N threads, one gRPC connection each, the ``minimal`` model at batch 4):
 
-1. throughput and p50/p99 latency at concurrency 1, 8, 32 for
+1. throughput, p50/p99 latency and Envoy's CPU time per request at concurrency 1, 8, 32 for
    (a) direct:      the clients spread over the 2 Triton replicas themselves;
    (b) supersonic:  Envoy as SuperSONIC renders it (pipelines.render.envoy.supersonic_style_config:
                     plain proxy, LEAST_REQUEST, no health checks, outlier detection or retries);
@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +108,23 @@ def keys() -> tuple[str, str]:
     return jwks, jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time all threads of ``pid`` have run, in ns (schedstat: exact, unlike clock ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(OSError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
 @contextmanager
-def supersonic_envoy(state: StackState) -> Iterator[tuple[str, int]]:
-    """SuperSONIC's plain proxy in front of the stack's Tritons; yields (endpoint, admin port)."""
+def supersonic_envoy(state: StackState) -> Iterator[tuple[str, int, int]]:
+    """SuperSONIC's plain proxy in front of the stack's Tritons; yields (endpoint, admin port, pid)."""
     port, admin = free_ports(2)
     config = supersonic_style_config([("127.0.0.1", t.grpc) for t in state.tritons], port, admin)
     proc = local_envoy.run_config(config, state.run_dir, "envoy-supersonic", hosts=0)
     try:
-        yield f"127.0.0.1:{port}", admin
+        yield f"127.0.0.1:{port}", admin, proc.pid
     finally:
         stop(proc)
 
@@ -164,8 +173,11 @@ def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict
     results: dict[str, dict[int, list[LoadResult]]] = {k: {c: [] for c in CONCURRENCIES} for k in "abc"}
     with (
         stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state,
-        supersonic_envoy(state) as (supersonic, _),
+        supersonic_envoy(state) as (supersonic, _, supersonic_pid),
     ):
+        # Envoy's own CPU time per request: far steadier than throughput on a shared machine.
+        pids = {"a": 0, "b": supersonic_pid, "c": state.process("envoy").pid}
+        cpu: dict[str, dict[int, list[float]]] = {k: {c: [] for c in CONCURRENCIES} for k in "abc"}
         targets = {
             "a": [Endpoint.parse(t.grpc_address) for t in state.tritons],
             "b": [Endpoint.parse(supersonic)],
@@ -176,7 +188,10 @@ def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict
         for r in range(args.rounds):
             for c in CONCURRENCIES:
                 for key, eps in targets.items():
+                    before = cpu_ns(pids[key]) if pids[key] else 0
                     res = client.run(eps, c, args.requests)
+                    if pids[key]:
+                        cpu[key][c].append((cpu_ns(pids[key]) - before) / 1000 / max(1, res.requests))
                     results[key][c].append(res)
                     print(
                         f"round {r + 1} c={c:<2} {key}: p50 {res.p50_ms:.3f} ms p99 {res.p99_ms:.3f} ms "
@@ -192,6 +207,7 @@ def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict
                 "throughput": statistics.median(r.throughput for r in runs),
                 "errors": sum(r.errors for r in runs),
                 "requests": sum(r.requests for r in runs),
+                "envoy_cpu_us": statistics.median(cpu[key][c]) if cpu[key][c] else None,
             }
     return summary
 
@@ -212,7 +228,7 @@ def kills(base: Path, jwks: str, token: str) -> dict[str, Any]:
     client = Client(p)
     with (
         stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False) as state,
-        supersonic_envoy(state) as (supersonic, admin),
+        supersonic_envoy(state) as (supersonic, admin, _),
     ):
         out["b"] = kill_run(state, [Endpoint.parse(supersonic)], client, admin)
     for label, min_retry in (("c", 32), ("c-minretry3", 3)):
@@ -245,11 +261,15 @@ def main() -> None:
     for c in CONCURRENCIES:
         for key in "abc":
             m = perf[f"{key}/{c}"]
+            envoy_cpu = "-" if m["envoy_cpu_us"] is None else f"{m['envoy_cpu_us']:.0f}"
             rows.append(
                 f"| {c} | {names[key]} | {m['throughput']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | "
-                f"{m['errors']} / {m['requests']} |"
+                f"{envoy_cpu} | {m['errors']} / {m['requests']} |"
             )
-    head = "| concurrency | path | throughput (req/s) | p50 (ms) | p99 (ms) | errors / requests |\n|---|---|---|---|---|---|"
+    head = (
+        "| concurrency | path | throughput (req/s) | p50 (ms) | p99 (ms) | Envoy CPU (µs/request) "
+        "| errors / requests |\n|---|---|---|---|---|---|---|"
+    )
     print(head)
     print("\n".join(rows))
     added = perf["c/1"]["p50_ms"] - perf["a/1"]["p50_ms"]

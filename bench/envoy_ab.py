@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dataplane import Client, every_feature, keys, make_tree  # noqa: E402
+from dataplane import Client, cpu_ns, every_feature, keys, make_tree  # noqa: E402
 
 from pipelines.checks.connection import Endpoint  # noqa: E402
 from pipelines.checks.load import LoadResult  # noqa: E402
@@ -63,7 +63,8 @@ def _grpc_listener(cfg: Json) -> Json:
 def _hcm(cfg: Json) -> Json:
     chain = _grpc_listener(cfg)["filter_chains"][0]["filters"]
     hcm: Json = next(f for f in chain if f["name"] == "envoy.filters.network.http_connection_manager")
-    return hcm["typed_config"]
+    typed: Json = hcm["typed_config"]
+    return typed
 
 
 def _triton(cfg: Json) -> Json:
@@ -294,15 +295,16 @@ def _start(cfg: Json, run_dir: Path, name: str, workers: int, hosts: int) -> Pro
 @contextlib.contextmanager
 def envoys(
     state: StackState, p: Any, site: Any, jwks: str, token: str, variants: list[Variant]
-) -> Iterator[dict[str, tuple[list[Endpoint], int]]]:
-    """Start one Envoy per variant; yields {name: (client endpoints, admin port or 0)}."""
+) -> Iterator[dict[str, tuple[list[Endpoint], int, int]]]:
+    """Start one Envoy per variant; yields {name: (client endpoints, admin port, Envoy pid)} (0, 0
+    for (a))."""
     upstreams = [("127.0.0.1", t.grpc) for t in state.tritons]
-    out: dict[str, tuple[list[Endpoint], int]] = {}
+    out: dict[str, tuple[list[Endpoint], int, int]] = {}
     with contextlib.ExitStack() as stack_:
         for v in variants:
             tok = token if v.token else None
             if v.name == "a":
-                out[v.name] = ([Endpoint.parse(t.grpc_address) for t in state.tritons], 0)
+                out[v.name] = ([Endpoint.parse(t.grpc_address) for t in state.tritons], 0, 0)
                 continue
             port, admin, stats, prom = free_ports(4)
             if v.edit is None:
@@ -324,7 +326,7 @@ def envoys(
                 hosts = len(upstreams) if "health_checks" in _triton(cfg) else 0
             proc = _start(cfg, state.run_dir, f"envoy-{v.name}", v.workers, hosts)
             stack_.callback(stop, proc)
-            out[v.name] = ([Endpoint.parse(f"127.0.0.1:{port}", token=tok)], admin)
+            out[v.name] = ([Endpoint.parse(f"127.0.0.1:{port}", token=tok)], admin, proc.pid)
         yield out
 
 
@@ -365,6 +367,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     jwks, token = keys()
     results: dict[tuple[str, int], list[LoadResult]] = {(n, c): [] for n in names for c in concurrencies}
+    cpu_us: dict[tuple[str, int], list[float]] = {(n, c): [] for n in names for c in concurrencies}
     with tempfile.TemporaryDirectory(prefix="sonic-envoy-ab-") as tmp:
         tree, p = make_tree(Path(tmp), "ab", every_feature(32))
         client = Client(p)
@@ -373,21 +376,25 @@ def main() -> None:
             stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state,
             envoys(state, p, site, jwks, token, variants) as targets,
         ):
-            for eps, _ in targets.values():  # warm-up: connections, JWT cache, imports
+            for eps, _, _ in targets.values():  # warm-up: connections, JWT cache, imports
                 client.run(eps, 8, 300)
             for r in range(args.rounds):
                 order = names[:]
                 rng.shuffle(order)
                 for c in concurrencies:
                     for n in order:
-                        res = client.run(targets[n][0], c, args.requests)
+                        eps, _, pid = targets[n]
+                        before = cpu_ns(pid) if pid else 0
+                        res = client.run(eps, c, args.requests)
+                        used = cpu_ns(pid) - before if pid else 0
                         results[(n, c)].append(res)
+                        cpu_us[(n, c)].append(used / 1000 / max(1, res.requests))
                         print(
                             f"round {r + 1} c={c} {n:18} {res.throughput:7.0f}/s p50 {res.p50_ms:.3f} ms "
                             f"errors {res.errors}",
                             file=sys.stderr,
                         )
-            admin_c = targets.get("c", ([], 0))[1]
+            admin_c = targets["c"][1] if "c" in targets else 0
             stats = (
                 counters(admin_c, r"jwt_authn|admission_gate|local_rate_limit|retry|rq_total$")
                 if admin_c
@@ -395,11 +402,14 @@ def main() -> None:
             )
     c_hi = concurrencies[0]
     print(f"rounds {args.rounds}, {args.requests} requests per measurement; spread = 25th-75th percentile\n")
-    head = f"| variant | throughput c={c_hi} (req/s) | vs (b) same round | vs (c) same round |"
-    sep = "|---|---:|---:|---:|"
+    head = (
+        f"| variant | Envoy CPU c={c_hi} (us/request) | minus (c) same round (us) "
+        f"| throughput c={c_hi} (req/s) | vs (b) same round | vs (c) same round |"
+    )
+    sep = "|---|---:|---:|---:|---:|---:|"
     for c in concurrencies[1:]:
-        head += f" p50 c={c} (ms) | p50 c={c} minus (b) (ms) |"
-        sep += "---:|---:|"
+        head += f" p50 c={c} (ms) | p50 c={c} minus (b) (ms) | Envoy CPU c={c} (us/request) |"
+        sep += "---:|---:|---:|"
     print(head)
     print(sep)
     for n in names:
@@ -407,7 +417,14 @@ def main() -> None:
         vs_b = [
             x.throughput / b.throughput for x, b in zip(results[(n, c_hi)], results[("b", c_hi)], strict=True)
         ]
-        row = f"| {n} | {_fmt(quartiles(tp), '.0f')} | {_fmt(quartiles(vs_b), '.2f')} |"
+        cpu = cpu_us[(n, c_hi)]
+        row = f"| {n} | {_fmt(quartiles(cpu), '.1f')} |"
+        if "c" in names:
+            dc = [x - y for x, y in zip(cpu, cpu_us[("c", c_hi)], strict=True)]
+            row += f" {_fmt(quartiles(dc), '+.1f')} |"
+        else:
+            row += " - |"
+        row += f" {_fmt(quartiles(tp), '.0f')} | {_fmt(quartiles(vs_b), '.2f')} |"
         if "c" in names:
             vs_c = [
                 x.throughput / cc.throughput
@@ -420,12 +437,13 @@ def main() -> None:
             p50 = [x.p50_ms for x in results[(n, c)]]
             dp = [x.p50_ms - b.p50_ms for x, b in zip(results[(n, c)], results[("b", c)], strict=True)]
             row += f" {_fmt(quartiles(p50), '.3f')} | {_fmt(quartiles(dp), '+.3f')} |"
+            row += f" {_fmt(quartiles(cpu_us[(n, c)]), '.1f')} |"
         print(row)
     if stats:
         print("\n(c)'s Envoy counters after the run:")
-        for k, v in sorted(stats.items()):
-            if v.strip() not in ("0", "No recorded values"):
-                print(f"  {k}: {v}")
+        for key, value in sorted(stats.items()):
+            if value.strip() not in ("0", "No recorded values"):
+                print(f"  {key}: {value}")
 
 
 def _fmt(q: tuple[float, float, float], spec: str) -> str:
