@@ -122,7 +122,8 @@ def supersonic_envoy(state: StackState) -> Iterator[tuple[str, int, int]]:
     """SuperSONIC's plain proxy in front of the stack's Tritons; yields (endpoint, admin port, pid)."""
     port, admin = free_ports(2)
     config = supersonic_style_config([("127.0.0.1", t.grpc) for t in state.tritons], port, admin)
-    proc = local_envoy.run_config(config, state.run_dir, "envoy-supersonic", hosts=0)
+    # SuperSONIC passes no --concurrency: one worker per hardware thread.
+    proc = local_envoy.run_config(config, state.run_dir, "envoy-supersonic", hosts=0, workers=None)
     try:
         yield f"127.0.0.1:{port}", admin, proc.pid
     finally:

@@ -46,7 +46,8 @@ from pipelines.local import envoy as local_envoy  # noqa: E402
 from pipelines.local import stack  # noqa: E402
 from pipelines.local.processes import Proc, free_ports, stop, wait_until  # noqa: E402
 from pipelines.local.state import StackState  # noqa: E402
-from pipelines.render.envoy import LUA_FILTER, supersonic_style_config  # noqa: E402
+from pipelines.render.envoy import GATE_ROUTE_PATH, LUA_FILTER, supersonic_style_config  # noqa: E402
+from pipelines.render.envoyproxy import envoy_workers  # noqa: E402
 
 Json = dict[str, Any]
 Edit = Callable[[Json, Path], None]
@@ -127,6 +128,50 @@ def no_lua(cfg: Json, _: Path) -> None:
     for route in _routes(cfg):
         route.pop("typed_per_filter_config", None)
         route.pop("metadata", None)
+
+
+def lua_matcher(cfg: Json, _: Path) -> None:
+    """The Lua filter wrapped in ExtensionWithMatcher: skipped unless :path starts with the gate's."""
+    filters = _hcm(cfg)["http_filters"]
+    for i, f in enumerate(filters):
+        if f["name"] == LUA_FILTER:
+            filters[i] = {
+                "name": LUA_FILTER,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+                    "extension_config": f,
+                    "xds_matcher": {
+                        "matcher_list": {
+                            "matchers": [
+                                {
+                                    "predicate": {
+                                        "not_matcher": {
+                                            "single_predicate": {
+                                                "input": {
+                                                    "name": "path",
+                                                    "typed_config": {
+                                                        "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                                                        "header_name": ":path",
+                                                    },
+                                                },
+                                                "value_match": {"prefix": GATE_ROUTE_PATH},
+                                            }
+                                        }
+                                    },
+                                    "on_match": {
+                                        "action": {
+                                            "name": "skip",
+                                            "typed_config": {
+                                                "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+                                            },
+                                        }
+                                    },
+                                }
+                            ]
+                        }
+                    },
+                },
+            }
 
 
 def no_retry(cfg: Json, _: Path) -> None:
@@ -237,7 +282,9 @@ class Variant:
     name: str
     what: str
     edit: Edit | None = None  # None: (a) or (b), not an edit of (c)
-    workers: int = 2
+    # Worker threads; None: as the reference runs -- (c) and its edits as rendered (envoy_workers:
+    # 1 for the 500m CPU limit here), (b) with Envoy's default, one per hardware thread (2 here).
+    workers: int | None = None
     token: bool = True  # the client sends the bearer token
 
 
@@ -252,6 +299,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("c-no-jwt", "(c) without jwt_authn (client still sends the token)", no_jwt),
     Variant("c-no-jwt-cache", "(c) with jwt_authn but no JWT cache (RSA verify per request)", no_jwt_cache),
     Variant("c-no-lua", "(c) without the Lua filter in the chain", no_lua),
+    Variant(
+        "c-lua-matcher", "(c), Lua filter skipped by an ExtensionWithMatcher off the gate path", lua_matcher
+    ),
     Variant("c-no-retry", "(c) without the retry policy", no_retry),
     Variant("c-no-tracing", "(c) without tracing", no_tracing),
     Variant("c-no-reqid", "(c) without tracing and without x-request-id generation", no_request_id),
@@ -267,8 +317,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("c-lb-choice5", "(c) with LEAST_REQUEST choice_count 5", lb_choice_count(5)),
     Variant("c-round-robin", "(c) with ROUND_ROBIN", round_robin),
     Variant("c-stats-lean", "(c) with default stats tag extraction off", stats_lean),
-    Variant("c-1worker", "(c) with --concurrency 1", lambda cfg, d: None, workers=1),
-    Variant("b-1worker", "(b) with --concurrency 1", workers=1, token=False),
+    Variant("c-2workers", "(c) with --concurrency 2 (one per core, as (b))", lambda cfg, d: None, workers=2),
+    Variant("b-1worker", "(b) with --concurrency 1 (as (c))", workers=1, token=False),
     Variant("c-bare", "(c) minus every feature (all the no-* edits at once)", bare),
 )
 DEFAULT = (
@@ -277,10 +327,10 @@ DEFAULT = (
 )
 
 
-def _start(cfg: Json, run_dir: Path, name: str, workers: int, hosts: int) -> Proc:
+def _start(cfg: Json, run_dir: Path, name: str, workers: int | None, hosts: int) -> Proc:
     admin = int(cfg["admin"]["address"]["socket_address"]["port_value"])
     path = local_envoy.write_config(cfg, run_dir / f"{name}.yaml")
-    proc = local_envoy.start_envoy(name, path, run_dir / f"{name}.log", admin_port=admin, concurrency=workers)
+    proc = local_envoy.start_envoy(name, path, run_dir / f"{name}.log", admin_port=admin, workers=workers)
     try:
         if hosts:
             local_envoy.wait_ready(proc, admin, hosts, timeout=30)
@@ -307,6 +357,7 @@ def envoys(
                 out[v.name] = ([Endpoint.parse(t.grpc_address) for t in state.tritons], 0, 0)
                 continue
             port, admin, stats, prom = free_ports(4)
+            workers = v.workers
             if v.edit is None:
                 cfg = supersonic_style_config(upstreams, port, admin)
                 hosts = 0
@@ -324,7 +375,8 @@ def envoys(
                 cfg = copy.deepcopy(cfg)
                 v.edit(cfg, state.run_dir)
                 hosts = len(upstreams) if "health_checks" in _triton(cfg) else 0
-            proc = _start(cfg, state.run_dir, f"envoy-{v.name}", v.workers, hosts)
+                workers = workers or envoy_workers(p)
+            proc = _start(cfg, state.run_dir, f"envoy-{v.name}", workers, hosts)
             stack_.callback(stop, proc)
             out[v.name] = ([Endpoint.parse(f"127.0.0.1:{port}", token=tok)], admin, proc.pid)
         yield out

@@ -101,35 +101,35 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def start_envoy(name: str, config_path: Path, log: Path, *, admin_port: int, concurrency: int = 2) -> Proc:
-    """Start Envoy on ``config_path`` (hot restart off: several Envoys share this machine)."""
-    command = [
-        str(envoy_binary()),
-        "-c",
-        str(config_path),
-        "--disable-hot-restart",
-        "--concurrency",
-        str(concurrency),
-        "--log-level",
-        "warn",
-        "--drain-time-s",
-        "1",
-    ]
+def start_envoy(name: str, config_path: Path, log: Path, *, admin_port: int, workers: int | None) -> Proc:
+    """Start Envoy on ``config_path`` with ``workers`` worker threads (None: Envoy's default, one
+    per hardware thread); hot restart off, as several Envoys share this machine."""
+    command = [str(envoy_binary()), "-c", str(config_path), "--disable-hot-restart"]
+    if workers is not None:
+        command += ["--concurrency", str(workers)]
+    command += ["--log-level", "warn", "--drain-time-s", "1"]
     return start(name, command, log)
 
 
 def run_config(
-    config: dict[str, Any], directory: Path, name: str, *, hosts: int, timeout: float = START_TIMEOUT
+    config: dict[str, Any],
+    directory: Path,
+    name: str,
+    *,
+    hosts: int,
+    workers: int | None,
+    timeout: float = START_TIMEOUT,
 ) -> Proc:
-    """Write ``config`` as ``<name>.yaml``, start Envoy on it, wait until ready with ``hosts``
-    healthy upstreams (0: do not wait for health, e.g. a config without health checks).
+    """Write ``config`` as ``<name>.yaml``, start Envoy on it with ``workers`` worker threads
+    (see start_envoy), wait until ready with ``hosts`` healthy upstreams (0: do not wait for
+    health, e.g. a config without health checks).
 
     The admin port is read from the config. On a start failure the process is stopped and
     StartError raised.
     """
     admin = int(config["admin"]["address"]["socket_address"]["port_value"])
     path = write_config(config, directory / f"{name}.yaml")
-    proc = start_envoy(name, path, directory / f"{name}.log", admin_port=admin)
+    proc = start_envoy(name, path, directory / f"{name}.log", admin_port=admin, workers=workers)
     try:
         if hosts:
             wait_ready(proc, admin, hosts, timeout=timeout)

@@ -34,6 +34,7 @@ from pipelines.local.processes import Proc, StartError, free_ports, kill, start,
 from pipelines.local.state import StackState, StateError, TritonPorts, load, run_dir, save, state_path
 from pipelines.local.triton import SHM_DIR, SHM_PREFIX, find_install, prepare_backends, triton_env
 from pipelines.local.triton import command as triton_command
+from pipelines.render.envoyproxy import envoy_workers
 
 Say = Callable[[str], None]
 START_TIMEOUT = 120.0
@@ -238,7 +239,11 @@ def _start_envoy(
         jwks=jwks,
     )
     try:
-        proc = local_envoy.run_config(config, directory, name, hosts=len(tritons), timeout=timeout)
+        # As many workers as the rendered Deployment gives Envoy.
+        workers = envoy_workers(p)
+        proc = local_envoy.run_config(
+            config, directory, name, hosts=len(tritons), workers=workers, timeout=timeout
+        )
     except StartError as exc:
         raise StackError(f"Envoy: {exc}") from None
     started.append(proc)

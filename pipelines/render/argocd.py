@@ -36,7 +36,7 @@ from pipelines.render import names
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem
 from pipelines.render.gitrepo import DEFAULT, Repository
-from pipelines.render.objects import meta
+from pipelines.render.objects import meta, prometheus_token_volume
 from pipelines.render.security import container_security, pod_security
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
@@ -148,21 +148,11 @@ def render_check_job(
     ]
     if site.prometheus is not None:
         args += ["--prometheus", site.prometheus.url]
-    auth = site.prometheus.auth if site.prometheus else None
-    if auth is not None:
-        token_dir, token_file = PROMETHEUS_TOKEN_PATH.rsplit("/", 1)
+    token = prometheus_token_volume(site)
+    if token is not None:
         args += ["--prometheus-token-file", PROMETHEUS_TOKEN_PATH]
-        mounts.append({"name": "prometheus-token", "mountPath": token_dir, "readOnly": True})
-        volumes.append(
-            {
-                "name": "prometheus-token",
-                "secret": {
-                    "secretName": auth.secret_ref.name,
-                    "items": [{"key": auth.secret_ref.key, "path": token_file}],
-                    "defaultMode": 0o440,
-                },
-            }
-        )
+        mounts.append(token[0])
+        volumes.append(token[1])
     if p.envoy.auth is not None and p.envoy.auth.jwt is not None:
         secret, key = repo.check_token_secret
         args += ["--token-file", f"{CHECK_TOKEN_DIR}/token"]

@@ -26,8 +26,6 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import yaml
-
 from pipelines.config.model import Jwt, SiteDeployment, TokenBucket
 from pipelines.config.model import Site as SiteConfig
 from pipelines.render.metrics import load_query
@@ -41,6 +39,7 @@ from pipelines.render.names import (
     envoy_name,
     triton_service_host,
 )
+from pipelines.render.yamlout import dump_as_built
 
 __all__ = [
     "ADMIN_CLUSTER",
@@ -714,30 +713,9 @@ def envoy_config(
     }
 
 
-# libyaml's emitter when PyYAML was built with it (20x faster on the inlined Lua script).
-_BaseDumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class _Dumper(_BaseDumper):  # type: ignore[misc]
-    """Block scalars for multi-line strings (the Lua script stays readable); no YAML aliases."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str_representer(dumper: Any, value: str) -> Any:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
 def envoy_yaml(config: Json) -> str:
     """Deterministic YAML of an Envoy bootstrap (keys in the order the renderer built them)."""
-    return yaml.dump(
-        config, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True
-    )
+    return dump_as_built(config)
 
 
 def supersonic_style_config(endpoints: Sequence[tuple[str, int]], listen_port: int, admin_port: int) -> Json:

@@ -15,20 +15,34 @@ module only runs it:
 from __future__ import annotations
 
 import hashlib
-import posixpath
 from typing import Any
 
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH, envoy_config, envoy_yaml
+from pipelines.render.envoy import envoy_config, envoy_yaml
 from pipelines.render.errors import problem
-from pipelines.render.objects import meta, resources, spread
+from pipelines.render.objects import meta, prometheus_token_volume, resources, spread, whole_cpus
 from pipelines.render.security import container_security, pod_security
 
 # The distroless Envoy images run as the "nonroot" user of their base image.
 ENVOY_UID = 65532
 TMP_SIZE = "64Mi"
+
+
+# Without a CPU limit and without envoy.workers (the schema always sets a request, so rare).
+DEFAULT_WORKERS = 2
+
+
+def envoy_workers(p: SiteDeployment) -> int:
+    """Envoy's worker threads: ``envoy.workers``, else the CPU limit rounded up.
+
+    Envoy's own default is one worker per hardware thread of the node, not of the container's
+    CPU limit (envoyproxy/envoy#36988): 64 or more on a GPU node, each holding its own HTTP/2
+    connections to every Triton pod, and LEAST_REQUEST choosing from each worker's own share of
+    the requests, all throttled by a limit of a core or two.
+    """
+    return p.envoy.workers or whole_cpus(p.envoy.resources) or DEFAULT_WORKERS
 
 
 def envoy_config_text(p: SiteDeployment, site: Site) -> str:
@@ -73,20 +87,10 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
     ]
-    auth = site.prometheus.auth if site.prometheus else None
-    if auth is not None:
-        token_dir, token_file = posixpath.split(PROMETHEUS_TOKEN_PATH)
-        mounts.append({"name": "prometheus-token", "mountPath": token_dir, "readOnly": True})
-        volumes.append(
-            {
-                "name": "prometheus-token",
-                "secret": {
-                    "secretName": auth.secret_ref.name,
-                    "items": [{"key": auth.secret_ref.key, "path": token_file}],
-                    "defaultMode": 0o440,
-                },
-            }
-        )
+    token = prometheus_token_volume(site)
+    if token is not None:
+        mounts.append(token[0])
+        volumes.append(token[1])
 
     container: dict[str, Any] = {
         "name": "envoy",
@@ -100,6 +104,8 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
             "--service-node",
             "$(POD_NAME)",
             "--disable-hot-restart",
+            "--concurrency",
+            str(envoy_workers(p)),
             "--log-level",
             "info",
         ],
@@ -133,7 +139,7 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": pod_security(ENVOY_UID, secrets=auth is not None),
+                    "securityContext": pod_security(ENVOY_UID, secrets=token is not None),
                     "containers": [container],
                     "topologySpreadConstraints": spread(p, "envoy"),
                     "volumes": volumes,

@@ -1,11 +1,14 @@
-"""Small builders shared by the renderers: object metadata and container resources."""
+"""Small builders shared by the renderers: object metadata, container resources, common volumes."""
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
-from pipelines.config.model import Resources, SiteDeployment
+from pipelines.config.model import Resources, Site, SiteDeployment
 from pipelines.render import names
+from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 
 
 def meta(p: SiteDeployment, component: str, name: str, **annotations: str) -> dict[str, Any]:
@@ -34,6 +37,24 @@ def resources(r: Resources, extra: dict[str, Any] | None = None) -> dict[str, An
     return {"requests": requests, "limits": limits}
 
 
+# Suffixes of the schema's quantity pattern (common.schema.json#/$defs/quantity).
+_SUFFIX = {"m": Decimal("0.001"), "": Decimal(1)}
+_SUFFIX |= {s: Decimal(1000) ** (i + 1) for i, s in enumerate("kMGTPE")}
+_SUFFIX |= {s + "i": Decimal(1024) ** (i + 1) for i, s in enumerate("KMGTPE")}
+
+
+def quantity(text: str) -> Decimal:
+    """The value of a Kubernetes quantity that passed the schema: "500m" -> 0.5, "4Gi" -> 4294967296."""
+    digits = text.rstrip("kMGTPEim")
+    return Decimal(digits) * _SUFFIX[text[len(digits) :]]
+
+
+def whole_cpus(r: Resources) -> int | None:
+    """The CPU limit (the request when no limit is set) rounded up to whole cores; None if neither."""
+    cpu = r.cpu_limit or r.cpu
+    return max(1, math.ceil(quantity(cpu))) if cpu else None
+
+
 def spread(p: SiteDeployment, component: str) -> list[dict[str, Any]]:
     """Prefer spreading the component's pods over nodes (never blocks scheduling)."""
     return [
@@ -44,3 +65,22 @@ def spread(p: SiteDeployment, component: str) -> list[dict[str, Any]]:
             "labelSelector": {"matchLabels": names.selector(p, component)},
         }
     ]
+
+
+def prometheus_token_volume(site: Site) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(volumeMount, volume) putting the site's Prometheus token Secret at PROMETHEUS_TOKEN_PATH,
+    read-only; None when the site's Prometheus needs no token. Only the reference is rendered."""
+    auth = site.prometheus.auth if site.prometheus else None
+    if auth is None:
+        return None
+    token_dir, token_file = PROMETHEUS_TOKEN_PATH.rsplit("/", 1)
+    mount = {"name": "prometheus-token", "mountPath": token_dir, "readOnly": True}
+    volume = {
+        "name": "prometheus-token",
+        "secret": {
+            "secretName": auth.secret_ref.name,
+            "items": [{"key": auth.secret_ref.key, "path": token_file}],
+            "defaultMode": 0o440,
+        },
+    }
+    return mount, volume

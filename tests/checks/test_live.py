@@ -30,6 +30,7 @@ from pipelines.checks.prometheus import instant_query
 from pipelines.checks.tensors import plans, synthetic_inputs
 from pipelines.local import stack
 from pipelines.local.envoy import upstream_health
+from pipelines.render.envoyproxy import envoy_workers
 from pipelines.render.metrics import load_query
 from tests.checks.conftest import needs_prometheus
 
@@ -55,6 +56,13 @@ def slo(**bounds: str) -> Callable[[dict[str, Any]], None]:
 # Latency bounds no healthy loopback stack can miss, however busy the machine: the probe still runs
 # and its request count and error count are judged, but its verdict never depends on speed.
 LOOSE_SLO = slo(p50="10s", p99="30s")
+
+
+def test_local_envoy_runs_the_rendered_worker_count(live: Any) -> None:
+    """The one machine runs Envoy as the cluster would: --concurrency from the rendered Deployment."""
+    _, p, state = live
+    info = httpx.get(f"http://127.0.0.1:{state.envoy_admin}/server_info", timeout=5).json()
+    assert info["command_line_options"]["concurrency"] == envoy_workers(p) == 1  # the 500m default
 
 
 @needs_prometheus

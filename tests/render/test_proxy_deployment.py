@@ -6,14 +6,21 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pipelines.render import names
+from pipelines.config import load_tree
+from pipelines.render import names, render_site_deployment
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
-from tests.render.support import all_objects, find, placement, placements, rendered
+from pipelines.render.envoyproxy import envoy_workers
+from tests.config.support import SONIC
+from tests.render.support import all_objects, find, lock_for, placement, placements, rendered
+from tests.render.support import ident as ident_of
 
 INSTALLERS = ("apt-get", "apt ", "yum", "dnf", "apk", "pip", "conda", "curl -", "wget", "install")
 
@@ -119,3 +126,58 @@ def test_envoy_pdb_only_with_more_than_one_replica(site: str, name: str, pdb: bo
     assert bool(found) == pdb
     if found:
         assert found[0]["spec"]["minAvailable"] == 1
+
+
+def _concurrency(obj: dict[str, Any]) -> int:
+    args = obj["spec"]["template"]["spec"]["containers"][0]["args"]
+    return int(args[args.index("--concurrency") + 1])
+
+
+def test_every_envoy_runs_as_many_workers_as_its_cpu_limit() -> None:
+    """Envoy's default is a worker per hardware thread of the node, whatever the CPU limit."""
+    for p, _ in placements():
+        envoy = _envoy(rendered(p), p.name)
+        limit = envoy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]
+        cores = int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+        expected = max(1, math.ceil(cores))
+        assert _concurrency(envoy) == expected, ident_of(p)
+
+
+@pytest.mark.parametrize(
+    ("envoy", "site_envoy", "workers"),
+    [
+        ({"resources": {"cpu": "250m", "memory": "256Mi"}}, None, 1),
+        ({"resources": {"cpu": "1", "memory": "256Mi"}}, None, 1),
+        ({"resources": {"cpu": "500m", "cpuLimit": "1500m", "memory": "256Mi"}}, None, 2),
+        ({"resources": {"cpu": "3", "memory": "256Mi"}}, None, 3),
+        ({"resources": {"cpu": "3", "memory": "256Mi"}, "workers": 1}, None, 1),
+        ({"workers": 2}, {"workers": 6}, 6),  # a site override wins
+        ({}, {"resources": {"cpu": "4", "memory": "256Mi"}}, 4),  # ... and so does a site's CPU limit
+    ],
+)
+def test_workers_follow_the_cpu_limit_unless_set(
+    example_tree: Path, envoy: dict[str, Any], site_envoy: dict[str, Any] | None, workers: int
+) -> None:
+    path = example_tree / "experiments" / "cms" / "minimal.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("envoy", {}).update(envoy)
+    if site_envoy is not None:
+        (site,) = data["sites"]
+        data["sites"][site] = {**(data["sites"][site] or {}), "envoy": site_envoy}
+    path.write_text(yaml.safe_dump(data))
+    tree = load_tree(example_tree)
+    p = tree.deployment("cms/minimal").placements[0]
+    assert envoy_workers(p) == workers
+    assert _concurrency(_envoy(render_site_deployment(p, tree.sites[p.site], lock_for(p)), p.name)) == workers
+
+
+def test_workers_out_of_range_is_a_located_error(example_tree: Path) -> None:
+    path = example_tree / "experiments" / "cms" / "minimal.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("envoy", {})["workers"] = 0
+    path.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [*SONIC, "validate"], cwd=example_tree, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "minimal.yaml" in result.stdout + result.stderr and "workers" in result.stdout + result.stderr
