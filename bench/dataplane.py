@@ -7,13 +7,15 @@ N threads, one gRPC connection each, the ``minimal`` model at batch 4):
 1. throughput, p50/p99 latency and Envoy's CPU time per request at concurrency 1, 8, 32 for
    (a) direct:      the clients spread over the 2 Triton replicas themselves;
    (b) supersonic:  Envoy as SuperSONIC renders it (pipelines.render.envoy.supersonic_style_config:
-                    plain proxy, LEAST_REQUEST, no health checks, outlier detection or retries);
+                    plain proxy, LEAST_REQUEST, no health checks, outlier detection or retries;
+                    no --concurrency, so one worker per hardware thread);
    (c) rendered:    our rendered Envoy with every feature on: JWT (RS256 token on every request,
                     keys inlined), request and connection token buckets (limits far above the
                     load), the admission gate (configured; ModelInfer never enters it),
                     health checks, outlier detection, retries with a budget, circuit breakers,
                     JSON access log, OpenTelemetry tracing at 1 % (to a collector port nobody
-                    listens on: spans are built and dropped).
+                    listens on: spans are built and dropped); as many workers as the rendered
+                    Deployment gives it (envoy_workers: 1 for the 500m CPU limit).
    The three are measured in turn within each round (a, b, c, a, b, c, ...) and the median over
    the rounds is reported, so slow drift of the shared machine hits all three alike.
 2. one of 2 replicas killed (SIGKILL of its process group) 1 s into a 3,000-request run at
