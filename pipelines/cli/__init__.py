@@ -10,12 +10,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
 
-from pipelines.config import ConfigErrors, Tree, load_tree
+if TYPE_CHECKING:  # the configuration layer (jsonschema, pydantic) loads with the first command
+    from pipelines.config import ConfigErrors, Tree
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -40,6 +41,8 @@ def report_errors(exc: ConfigErrors, fmt: str) -> NoReturn:
 
 
 def load_or_exit(root: Path, selection: set[Path] | None = None, fmt: str = "text") -> Tree:
+    from pipelines.config import ConfigErrors, load_tree
+
     try:
         return load_tree(root, selection)
     except ConfigErrors as exc:
