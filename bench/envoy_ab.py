@@ -44,7 +44,7 @@ from pipelines.checks.connection import Endpoint  # noqa: E402
 from pipelines.checks.load import LoadResult  # noqa: E402
 from pipelines.local import envoy as local_envoy  # noqa: E402
 from pipelines.local import stack  # noqa: E402
-from pipelines.local.processes import Proc, free_ports, stop, wait_until  # noqa: E402
+from pipelines.local.processes import free_ports, stop  # noqa: E402
 from pipelines.local.state import StackState  # noqa: E402
 from pipelines.render.envoy import GATE_ROUTE_PATH, LUA_FILTER, supersonic_style_config  # noqa: E402
 from pipelines.render.envoyproxy import envoy_workers  # noqa: E402
@@ -132,46 +132,30 @@ def no_lua(cfg: Json, _: Path) -> None:
 
 def lua_matcher(cfg: Json, _: Path) -> None:
     """The Lua filter wrapped in ExtensionWithMatcher: skipped unless :path starts with the gate's."""
+    t = "type.googleapis.com/envoy."
+    path = {"@type": t + "type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": ":path"}
+    off_gate_path = {
+        "not_matcher": {
+            "single_predicate": {
+                "input": {"name": "path", "typed_config": path},
+                "value_match": {"prefix": GATE_ROUTE_PATH},
+            }
+        }
+    }
+    skip = {
+        "name": "skip",
+        "typed_config": {"@type": t + "extensions.filters.common.matcher.action.v3.SkipFilter"},
+    }
+    matcher = {"matcher_list": {"matchers": [{"predicate": off_gate_path, "on_match": {"action": skip}}]}}
     filters = _hcm(cfg)["http_filters"]
     for i, f in enumerate(filters):
         if f["name"] == LUA_FILTER:
-            filters[i] = {
-                "name": LUA_FILTER,
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-                    "extension_config": f,
-                    "xds_matcher": {
-                        "matcher_list": {
-                            "matchers": [
-                                {
-                                    "predicate": {
-                                        "not_matcher": {
-                                            "single_predicate": {
-                                                "input": {
-                                                    "name": "path",
-                                                    "typed_config": {
-                                                        "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
-                                                        "header_name": ":path",
-                                                    },
-                                                },
-                                                "value_match": {"prefix": GATE_ROUTE_PATH},
-                                            }
-                                        }
-                                    },
-                                    "on_match": {
-                                        "action": {
-                                            "name": "skip",
-                                            "typed_config": {
-                                                "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
-                                            },
-                                        }
-                                    },
-                                }
-                            ]
-                        }
-                    },
-                },
+            wrapped = {
+                "@type": t + "extensions.common.matching.v3.ExtensionWithMatcher",
+                "extension_config": f,
+                "xds_matcher": matcher,
             }
+            filters[i] = {"name": LUA_FILTER, "typed_config": wrapped}
 
 
 def no_retry(cfg: Json, _: Path) -> None:
@@ -327,21 +311,6 @@ DEFAULT = (
 )
 
 
-def _start(cfg: Json, run_dir: Path, name: str, workers: int | None, hosts: int) -> Proc:
-    admin = int(cfg["admin"]["address"]["socket_address"]["port_value"])
-    path = local_envoy.write_config(cfg, run_dir / f"{name}.yaml")
-    proc = local_envoy.start_envoy(name, path, run_dir / f"{name}.log", admin_port=admin, workers=workers)
-    try:
-        if hosts:
-            local_envoy.wait_ready(proc, admin, hosts, timeout=30)
-        else:
-            wait_until(f"{name} ready", lambda: local_envoy.ready(admin), timeout=30, procs=[proc])
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
-
-
 @contextlib.contextmanager
 def envoys(
     state: StackState, p: Any, site: Any, jwks: str, token: str, variants: list[Variant]
@@ -376,7 +345,9 @@ def envoys(
                 v.edit(cfg, state.run_dir)
                 hosts = len(upstreams) if "health_checks" in _triton(cfg) else 0
                 workers = workers or envoy_workers(p)
-            proc = _start(cfg, state.run_dir, f"envoy-{v.name}", workers, hosts)
+            proc = local_envoy.run_config(
+                cfg, state.run_dir, f"envoy-{v.name}", hosts=hosts, workers=workers, timeout=30
+            )
             stack_.callback(stop, proc)
             out[v.name] = ([Endpoint.parse(f"127.0.0.1:{port}", token=tok)], admin, proc.pid)
         yield out

@@ -101,7 +101,7 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def start_envoy(name: str, config_path: Path, log: Path, *, admin_port: int, workers: int | None) -> Proc:
+def start_envoy(name: str, config_path: Path, log: Path, *, workers: int | None) -> Proc:
     """Start Envoy on ``config_path`` with ``workers`` worker threads (None: Envoy's default, one
     per hardware thread); hot restart off, as several Envoys share this machine."""
     command = [str(envoy_binary()), "-c", str(config_path), "--disable-hot-restart"]
@@ -129,7 +129,7 @@ def run_config(
     """
     admin = int(config["admin"]["address"]["socket_address"]["port_value"])
     path = write_config(config, directory / f"{name}.yaml")
-    proc = start_envoy(name, path, directory / f"{name}.log", admin_port=admin, workers=workers)
+    proc = start_envoy(name, path, directory / f"{name}.log", workers=workers)
     try:
         if hosts:
             wait_ready(proc, admin, hosts, timeout=timeout)

@@ -143,6 +143,14 @@ def test_every_envoy_runs_as_many_workers_as_its_cpu_limit() -> None:
         assert _concurrency(envoy) == expected, ident_of(p)
 
 
+def _edit_minimal(root: Path, edit: Any) -> None:
+    """Apply ``edit`` to the parsed cms/minimal.yaml of the tree at ``root`` and write it back."""
+    path = root / "experiments" / "cms" / "minimal.yaml"
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+
+
 @pytest.mark.parametrize(
     ("envoy", "site_envoy", "workers"),
     [
@@ -158,13 +166,14 @@ def test_every_envoy_runs_as_many_workers_as_its_cpu_limit() -> None:
 def test_workers_follow_the_cpu_limit_unless_set(
     example_tree: Path, envoy: dict[str, Any], site_envoy: dict[str, Any] | None, workers: int
 ) -> None:
-    path = example_tree / "experiments" / "cms" / "minimal.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.setdefault("envoy", {}).update(envoy)
-    if site_envoy is not None:
-        (site,) = data["sites"]
-        data["sites"][site] = {**(data["sites"][site] or {}), "envoy": site_envoy}
-    path.write_text(yaml.safe_dump(data))
+
+    def edit(data: dict[str, Any]) -> None:
+        data.setdefault("envoy", {}).update(envoy)
+        if site_envoy is not None:
+            (site,) = data["sites"]
+            data["sites"][site] = {**(data["sites"][site] or {}), "envoy": site_envoy}
+
+    _edit_minimal(example_tree, edit)
     tree = load_tree(example_tree)
     p = tree.deployment("cms/minimal").placements[0]
     assert envoy_workers(p) == workers
@@ -172,10 +181,7 @@ def test_workers_follow_the_cpu_limit_unless_set(
 
 
 def test_workers_out_of_range_is_a_located_error(example_tree: Path) -> None:
-    path = example_tree / "experiments" / "cms" / "minimal.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.setdefault("envoy", {})["workers"] = 0
-    path.write_text(yaml.safe_dump(data))
+    _edit_minimal(example_tree, lambda data: data.setdefault("envoy", {}).update(workers=0))
     result = subprocess.run(
         [*SONIC, "validate"], cwd=example_tree, capture_output=True, text=True, timeout=60
     )
