@@ -121,3 +121,11 @@ def application_name(p: SiteDeployment) -> str:
 def rendered_dir(p: SiteDeployment) -> str:
     """Repository-relative directory of the deployment's rendered manifests at its site."""
     return f"gitops/rendered/{p.site}/{p.experiment}/{p.name}"
+
+
+# --- namespaces ------------------------------------------------------------------------------------
+
+# Pod Security Standard every namespace the tree deploys into is labelled to enforce
+# (pod-security.kubernetes.io/enforce); rendered pods are written to pass it, and the
+# control-plane tests apply the tree into namespaces that enforce it.
+POD_SECURITY_LEVEL = "restricted"

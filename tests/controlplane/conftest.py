@@ -1,0 +1,90 @@
+"""The `controlplane` tier: one real Kubernetes control plane for the whole session.
+
+Started once (etcd, kube-apiserver, controller-manager, scheduler, kwok, and the KEDA operator and
+Argo Workflows controller when built), with fake nodes for every GPU class of every site, and
+stopped by PID at the end. Binaries come from ``scripts/controlplane-tools.sh``; when they are
+missing the tests skip with that command (a failure in CI, see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.config.model import Site
+from pipelines.config.tree import load_tree
+from tests.support.controlplane import (
+    ControlPlane,
+    ControlPlaneUnavailable,
+    create_node,
+    fake_node,
+    start_control_plane,
+    stop_control_plane,
+    tool_bindir,
+    wait_nodes_ready,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_NODES = ("cpu-a", "cpu-b")  # where Envoy, checks and pipeline steps run
+
+
+def gpu_nodes(site: Site) -> list[dict[str, object]]:
+    """One node per GPU product of each class: its labels, its class's taints, 4 allocatable GPUs.
+
+    What the NVIDIA GPU operator's feature discovery and device plugin report on a real node.
+    """
+    nodes = []
+    for cls_name, cls in sorted(site.gpu_classes.items()):
+        taints = [
+            {k: v for k, v in {"key": t.key, "value": t.value, "effect": t.effect or "NoSchedule"}.items() if v}
+            for t in cls.tolerations
+        ]
+        for i, product in enumerate(cls.products or ("generic",)):
+            labels = {**cls.node_selector}
+            if cls.products:
+                labels["nvidia.com/gpu.product"] = product
+            name = f"{site.name}-{cls_name}-{i}".lower()
+            nodes.append(fake_node(name, labels, taints, {cls.resource: 4}))
+    return nodes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/controlplane/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.controlplane)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    try:
+        bindir = tool_bindir()
+    except Exception as exc:  # noqa: BLE001 - any failure means: not built here
+        pytest.skip(f"control-plane tools unavailable ({exc}); run scripts/controlplane-tools.sh")
+    workdir = Path(tempfile.mkdtemp(prefix="sonic-controlplane-"))
+    try:
+        cp = start_control_plane(workdir, bindir)
+    except ControlPlaneUnavailable as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.skip(str(exc))
+    try:
+        tree = load_tree(ROOT)
+        names = []
+        for node in [fake_node(n, {}) for n in CPU_NODES] + [
+            n for site in tree.sites.values() for n in gpu_nodes(site)
+        ]:
+            create_node(cp, node)
+            names.append(node["metadata"]["name"])  # type: ignore[index]
+        wait_nodes_ready(cp, names)
+        yield cp
+    finally:
+        stop_control_plane(cp)
+
+
+def needs_controller(cp: ControlPlane, name: str) -> None:
+    """Skip (a failure in CI) when an optional controller was not built or did not start."""
+    if name not in cp.controllers:
+        pytest.skip(f"{name} controller not running; build it with scripts/controlplane-tools.sh")
