@@ -271,6 +271,43 @@ def _triton_only(query: str) -> bool:
     return not metrics or all(m.startswith("nv_") for m in metrics)
 
 
+# A PromQL range such as [5m] or [1h30m], optionally a subquery's [5m:30s].
+_RANGE = re.compile(r"\[\s*((?:[0-9]+(?:ms|s|m|h|d|w|y))+)\s*(?::[^\]]*)?\]")
+_PROMQL_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+MIN_RANGE_SCRAPES = 4  # as pipelines.render.metrics.RATE_SCRAPES
+
+
+def _promql_seconds(text: str) -> float:
+    return sum(int(n) * _PROMQL_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
+
+
+@rule
+def query_ranges(tree: Tree) -> Iterator[ConfigError]:
+    """Ranges in the deployment's own PromQL span at least four scrapes, like the rendered ones.
+
+    rate() needs two samples inside its range: a range of two scrape intervals is empty as soon
+    as one scrape is missed, and KEDA reads the empty answer as a failing trigger.
+    """
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None
+        if p is None or p.autoscaling is None:
+            continue
+        scrape = p.monitoring.scrape_interval
+        for field, query in (("query", p.autoscaling.query), ("activationQuery", p.autoscaling.activation_query)):
+            for window in _RANGE.findall(query or ""):
+                if _promql_seconds(window) < MIN_RANGE_SCRAPES * scrape:
+                    yield _err(
+                        tree,
+                        p.source,
+                        ("autoscaling", field),
+                        f"the range [{window}] spans fewer than {MIN_RANGE_SCRAPES} scrape intervals "
+                        f"(monitoring.scrapeInterval is {scrape:g}s): after one missed scrape it holds at most one "
+                        f"sample, rate() answers nothing and KEDA reports the trigger as failing; use "
+                        f"[{MIN_RANGE_SCRAPES * scrape:g}s] or longer",
+                    )
+                    break
+
+
 @rule
 def unique_names(tree: Tree) -> Iterator[ConfigError]:
     seen: dict[tuple[str, str], Path] = {}
