@@ -181,6 +181,16 @@ def site_sanity(tree: Tree) -> Iterator[ConfigError]:
                         f"namespace {ns!r} is already granted to {owners[ns]!r}: experiments must not share namespaces",
                     )
                 owners[ns] = exp_name
+        # NetworkPolicies admit every pod of the Prometheus namespace to the metrics ports.
+        prom = site.prometheus
+        if prom is not None and prom.namespace in owners:
+            yield _err(
+                tree,
+                site.source,
+                ("prometheus", "namespace"),
+                f"namespace {prom.namespace!r} is granted to experiment {owners[prom.namespace]!r}: every pod there "
+                "could scrape Triton's and Envoy's metrics ports; give the namespace Prometheus itself runs in",
+            )
 
 
 @rule
@@ -293,7 +303,10 @@ def query_ranges(tree: Tree) -> Iterator[ConfigError]:
         if p is None or p.autoscaling is None:
             continue
         scrape = p.monitoring.scrape_interval
-        for field, query in (("query", p.autoscaling.query), ("activationQuery", p.autoscaling.activation_query)):
+        for field, query in (
+            ("query", p.autoscaling.query),
+            ("activationQuery", p.autoscaling.activation_query),
+        ):
             for window in _RANGE.findall(query or ""):
                 if _promql_seconds(window) < MIN_RANGE_SCRAPES * scrape:
                     yield _err(
@@ -369,6 +382,27 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
                 where,
                 f"host {ing.host!r} must be under the site's ingress domain {site.ingress.domain!r}",
             )
+
+
+JWT_WITHOUT_TLS = (
+    "the deployment uses JWT auth (envoy.auth.jwt) but this Ingress has no TLS, so bearer tokens would "
+    "cross the network in clear text; give envoy.ingress.tlsSecret, or have the admins of site "
+    "'{site}' set ingress.tlsSecret or ingress.defaultCertificate: true in gitops/sites/{site}.yaml"
+)
+
+
+@rule
+def jwt_needs_tls(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        ing = p.envoy.ingress
+        if site is None or site.ingress is None or ing is None:
+            continue  # no ingress at all: the ingress_hosts rule speaks
+        if p.envoy.auth is None or p.envoy.auth.jwt is None:
+            continue
+        if ing.tls_secret or site.ingress.tls_secret or site.ingress.default_certificate:
+            continue
+        yield _err(tree, p.source, _where(tree, p, "envoy", "ingress"), JWT_WITHOUT_TLS.format(site=p.site))
 
 
 @rule

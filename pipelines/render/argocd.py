@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+from importlib import resources
 from typing import Any
 
 from pipelines.checks import spec
@@ -83,6 +84,18 @@ def sync_wave(obj: dict[str, Any]) -> int | None:
     if kind in ("Deployment", "Service", "Ingress", "PodDisruptionBudget", "PersistentVolumeClaim"):
         return {"triton": 1, "envoy": 2}.get(str(component), 0)
     return 0  # ConfigMaps (Envoy's too), accounts, policies, monitoring, trigger auth
+
+
+def ingress_health_lua() -> str:
+    """The Argo CD health override for Ingresses that a site admin installs once in ``argocd-cm``.
+
+    Argo CD calls an Ingress Healthy only once ``status.loadBalancer.ingress`` is set (gitops-engine
+    pkg/health/health_ingress.go) and holds the next sync wave and the PostSync hook until then.
+    Ingresses of sites whose controller never sets it carry
+    :data:`names.INGRESS_STATUS_ANNOTATION`; this script reports those Healthy and keeps the
+    built-in rule for every other Ingress (docs/gitops.md shows the argocd-cm entry).
+    """
+    return resources.files("pipelines.render").joinpath("lua/ingress_health.lua").read_text(encoding="utf-8")
 
 
 def annotate_waves(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
