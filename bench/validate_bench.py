@@ -81,10 +81,14 @@ def make_site(k: int) -> dict[str, Any]:
         "ingress": {
             "className": "nginx",
             "domain": domain(k),
+            "namespace": "ingress-nginx",
+            "publishesStatus": True,
             "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"},
+            "defaultCertificate": True,
         },
         "prometheus": {
             "url": f"https://prometheus.{domain(k)}",
+            "namespace": "monitoring",
             "auth": {"secretRef": {"name": "prometheus-token", "key": "token"}},
         },
         "experiments": {e: {"namespaces": [f"{e}-sonic"], "gpuQuota": 1_000_000} for e in EXPERIMENTS},

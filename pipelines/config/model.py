@@ -121,8 +121,11 @@ class Storage(Frozen):
 class Ingress(Frozen):
     class_name: str
     domain: str
+    namespace: str  # where the controller runs
+    publishes_status: bool  # writes status.loadBalancer.ingress (Argo CD's Ingress health needs it)
     annotations: dict[str, str]
     tls_secret: str | None = None
+    default_certificate: bool  # TLS for every host under domain without a Secret of ours
 
 
 class PrometheusAuth(Frozen):
@@ -131,6 +134,7 @@ class PrometheusAuth(Frozen):
 
 class Prometheus(Frozen):
     url: str
+    namespace: str  # where the scraping Prometheus runs (NetworkPolicies admit it)
     auth: PrometheusAuth | None = None
     operator: bool
     rule_labels: dict[str, str]

@@ -181,6 +181,16 @@ def site_sanity(tree: Tree) -> Iterator[ConfigError]:
                         f"namespace {ns!r} is already granted to {owners[ns]!r}: experiments must not share namespaces",
                     )
                 owners[ns] = exp_name
+        # NetworkPolicies admit every pod of the Prometheus namespace to the metrics ports.
+        prom = site.prometheus
+        if prom is not None and prom.namespace in owners:
+            yield _err(
+                tree,
+                site.source,
+                ("prometheus", "namespace"),
+                f"namespace {prom.namespace!r} is granted to experiment {owners[prom.namespace]!r}: every pod there "
+                "could scrape Triton's and Envoy's metrics ports; give the namespace Prometheus itself runs in",
+            )
 
 
 @rule
@@ -271,6 +281,46 @@ def _triton_only(query: str) -> bool:
     return not metrics or all(m.startswith("nv_") for m in metrics)
 
 
+# A PromQL range such as [5m] or [1h30m], optionally a subquery's [5m:30s].
+_RANGE = re.compile(r"\[\s*((?:[0-9]+(?:ms|s|m|h|d|w|y))+)\s*(?::[^\]]*)?\]")
+_PROMQL_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+MIN_RANGE_SCRAPES = 4  # as pipelines.render.metrics.RATE_SCRAPES
+
+
+def _promql_seconds(text: str) -> float:
+    return sum(int(n) * _PROMQL_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
+
+
+@rule
+def query_ranges(tree: Tree) -> Iterator[ConfigError]:
+    """Ranges in the deployment's own PromQL span at least four scrapes, like the rendered ones.
+
+    rate() needs two samples inside its range: a range of two scrape intervals is empty as soon
+    as one scrape is missed, and KEDA reads the empty answer as a failing trigger.
+    """
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None
+        if p is None or p.autoscaling is None:
+            continue
+        scrape = p.monitoring.scrape_interval
+        for field, query in (
+            ("query", p.autoscaling.query),
+            ("activationQuery", p.autoscaling.activation_query),
+        ):
+            for window in _RANGE.findall(query or ""):
+                if _promql_seconds(window) < MIN_RANGE_SCRAPES * scrape:
+                    yield _err(
+                        tree,
+                        p.source,
+                        ("autoscaling", field),
+                        f"the range [{window}] spans fewer than {MIN_RANGE_SCRAPES} scrape intervals "
+                        f"(monitoring.scrapeInterval is {scrape:g}s): after one missed scrape it holds at most one "
+                        f"sample, rate() answers nothing and KEDA reports the trigger as failing; use "
+                        f"[{MIN_RANGE_SCRAPES * scrape:g}s] or longer",
+                    )
+                    break
+
+
 @rule
 def unique_names(tree: Tree) -> Iterator[ConfigError]:
     seen: dict[tuple[str, str], Path] = {}
@@ -332,6 +382,27 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
                 where,
                 f"host {ing.host!r} must be under the site's ingress domain {site.ingress.domain!r}",
             )
+
+
+JWT_WITHOUT_TLS = (
+    "the deployment uses JWT auth (envoy.auth.jwt) but this Ingress has no TLS, so bearer tokens would "
+    "cross the network in clear text; give envoy.ingress.tlsSecret, or have the admins of site "
+    "'{site}' set ingress.tlsSecret or ingress.defaultCertificate: true in gitops/sites/{site}.yaml"
+)
+
+
+@rule
+def jwt_needs_tls(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        ing = p.envoy.ingress
+        if site is None or site.ingress is None or ing is None:
+            continue  # no ingress at all: the ingress_hosts rule speaks
+        if p.envoy.auth is None or p.envoy.auth.jwt is None:
+            continue
+        if ing.tls_secret or site.ingress.tls_secret or site.ingress.default_certificate:
+            continue
+        yield _err(tree, p.source, _where(tree, p, "envoy", "ingress"), JWT_WITHOUT_TLS.format(site=p.site))
 
 
 @rule

@@ -2,7 +2,7 @@
 
 The target labels (``namespace``, ``service``) are the ones the renderer sets, so the load
 query KEDA and the admission gate use (pipelines.render.metrics) works here unchanged. The
-scrape interval is shortened for the local stack (rates over 30 s windows need two samples).
+scrape interval is shortened for the local stack (a rate() needs two samples in its window).
 """
 
 from __future__ import annotations

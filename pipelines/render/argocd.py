@@ -9,9 +9,11 @@
   becomes one Application: the site's destination, project = the experiment, automated sync
   with prune and self-heal, retries with backoff. A deployment directory that reaches the
   branch creates its Application; one removed from it deletes the Application and its objects.
-- **Sync waves** on every rendered object: configuration, volumes, accounts and policies (0)
-  -> Triton (1) -> Envoy (2) -> ScaledObject (3). The ScaledObject comes last so that KEDA
-  takes over a Deployment that exists and is healthy.
+- **Sync waves** on every rendered object: configuration, accounts and policies (0)
+  -> Triton and its CVMFS claim (1) -> Envoy (2) -> ScaledObject (3). The ScaledObject comes
+  last so that KEDA takes over a Deployment that exists and is healthy. A claim shares the
+  wave of the pods that mount it: with a ``WaitForFirstConsumer`` StorageClass it stays
+  ``Pending`` (Progressing) until such a pod exists, so an earlier wave would never end.
 - A **PostSync hook Job** per deployment running ``sonic check --spec`` against the Envoy
   Service, from a **check spec ConfigMap** (:mod:`pipelines.checks.spec`): the pipeline image
   holds no configuration tree, so the Job brings the resolved deployment and its reference
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+from importlib import resources
 from typing import Any
 
 from pipelines.checks import spec
@@ -75,9 +78,24 @@ def sync_wave(obj: dict[str, Any]) -> int | None:
         return None
     if kind == "ScaledObject":
         return 3
-    if kind in ("Deployment", "Service", "Ingress", "PodDisruptionBudget"):
+    # A claim goes with the pods that mount it. Argo CD holds the next wave until every object
+    # of this one is Healthy, and a Pending claim is Progressing (gitops-engine
+    # pkg/health/health_pvc.go); a WaitForFirstConsumer claim binds only once a pod uses it.
+    if kind in ("Deployment", "Service", "Ingress", "PodDisruptionBudget", "PersistentVolumeClaim"):
         return {"triton": 1, "envoy": 2}.get(str(component), 0)
-    return 0  # ConfigMaps (Envoy's too), claims, accounts, policies, monitoring, trigger auth
+    return 0  # ConfigMaps (Envoy's too), accounts, policies, monitoring, trigger auth
+
+
+def ingress_health_lua() -> str:
+    """The Argo CD health override for Ingresses that a site admin installs once in ``argocd-cm``.
+
+    Argo CD calls an Ingress Healthy only once ``status.loadBalancer.ingress`` is set (gitops-engine
+    pkg/health/health_ingress.go) and holds the next sync wave and the PostSync hook until then.
+    Ingresses of sites whose controller never sets it carry
+    :data:`names.INGRESS_STATUS_ANNOTATION`; this script reports those Healthy and keeps the
+    built-in rule for every other Ingress (docs/gitops.md shows the argocd-cm entry).
+    """
+    return resources.files("pipelines.render").joinpath("lua/ingress_health.lua").read_text(encoding="utf-8")
 
 
 def annotate_waves(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:

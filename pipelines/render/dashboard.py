@@ -20,22 +20,23 @@ from pipelines.render.objects import meta
 
 DASHBOARD_LABEL = "grafana_dashboard"  # what the kube-prometheus-stack / Grafana sidecar watches
 _DS = {"type": "prometheus", "uid": "${datasource}"}
-WINDOW = "1m"
 
 
 def _per_request_ms(p: SiteDeployment, metric: str) -> str:
     sel = metrics.triton_selector(p)
+    window = metrics.rate_window(p)
     return (
-        f"sum(rate({metric}{{{sel}}}[{WINDOW}])) / "
-        f"clamp_min(sum(rate(nv_inference_request_success{{{sel}}}[{WINDOW}])), 1e-9) / 1000"
+        f"sum(rate({metric}{{{sel}}}[{window}])) / "
+        f"clamp_min(sum(rate(nv_inference_request_success{{{sel}}}[{window}])), 1e-9) / 1000"
     )
 
 
 def _envoy_total_ms(p: SiteDeployment) -> str:
     sel = f'{metrics.envoy_selector(p)},envoy_cluster_name="{names.ENVOY_UPSTREAM_CLUSTER}"'
+    window = metrics.rate_window(p)
     return (
-        f"sum(rate(envoy_cluster_upstream_rq_time_sum{{{sel}}}[{WINDOW}])) / "
-        f"clamp_min(sum(rate(envoy_cluster_upstream_rq_time_count{{{sel}}}[{WINDOW}])), 1e-9)"
+        f"sum(rate(envoy_cluster_upstream_rq_time_sum{{{sel}}}[{window}])) / "
+        f"clamp_min(sum(rate(envoy_cluster_upstream_rq_time_count{{{sel}}}[{window}])), 1e-9)"
     )
 
 
@@ -81,7 +82,12 @@ def dashboard(p: SiteDeployment) -> dict[str, Any]:
         (
             "Inferences per second by pod and model",
             "ops",
-            [("{{pod}} {{model}}", f"sum by (pod, model) (rate(nv_inference_count{{{sel}}}[{WINDOW}]))")],
+            [
+                (
+                    "{{pod}} {{model}}",
+                    f"sum by (pod, model) (rate(nv_inference_count{{{sel}}}[{metrics.rate_window(p)}]))",
+                )
+            ],
         ),
         (
             "Replicas",

@@ -9,7 +9,11 @@ module only runs it:
   the admin port is bound to 127.0.0.1 in the pod and appears in no Service and no
   ``containerPort`` (SuperSONIC exposed it through the client Service);
 - a checksum of ``envoy.yaml`` in the pod template rolls the pods when the config changes;
-- the Prometheus bearer token (admission gate) is mounted from the site's Secret, never inlined.
+- the Prometheus bearer token (admission gate) is mounted from the site's Secret, never inlined;
+- the Ingress terminates TLS whenever the site or deployment provides a certificate, and must
+  when JWT is on (a bearer token in clear text is a stolen token); where the site's controller
+  never publishes ``status.loadBalancer``, it carries :data:`names.INGRESS_STATUS_ANNOTATION`
+  so the Argo CD health override in docs/gitops.md does not wait for an address forever.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pipelines.config.model import Ingress as SiteIngress
 from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.semantic import JWT_WITHOUT_TLS
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy import envoy_config, envoy_yaml
@@ -203,6 +209,27 @@ def _service_meta(p: SiteDeployment, name: str, role: str) -> dict[str, Any]:
     return m
 
 
+def _ingress_tls(p: SiteDeployment, ingress: SiteIngress) -> dict[str, Any] | None:
+    """The Ingress's ``tls`` entry: the deployment's Secret, the site's, or the controller's default certificate.
+
+    ``secretName`` is optional in networking.k8s.io/v1 IngressTLS. Without it the controller
+    terminates TLS with its default certificate (ingress-nginx docs/user-guide/tls.md: "The
+    default certificate will also be used for ingress tls: sections that do not have a
+    secretName option"; haproxy-ingress ``--default-ssl-certificate`` likewise), and a host
+    listed under ``tls`` is redirected from HTTP to HTTPS (ingress-nginx: 308 "if TLS is enabled
+    for that ingress"; haproxy-ingress: ``ssl-redirect`` defaults to true). That is how
+    SuperSONIC's Nautilus and Geddes values files expose their hosts.
+    """
+    ing = p.envoy.ingress
+    assert ing is not None
+    secret = ing.tls_secret or ingress.tls_secret
+    if secret:
+        return {"hosts": [ing.host], "secretName": secret}
+    if ingress.default_certificate:
+        return {"hosts": [ing.host]}
+    return None
+
+
 def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     ing = p.envoy.ingress
     if ing is None:
@@ -210,8 +237,11 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     if site.ingress is None:
         raise problem(p, "envoy.ingress: the site offers no ingress")
     m = meta(p, "envoy", names.envoy_name(p))
-    if site.ingress.annotations:
-        m["annotations"] = dict(site.ingress.annotations)
+    annotations = dict(site.ingress.annotations)
+    if not site.ingress.publishes_status:
+        annotations[names.INGRESS_STATUS_ANNOTATION] = names.INGRESS_STATUS_UNPUBLISHED
+    if annotations:
+        m["annotations"] = annotations
     spec: dict[str, Any] = {
         "ingressClassName": site.ingress.class_name,
         "rules": [
@@ -229,7 +259,9 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
             }
         ],
     }
-    tls_secret = ing.tls_secret or site.ingress.tls_secret
-    if tls_secret:
-        spec["tls"] = [{"hosts": [ing.host], "secretName": tls_secret}]
+    tls = _ingress_tls(p, site.ingress)
+    if tls is not None:
+        spec["tls"] = [tls]
+    elif p.envoy.auth is not None and p.envoy.auth.jwt is not None:
+        raise problem(p, "envoy.ingress: " + JWT_WITHOUT_TLS.format(site=p.site))
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": m, "spec": spec}

@@ -12,9 +12,15 @@ What SuperSONIC got wrong, and how this renders it (notes/SUPERSONIC.md, defect 
   and the load trigger queries :func:`metrics.load_total_query` (load x replicas), which gives
   the same desired count as ``Value`` on the load metric. Without it, ``Value`` is used and no
   ``fallback`` is rendered.
-- ``ignoreNullValues: "false"``: an empty answer is an error, not a silent zero. (While a
-  deployment sits at zero replicas its load query has no data; KEDA reports that trigger as
-  failing and still wakes the deployment through the activation trigger.)
+- ``ignoreNullValues: "false"``, and every trigger query is wrapped in
+  :func:`metrics.zero_when_absent` (``(q) or on() vector(0)``). The load metric has no series
+  while no Triton runs, and neither query has one before Prometheus has scraped a new
+  deployment twice; an empty answer would be a trigger error, the ScaledObject Ready=False,
+  Argo CD Degraded and the sync failed (see that function). Absence now means 0 in the query
+  itself, while an unreachable Prometheus or a broken query still fails the trigger (so
+  ``fallback`` acts). A metric missing while Triton runs is the job of the alerts
+  ``SonicLoadMetricMissing`` / ``SonicActivationMetricMissing`` (:mod:`.monitoring`), not
+  a silent KEDA default (which ``ignoreNullValues: "true"`` would be, for NaN too).
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ def render_keda(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[s
         raise problem(p, "autoscaling needs Prometheus, but the site declares none")
     fallback = a.fallback_replicas is not None
     metric_type = "AverageValue" if fallback else "Value"
-    load_query = metrics.load_total_query(p) if fallback else metrics.load_query(p)
+    load_query = metrics.zero_when_absent(metrics.load_total_query(p) if fallback else metrics.load_query(p))
     triggers = [
         _trigger(
             p, site, "load", load_query, number(a.threshold), number(a.activation_threshold), metric_type
@@ -91,7 +97,7 @@ def render_keda(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[s
                 p,
                 site,
                 "wake",
-                metrics.activation_query(p),
+                metrics.zero_when_absent(metrics.activation_query(p)),
                 WAKE_TARGET,
                 number(a.activation_threshold),
                 "AverageValue",

@@ -42,9 +42,10 @@ def _total_upstreams(p: SiteDeployment) -> str:
     return f'envoy_cluster_membership_total{{{metrics.envoy_selector(p)},envoy_cluster_name="{names.ENVOY_UPSTREAM_CLUSTER}"}}'
 
 
-def error_ratio_query(p: SiteDeployment, window: str = "5m") -> str:
+def error_ratio_query(p: SiteDeployment) -> str:
     """Share of Triton inference requests that failed, over all replicas."""
     sel = metrics.triton_selector(p)
+    window = metrics.rate_window(p, metrics.ERROR_RATIO_WINDOW)
     fail = f"sum(rate(nv_inference_request_failure{{{sel}}}[{window}]))"
     ok = f"sum(rate(nv_inference_request_success{{{sel}}}[{window}]))"
     return f"{fail} / ({ok} + {fail})"
@@ -108,6 +109,36 @@ def prometheus_rule_groups(p: SiteDeployment) -> list[dict[str, Any]]:
                     labels,
                     f"{ref}: no Triton replica is ready",
                     f"Envoy sees no healthy Triton pod at site {p.site}: clients get UNAVAILABLE.",
+                )
+            )
+        gate = p.envoy.admission_gate
+        if p.autoscaling is not None or (gate is not None and gate.enabled):
+            # KEDA reads a missing load metric as 0 (metrics.zero_when_absent), which is right at
+            # zero replicas and wrong while Triton serves: say so instead of scaling on nothing.
+            rules.append(
+                _alert(
+                    "SonicLoadMetricMissing",
+                    f"(max({_healthy_upstreams(p)}) > 0) unless on() ({metrics.load_query(p)})",
+                    for_,
+                    "critical",
+                    labels,
+                    f"{ref}: the load metric has no data while Triton serves",
+                    "Envoy sees healthy Triton pods but the load query returns nothing at site "
+                    f"{p.site}: autoscaling reads it as 0 and the admission gate cannot compare. "
+                    "Check that Prometheus scrapes Triton's metrics port.",
+                )
+            )
+        if p.autoscaling is not None and p.autoscaling.min == 0:
+            rules.append(
+                _alert(
+                    "SonicActivationMetricMissing",
+                    f"absent({metrics.activation_query(p)})",
+                    for_,
+                    "critical",
+                    labels,
+                    f"{ref}: the activation metric has no data",
+                    f"The query that wakes this scaled-to-zero deployment returns nothing at site {p.site}: "
+                    "KEDA reads it as 0, so arriving clients cannot wake it. Check that Prometheus scrapes Envoy.",
                 )
             )
         rules.append(

@@ -63,6 +63,10 @@ ENVOY_CONFIG_FILE = "envoy.yaml"
 
 CONFIG_CHECKSUM_ANNOTATION = "sonic.fastml.org/config-sha256"
 ROLE_LABEL = "sonic.fastml.org/role"  # tells the Envoy client Service from its stats Service
+# On Ingresses of sites whose controller never fills status.loadBalancer; the Argo CD health
+# override pipelines/render/lua/ingress_health.lua reports them Healthy (docs/gitops.md).
+INGRESS_STATUS_ANNOTATION = "sonic.fastml.org/ingress-status"
+INGRESS_STATUS_UNPUBLISHED = "unpublished"
 
 
 def envoy_stats_name(p: SiteDeployment) -> str:

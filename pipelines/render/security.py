@@ -6,15 +6,18 @@
   interface is bound to 127.0.0.1 inside the pod anyway).
 - A PodDisruptionBudget for Triton: node drains take one replica at a time.
 
-Prometheus is recognised by namespace: the namespace named in an in-cluster Prometheus URL
-(``http://<service>.<namespace>.svc...``), and any namespace labelled
-``sonic.fastml.org/prometheus: "true"`` (sites with an external Prometheus or agent label the
-namespace where their scraper runs).
+Prometheus is the namespace the site file names (``prometheus.namespace``), selected by the
+``kubernetes.io/metadata.name`` label the API server sets on every namespace (Kubernetes 1.22+),
+so no admin has to label anything. A site without Prometheus gets no metrics rule at all: a
+NetworkPolicy rule with an empty ``from`` would admit every source.
+
+Envoy's client port stays open to every source: clients are batch jobs in any namespace, the
+scheduled checks run in the Argo Workflows namespace, and an ingress controller on the host
+network (``ingress.namespace`` of the site) is matched by no namespace selector.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pipelines.config.model import Site, SiteDeployment
@@ -22,8 +25,7 @@ from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.objects import meta
 
-PROMETHEUS_NAMESPACE_LABEL = "sonic.fastml.org/prometheus"
-_IN_CLUSTER = re.compile(r"^https?://[a-z0-9][-a-z0-9]*\.([a-z0-9][-a-z0-9]*)\.svc(\.|:|/|$)")
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server, immutable
 
 
 def pod_security(run_as_user: int, *, secrets: bool = False) -> dict[str, Any]:
@@ -54,15 +56,18 @@ def container_security(*, read_only_root: bool) -> dict[str, Any]:
     }
 
 
-def prometheus_peers(site: Site) -> list[dict[str, Any]]:
-    """NetworkPolicy peers that stand for the site's Prometheus (see the module docstring)."""
-    peers: list[dict[str, Any]] = [
-        {"namespaceSelector": {"matchLabels": {PROMETHEUS_NAMESPACE_LABEL: "true"}}}
+def namespace_peer(namespace: str) -> dict[str, Any]:
+    """A NetworkPolicy peer: every pod of one namespace, by the name the API server labels it with."""
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+
+
+def _metrics_rules(site: Site, port: int) -> list[dict[str, Any]]:
+    """The ingress rule admitting the site's Prometheus to ``port``; none without a Prometheus."""
+    if site.prometheus is None:
+        return []
+    return [
+        {"from": [namespace_peer(site.prometheus.namespace)], "ports": [{"protocol": "TCP", "port": port}]}
     ]
-    m = _IN_CLUSTER.match(site.prometheus.url) if site.prometheus else None
-    if m:
-        peers.append({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": m.group(1)}}})
-    return peers
 
 
 def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
@@ -81,7 +86,6 @@ def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[di
                 "automountServiceAccountToken": False,
             }
         )
-    prom = prometheus_peers(site)
     objs.append(
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -95,7 +99,7 @@ def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[di
                         "from": [{"podSelector": {"matchLabels": names.selector(p, "envoy")}}],
                         "ports": [{"protocol": "TCP", "port": names.TRITON_GRPC}],
                     },
-                    {"from": prom, "ports": [{"protocol": "TCP", "port": names.TRITON_METRICS}]},
+                    *_metrics_rules(site, names.TRITON_METRICS),
                 ],
             },
         }
@@ -109,9 +113,9 @@ def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[di
                 "podSelector": {"matchLabels": names.selector(p, "envoy")},
                 "policyTypes": ["Ingress"],
                 "ingress": [
-                    # Clients: in-cluster jobs and the ingress controller, from anywhere.
+                    # Clients from anywhere (see the module docstring).
                     {"ports": [{"protocol": "TCP", "port": names.ENVOY_GRPC}]},
-                    {"from": prom, "ports": [{"protocol": "TCP", "port": names.ENVOY_STATS}]},
+                    *_metrics_rules(site, names.ENVOY_STATS),
                 ],
             },
         }

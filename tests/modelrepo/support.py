@@ -22,7 +22,7 @@ SITE = {
     "kubernetes": {"minVersion": "1.29", "maxVersion": "1.31"},
     "gpuClasses": {"T4": {"products": ["Tesla-T4"]}},
     "storage": {"cvmfs": {"hostPath": "/cvmfs"}, "snapshots": {"claim": "sonic-model-snapshots"}},
-    "prometheus": {"url": "http://prometheus.lab.svc:9090"},
+    "prometheus": {"url": "http://prometheus.lab.svc:9090", "namespace": "monitoring"},
     "experiments": {"demo": {"namespaces": ["demo"], "gpuQuota": 4}},
 }
 EXPERIMENT = {

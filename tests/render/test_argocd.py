@@ -35,9 +35,11 @@ from tests.render.support import (
     all_objects,
     crd_schema,
     find,
+    ident,
     lock_for,
     placement,
     placements,
+    pods,
     rendered,
     tree,
 )
@@ -219,13 +221,75 @@ def test_sync_waves_order_config_triton_envoy_scaler() -> None:
         for o in rendered(p)
     }
     assert waves[("ConfigMap", "particlenet-envoy")] == "0"
-    assert waves[("PersistentVolumeClaim", "particlenet-cvmfs")] == "0"
+    assert waves[("PersistentVolumeClaim", "particlenet-cvmfs")] == "1"  # with its consumer
     assert waves[("ServiceAccount", "particlenet-triton")] == "0"
     assert waves[("NetworkPolicy", "particlenet-triton")] == "0"
     assert waves[("Deployment", "particlenet-triton")] == "1"
     assert waves[("Deployment", "particlenet-envoy")] == "2"
     assert waves[("ScaledObject", "particlenet-triton")] == "3"
     assert waves[("Job", "particlenet-check")] is None  # hooks run after the waves
+
+
+def _claims_mounted(obj: dict[str, Any]) -> set[str]:
+    spec = pods(obj) or {}
+    return {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in spec.get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+
+
+def _waves_finish(objs: list[dict[str, Any]]) -> bool:
+    """Argo CD's wave loop with a WaitForFirstConsumer StorageClass: does every wave end?
+
+    gitops-engine pkg/sync/sync_context.go applies one wave and starts the next only when every
+    object of it is Healthy; pkg/health/health_pvc.go calls a Pending claim Progressing; a
+    WaitForFirstConsumer claim stays Pending until a pod that mounts it has been created. The
+    workloads themselves are taken to become Healthy (their claims permitting).
+    """
+    waves = sorted(
+        {
+            int(o["metadata"]["annotations"][SYNC_WAVE])
+            for o in objs
+            if SYNC_WAVE in o["metadata"].get("annotations", {})
+        }
+    )
+    applied: list[dict[str, Any]] = []
+    for wave in waves:
+        applied += [o for o in objs if o["metadata"].get("annotations", {}).get(SYNC_WAVE) == str(wave)]
+        consumed = set().union(*(_claims_mounted(o) for o in applied))
+        pending = [
+            o
+            for o in applied
+            if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] not in consumed
+        ]
+        if pending:
+            return False
+    return True
+
+
+def test_claims_sync_with_their_consumers_so_waves_never_deadlock() -> None:
+    """Every rendered claim is in the wave of the pods that mount it (issue 10, defect 14)."""
+    checked = 0
+    for p, _ in placements():
+        objs = rendered(p)
+        for claim in (o for o in objs if o["kind"] == "PersistentVolumeClaim"):
+            consumers = [o for o in objs if claim["metadata"]["name"] in _claims_mounted(o)]
+            assert consumers, f"{ident(p)}: nothing mounts {claim['metadata']['name']}"
+            waves = {o["metadata"]["annotations"][SYNC_WAVE] for o in [claim, *consumers]}
+            assert len(waves) == 1, f"{ident(p)}: claim and consumers in waves {sorted(waves)}"
+            checked += 1
+        assert _waves_finish(objs), ident(p)
+    assert checked  # the examples do render CVMFS claims
+
+
+def test_a_claim_in_an_earlier_wave_than_its_consumer_deadlocks() -> None:
+    """The wave model above can fail: the old layout (claim in wave 0, Triton in 1) never ends."""
+    p, _ = placement("geddes", "particlenet")
+    objs = rendered(p)
+    claim = find(objs, "PersistentVolumeClaim")
+    claim["metadata"]["annotations"][SYNC_WAVE] = "0"
+    assert not _waves_finish(objs)
 
 
 def test_post_sync_job_runs_sonic_check_from_its_spec() -> None:

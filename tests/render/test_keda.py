@@ -40,7 +40,7 @@ def test_fallback_switches_every_trigger_to_average_value() -> None:
     load = so["spec"]["triggers"][0]
     assert load["metricType"] == "AverageValue"
     # Same desired count as Value on the load metric: load x replicas against the threshold.
-    assert load["metadata"]["query"] == metrics.load_total_query(p)
+    assert load["metadata"]["query"] == metrics.zero_when_absent(metrics.load_total_query(p))
     plain = find(render_keda(p, site, None), "ScaledObject")
     assert "fallback" not in plain["spec"] and plain["spec"]["triggers"][0]["metricType"] == "Value"
 
@@ -70,7 +70,7 @@ def test_trigger_settings_and_behavior() -> None:
     assert spec["scaleTargetRef"]["name"] == "particlenet-triton"
     assert (spec["pollingInterval"], spec["cooldownPeriod"], spec["maxReplicaCount"]) == (15, 300, 11)
     load = spec["triggers"][0]
-    assert load["metadata"]["query"] == metrics.load_query(p)
+    assert load["metadata"]["query"] == metrics.zero_when_absent(metrics.load_query(p))
     assert load["metadata"]["threshold"] == "20"
     assert load["metadata"]["serverAddress"] == "https://prometheus-af.geddes.rcac.purdue.edu"
     up = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]

@@ -147,6 +147,7 @@ def test_rules_record_the_load_metric_and_alert() -> None:
         "SonicQueueLatencyHigh",
         "SonicInferenceErrors",
         "SonicNoReadyReplicas",
+        "SonicLoadMetricMissing",
         "SonicEnvoyUpstreamUnhealthy",
     }
     assert alerts["SonicQueueLatencyHigh"]["expr"].endswith("> 200")
@@ -157,6 +158,7 @@ def test_rules_record_the_load_metric_and_alert() -> None:
         r for r in prometheus_rule_groups(q)[0]["rules"] if r.get("alert") == "SonicNoReadyReplicas"
     )
     assert "envoy_http_downstream_rq_total" in no_ready["expr"]
+    assert "SonicActivationMetricMissing" in {r.get("alert") for r in prometheus_rule_groups(q)[0]["rules"]}
 
 
 def test_operator_or_plain_config_by_site() -> None:

@@ -8,8 +8,9 @@ import re
 import pytest
 
 from pipelines.render import names
-from pipelines.render.security import PROMETHEUS_NAMESPACE_LABEL
-from tests.render.support import all_objects, find, placement, pods, rendered
+from pipelines.render.security import NAMESPACE_NAME_LABEL, render_security
+from tests.render.support import all_objects, find, placement, placements, pods, rendered
+from tests.render.support import ident as deployment_id
 
 # Shapes of credentials that must never be inlined (JWTs, PEM keys, cloud keys, bearer headers).
 SECRET_SHAPES = [
@@ -72,8 +73,16 @@ def test_no_secret_value_anywhere() -> None:
                 assert not (("KEY" in env["name"] or "TOKEN" in env["name"]) and "value" in env), env
 
 
+# kubernetes pkg/apis/core/v1/defaults.go, SetDefaults_Namespace: the API server labels every
+# namespace kubernetes.io/metadata.name=<its name> (GA in 1.22), so a policy can name a namespace
+# without any admin labelling it.
+def _prometheus_peer(namespace: str) -> dict[str, object]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
 def test_triton_reachable_only_from_envoy_and_prometheus() -> None:
-    p, _site = placement("anvil", "particlenet-anvil")  # in-cluster Prometheus in namespace monitoring
+    p, site = placement("anvil", "particlenet-anvil")
+    assert site.prometheus is not None and NAMESPACE_NAME_LABEL == "kubernetes.io/metadata.name"
     policy = find(rendered(p), "NetworkPolicy", names.triton_name(p))
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": names.selector(p, "triton")}
@@ -82,13 +91,14 @@ def test_triton_reachable_only_from_envoy_and_prometheus() -> None:
     assert envoy_rule["from"] == [{"podSelector": {"matchLabels": names.selector(p, "envoy")}}]
     assert envoy_rule["ports"] == [{"protocol": "TCP", "port": names.TRITON_GRPC}]
     assert prom_rule["ports"] == [{"protocol": "TCP", "port": names.TRITON_METRICS}]
-    peers = [peer["namespaceSelector"]["matchLabels"] for peer in prom_rule["from"]]
-    assert {PROMETHEUS_NAMESPACE_LABEL: "true"} in peers
-    assert {"kubernetes.io/metadata.name": "monitoring"} in peers
+    assert prom_rule["from"] == [_prometheus_peer(site.prometheus.namespace)]
 
 
 def test_envoy_reachable_only_on_its_listeners() -> None:
-    p, _ = placement("geddes", "particlenet")  # external Prometheus: only the documented label
+    p, site = placement(
+        "geddes", "particlenet"
+    )  # external Prometheus URL: the namespace comes from the site file
+    assert site.prometheus is not None and site.prometheus.namespace == "monitoring"
     spec = find(rendered(p), "NetworkPolicy", names.envoy_name(p))["spec"]
     ports = [rule["ports"] for rule in spec["ingress"]]
     assert ports == [
@@ -96,9 +106,29 @@ def test_envoy_reachable_only_on_its_listeners() -> None:
         [{"protocol": "TCP", "port": names.ENVOY_STATS}],
     ]
     assert "from" not in spec["ingress"][0]  # clients from anywhere
-    assert spec["ingress"][1]["from"] == [
-        {"namespaceSelector": {"matchLabels": {PROMETHEUS_NAMESPACE_LABEL: "true"}}}
-    ]
+    assert spec["ingress"][1]["from"] == [_prometheus_peer("monitoring")]
+
+
+def test_every_metrics_port_admits_exactly_the_declared_prometheus_namespace() -> None:
+    """No peer anywhere depends on a label an admin must add; every metrics rule names one namespace."""
+    for p, site in placements():
+        assert site.prometheus is not None
+        for policy in (o for o in rendered(p) if o["kind"] == "NetworkPolicy"):
+            for rule in policy["spec"]["ingress"]:
+                port = rule["ports"][0]["port"]
+                if port in (names.TRITON_METRICS, names.ENVOY_STATS):
+                    assert rule["from"] == [_prometheus_peer(site.prometheus.namespace)], deployment_id(p)
+
+
+def test_no_prometheus_no_metrics_rule() -> None:
+    """A rule with an empty ``from`` admits every source (NetworkPolicyIngressRule.from, networking/v1),
+    so a site without Prometheus gets no metrics rule at all rather than ``from: []``."""
+    p, site = placement("uchicago", "minimal")
+    bare = site.model_copy(update={"prometheus": None})
+    for policy in (o for o in render_security(p, bare, None) if o["kind"] == "NetworkPolicy"):
+        ports = [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]]
+        assert names.TRITON_METRICS not in ports and names.ENVOY_STATS not in ports
+        assert all(rule.get("from") != [] for rule in policy["spec"]["ingress"])
 
 
 def test_triton_pdb() -> None:
