@@ -39,14 +39,14 @@ COMPONENTS=(
 )
 
 module_version() { # dir module -> the version go.mod requires
-  awk -v m="$2" '$1 == m || ($1 == "require" && $2 == m) { print $NF; exit }' "tools/controlplane/$1/go.mod"
+  awk -v m="$2" '$1 == m || ($1 == "require" && $2 == m) { print $NF; exit }' "$ROOT/tools/controlplane/$1/go.mod"
 }
 
 component_key() { # dir module -> cache key: version plus a hash of what decides the binaries
   local v h
   v=$(module_version "$1" "$2")
   h=$( { go env GOVERSION GOOS GOARCH; echo "$CGO_ENABLED"; ldflags "$1" "$2";
-         cat "tools/controlplane/$1/go.mod" "tools/controlplane/$1/go.sum"; } | sha256sum | cut -c1-12)
+         cat "$ROOT/tools/controlplane/$1/go.mod" "$ROOT/tools/controlplane/$1/go.sum"; } | sha256sum | cut -c1-12)
   echo "$v-$h"
 }
 
@@ -83,7 +83,7 @@ build_one() { # name dir module pkgs -> 0 when the component's binaries are in t
   mkdir -p "$out.tmp/bin"
   local ok=1 target
   for target in $pkgs; do  # one `go build` per binary: they share Go's build cache
-    (cd "tools/controlplane/$dir" && go build -trimpath -ldflags "$(ldflags "$dir" "$mod")" -o "$out.tmp/bin/${target%%=*}" "${target#*=}") \
+    go -C "$ROOT/tools/controlplane/$dir" build -trimpath -ldflags "$(ldflags "$dir" "$mod")" -o "$out.tmp/bin/${target%%=*}" "${target#*=}" \
       >>"$out.tmp/build.log" 2>&1 || { ok=0; break; }
   done
   if [ $ok = 1 ]; then

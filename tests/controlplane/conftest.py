@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.config.model import Site
 from pipelines.config.tree import load_tree
@@ -32,10 +33,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CPU_NODES = ("cpu-a", "cpu-b")  # where Envoy, checks and pipeline steps run
 
 
-def gpu_nodes(site: Site) -> list[dict[str, object]]:
-    """One node per GPU product of each class: its labels, its class's taints, 4 allocatable GPUs.
+NODES_PER_PRODUCT = 2
+GPUS_PER_NODE = 8
+
+
+def gpu_nodes(site: Site, extra_labels: dict[str, str]) -> list[dict[str, object]]:
+    """Two nodes per GPU product of each class: its labels, its class's taints, 8 GPUs each.
 
     What the NVIDIA GPU operator's feature discovery and device plugin report on a real node.
+    ``extra_labels`` are the other node labels the site's deployments select (a zone, say):
+    a real site has nodes carrying them (``sonic site doctor`` checks that).
     """
     nodes = []
     for cls_name, cls in sorted(site.gpu_classes.items()):
@@ -44,12 +51,23 @@ def gpu_nodes(site: Site) -> list[dict[str, object]]:
             for t in cls.tolerations
         ]
         for i, product in enumerate(cls.products or ("generic",)):
-            labels = {**cls.node_selector}
+            labels = {**extra_labels, **cls.node_selector}
             if cls.products:
                 labels["nvidia.com/gpu.product"] = product
-            name = f"{site.name}-{cls_name}-{i}".lower()
-            nodes.append(fake_node(name, labels, taints, {cls.resource: 4}))
+            for n in range(NODES_PER_PRODUCT):
+                name = f"{site.name}-{cls_name}-{i}-{n}".lower()
+                nodes.append(fake_node(name, labels, taints, {cls.resource: GPUS_PER_NODE}))
     return nodes
+
+
+def selected_labels(site: str) -> dict[str, str]:
+    """Node labels the site's rendered Deployments select besides their GPU class's."""
+    labels: dict[str, str] = {}
+    for path in sorted(ROOT.glob(f"gitops/rendered/{site}/*/*/deployment.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Deployment":
+                labels.update(doc["spec"]["template"]["spec"].get("nodeSelector") or {})
+    return labels
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -74,7 +92,7 @@ def control_plane() -> Iterator[ControlPlane]:
         tree = load_tree(ROOT)
         names = []
         for node in [fake_node(n, {}) for n in CPU_NODES] + [
-            n for site in tree.sites.values() for n in gpu_nodes(site)
+            n for site in tree.sites.values() for n in gpu_nodes(site, selected_labels(site.name))
         ]:
             create_node(cp, node)
             names.append(node["metadata"]["name"])  # type: ignore[index]

@@ -80,7 +80,12 @@ class ControlPlaneUnavailable(RuntimeError):
 
 
 def tool_bindir() -> Path:
-    """The directory of built binaries for the versions pinned in tools/controlplane/."""
+    """The directory of built binaries for the versions pinned in tools/controlplane/.
+
+    ``SONIC_CONTROLPLANE_BIN`` overrides it (binaries built some other way, at your own risk).
+    """
+    if os.environ.get("SONIC_CONTROLPLANE_BIN"):
+        return Path(os.environ["SONIC_CONTROLPLANE_BIN"])
     out = subprocess.run(
         ["bash", str(TOOLS_SCRIPT), "--bindir"], check=True, capture_output=True, text=True, timeout=60
     )
@@ -610,3 +615,80 @@ def running_control_plane(workdir: Path, bindir: Path) -> Iterator[ControlPlane]
         yield cp
     finally:
         stop_control_plane(cp)
+
+
+# --- what a site admin provides --------------------------------------------------------------------
+
+
+def site_prerequisites(site: Any) -> list[dict[str, Any]]:
+    """Objects a site admin creates before Argo CD syncs (docs/gitops.md): the StorageClass and
+    claims the site file names, in every namespace granted to an experiment."""
+    objs: list[dict[str, Any]] = []
+    storage = site.storage
+    if storage.cvmfs is not None and storage.cvmfs.storage_class:
+        objs.append(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": storage.cvmfs.storage_class},
+                # The CVMFS CSI driver's name; kwok has no CSI, so claims are bound statically
+                # (provision_claims) as a pre-provisioned volume would be.
+                "provisioner": "cvmfs.csi.cern.ch",
+                "volumeBindingMode": "Immediate",
+            }
+        )
+    claims = list(storage.pvcs) + ([storage.snapshots.claim] if storage.snapshots else [])
+    for grant in site.experiments.values():
+        for ns in grant.namespaces:
+            for claim in claims:
+                objs.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": claim, "namespace": ns},
+                        "spec": {
+                            "accessModes": ["ReadWriteMany"],
+                            "storageClassName": "",
+                            "resources": {"requests": {"storage": "10Gi"}},
+                        },
+                    }
+                )
+    return objs
+
+
+def provision_claims(cp: ControlPlane) -> int:
+    """Bind every pending claim to a new PersistentVolume made for it (static provisioning).
+
+    kwok runs no CSI driver; the PV controller still does the binding, so a claim that names a
+    StorageClass that does not exist, or asks for what no volume offers, stays Pending.
+    """
+    status, body = cp.request("GET", "/api/v1/persistentvolumeclaims")
+    made = 0
+    for pvc in body.get("items", []):
+        spec, meta = pvc["spec"], pvc["metadata"]
+        if spec.get("volumeName"):
+            continue
+        sc = spec.get("storageClassName") or ""
+        if sc:
+            sc_status, _ = cp.request("GET", f"/apis/storage.k8s.io/v1/storageclasses/{sc}")
+            if sc_status != 200:
+                continue
+        name = f"pv-{meta['namespace']}-{meta['name']}"[:63]
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+                "accessModes": spec["accessModes"],
+                "storageClassName": sc,
+                "persistentVolumeReclaimPolicy": "Retain",
+                "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
+                "csi": {"driver": "cvmfs.csi.cern.ch", "volumeHandle": name},
+            },
+        }
+        st, resp = cp.request("POST", "/api/v1/persistentvolumes", pv)
+        if st not in (201, 409):
+            raise RuntimeError(f"PV for {meta['namespace']}/{meta['name']}: HTTP {st}: {resp}")
+        made += 1
+    return made
