@@ -5,15 +5,20 @@ VENV ?= .venv
 SONIC := $(VENV)/bin/sonic
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint render check-rendered e2e bench clean
+.PHONY: setup controlplane-tools demo test lint render check-rendered e2e bench clean
 
 setup:
 	./scripts/setup.sh
 
+# etcd, kube-apiserver, controller-manager, scheduler, kwok, KEDA and the Argo Workflows controller,
+# built from their Go modules into ~/.cache/sonic-gitops/controlplane (reused when present).
+controlplane-tools:
+	./scripts/controlplane-tools.sh
+
 demo: setup
 	$(SONIC) demo
 
-test: setup
+test: setup controlplane-tools
 	$(PY) -m pytest -q
 
 lint: setup
