@@ -106,7 +106,10 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         # Polling already rides out API hiccups; a failed wait is a verdict, not a glitch.
         retry=pod_error_retry(),
     )
-    wait.automount_service_account_token = True  # the only step that reads the Kubernetes API
+    # The only step that reads the Kubernetes API. Argo copies this value to the pod only when it
+    # is false (workflowpod.go, setupServiceAccount): true here means "not turned off", and the
+    # token then comes from sonic-rollout, whose automount is on (see objects()).
+    wait.automount_service_account_token = True
     verify = sonic_step(
         "verify",
         argv(
@@ -199,7 +202,8 @@ def argocd_namespaces(tree: Tree) -> list[str]:
 
 def objects(settings: PipelineSettings, tree: Tree) -> list[dict[str, Any]]:
     """The template, its ServiceAccount, and read access to Applications in each Argo CD namespace."""
-    out = [rbac.service_account(rbac.ROLLOUT_SA, settings.namespace, token=False)]
+    # The account allows a token; the workflow spec turns it off for every step but ``wait``.
+    out = [rbac.service_account(rbac.ROLLOUT_SA, settings.namespace, token=True)]
     for ns in argocd_namespaces(tree):
         out += rbac.rollout_argocd_access(ns, settings.namespace)
     out.append(template(settings).to_dict())

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.workflows import upstream
 from tests.workflows.support import (
     WORKFLOW_CRDS,
     container_templates,
@@ -80,9 +81,77 @@ def test_every_workflow_cleans_up_and_runs_as_its_own_non_root_identity(obj: dic
         assert spec["volumeClaimGC"] == {"strategy": "OnWorkflowCompletion"}
 
 
+def accounts() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind("ServiceAccount")}
+
+
+def steps_with_a_token() -> list[str]:
+    """Steps whose pod Kubernetes mounts the ServiceAccount token into, as the controllers decide.
+
+    Argo's setupServiceAccount (workflowpod.go) sets the pod field, Kubernetes' ServiceAccount
+    admission (shouldAutomount) falls back to the account: see tests/workflows/upstream.py.
+    """
+    out = []
+    for _, obj in objects():
+        if obj["kind"] not in WORKFLOW_CRDS:
+            continue
+        spec = workflow_spec(obj)
+        namespace = obj["metadata"]["namespace"]
+        for t in spec["templates"]:
+            if "container" not in t and "containerSet" not in t:
+                continue
+            account = accounts()[(namespace, upstream.pod_service_account(t, spec))]
+            if upstream.kubernetes_mounts_token(upstream.pod_automount(t, spec), account):
+                out.append(f"{namespace}/{obj['metadata']['name']}/{t['name']}")
+    return out
+
+
 def test_only_the_rollout_wait_step_gets_a_kubernetes_token() -> None:
-    with_token = [ident for ident, t in container_templates() if t.get("automountServiceAccountToken")]
-    assert with_token == ["sonic-pipelines/rollout/wait"]
+    # Issue 10.2: the template said true, but Argo copies a template's value to the pod only
+    # when it is false (argo-workflows workflow/controller/workflowpod.go, setupServiceAccount),
+    # and the account said false, so Kubernetes (plugin/pkg/admission/serviceaccount,
+    # shouldAutomount) mounted nothing and `rollout wait` found no in-cluster configuration.
+    assert steps_with_a_token() == ["sonic-pipelines/rollout/wait"]
+
+
+def test_the_token_rule_can_tell_the_difference() -> None:
+    """Negative controls: the old objects give the wait step no token; a missing false gives all."""
+    wait = {"automountServiceAccountToken": True}
+    spec = {"automountServiceAccountToken": False, "serviceAccountName": "sonic-rollout"}
+    assert upstream.pod_automount(wait, spec) is None  # true is never copied to the pod
+    assert not upstream.kubernetes_mounts_token(None, {"automountServiceAccountToken": False})
+    assert upstream.kubernetes_mounts_token(None, {"automountServiceAccountToken": True})
+    assert upstream.pod_automount({}, spec) is False
+    assert upstream.kubernetes_mounts_token(upstream.pod_automount({}, {}), {})  # nothing said: a token
+
+
+def test_every_executor_account_has_the_token_secret_argo_mounts() -> None:
+    # Issue 10.1: with executor.serviceAccountName set, Argo mounts the executor's token from the
+    # Secret util/secrets/secret_name.go names (<account>.service-account-token unless the
+    # account lists one); since Kubernetes 1.24 that Secret exists only when declared
+    # (argo-workflows docs/service-account-secrets.md), else no workflow pod can start.
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind("Secret")}
+    checked = set()
+    for _, obj in objects():
+        if obj["kind"] not in WORKFLOW_CRDS:
+            continue
+        namespace = obj["metadata"]["namespace"]
+        account = accounts()[(namespace, workflow_spec(obj)["executor"]["serviceAccountName"])]
+        name = upstream.executor_token_secret_name(account)
+        secret = secrets.get((namespace, name))
+        assert secret is not None, f"{namespace}/{obj['metadata']['name']}: no Secret {name}"
+        assert secret["type"] == "kubernetes.io/service-account-token"
+        assert secret["metadata"]["annotations"] == {
+            "kubernetes.io/service-account.name": account["metadata"]["name"]
+        }
+        assert "data" not in secret and "stringData" not in secret  # the token controller fills it
+        checked.add(namespace)
+    namespaces = {settings().namespace} | {p.namespace for p in tree().site_deployments()
+                                           if tree().sites[p.site].storage.snapshots}  # fmt: skip
+    assert checked == namespaces
+    # The rule itself: an account that lists a Secret, or names one, is read that way.
+    assert upstream.executor_token_secret_name({"metadata": {"name": "x"}, "secrets": [{"name": "y"}]}) == "y"
+    assert upstream.executor_token_secret_name({"metadata": {"name": "x"}}) == "x.service-account-token"
 
 
 def bindings() -> dict[str, list[dict[str, Any]]]:
@@ -129,8 +198,11 @@ def test_service_accounts_hold_no_token_unless_a_controller_needs_one() -> None:
         (o["metadata"]["namespace"], o["metadata"]["name"]): o["automountServiceAccountToken"]
         for o in of_kind("ServiceAccount")
     }
+    # sonic-rollout allows one because its wait step must get one (see above); the workflow spec
+    # turns it off for every other step.
     for (namespace, name), token in accounts.items():
-        assert token is (name in ("sonic-workflow-executor", "sonic-events-sensor")), (namespace, name)
+        expected = name in ("sonic-workflow-executor", "sonic-events-sensor", "sonic-rollout")
+        assert token is expected, (namespace, name)
     # Every account a workflow or the Sensor names exists in its namespace.
     for _, obj in objects():
         if obj["kind"] in WORKFLOW_CRDS:

@@ -127,7 +127,7 @@ def test_core_objects_pass_kubernetes_validate_strict(version: str) -> None:
             except kubernetes_validate.ValidationError as exc:
                 pytest.fail(f"{name}: {obj['kind']} {obj['metadata']['name']}: {exc}")
             kinds.add(obj["kind"])
-    assert kinds == {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
+    assert kinds == {"Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"}
 
 
 def test_kubernetes_validate_strict_rejects_a_typo() -> None:
