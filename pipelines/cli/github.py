@@ -226,7 +226,8 @@ def status(
 @click.option(
     "--skip-if-irrelevant",
     is_flag=True,
-    help="Post nothing when no relevant path changed and the bot has not commented yet.",
+    help="Post nothing when no relevant path changed, the workflow succeeded and the bot has not "
+    "commented yet (a failed render check on such a pull request is still explained).",
 )
 @click.option("--author", help="Only update a marked comment written by this login.")
 @api_option
@@ -276,7 +277,7 @@ def comment(
     assert token is not None
     try:
         with GitHub(token, api_url) as gh:
-            if skip_if_irrelevant and not relevant:
+            if skip_if_irrelevant and not relevant and (workflow_status or "Succeeded") == "Succeeded":
                 existing = any(
                     COMMENT_MARKER in (c.get("body") or "") for c in gh.comments(repository, pull_request)
                 )

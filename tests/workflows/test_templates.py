@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 
 from pipelines.render.names import envoy_service_host
+from tests.workflows import upstream
 from tests.workflows.support import of_kind, settings, tree, workflow_spec
 
 
@@ -57,6 +59,35 @@ def test_pr_validation_flow() -> None:
     assert wt["spec"]["onExit"] == "report" and set(dag(wt, "report")) == {"status", "comment"}
     comment = step(wt, "report-comment")["container"]["args"]
     assert "{{workflow.failures}}" in comment and "--skip-if-irrelevant" in comment
+
+
+def test_render_check_and_verify_run_when_validate_is_skipped_or_fails() -> None:
+    # Issue 10.11: with `depends: validate.Succeeded`, a pull request touching nothing under
+    # experiments/ or gitops/sites/ (validate Skipped by its `when`) skipped the render check:
+    # in Argo's enhanced depends, Skipped is not Succeeded (argo-workflows
+    # workflow/controller/dag.go, evaluateDependsLogic; results in workflow/common/ancestry.go).
+    tasks = dag(template("pr-validation"))
+    irrelevant = upstream.run_dag(tasks, {}, when={"validate": False})
+    assert irrelevant["validate"] == "Skipped" and irrelevant["build-models"] == "Omitted"
+    assert irrelevant["render-check"] == "Succeeded" and irrelevant["verify-rendered"] == "Succeeded"
+    invalid = upstream.run_dag(tasks, {"validate": "Failed", "render-check": "Failed"})
+    assert invalid["build-models"] == "Omitted"
+    assert invalid["render-check"] == "Failed" and invalid["verify-rendered"] == "Succeeded"
+    assert upstream.run_dag(tasks, {})["build-models"] == "Succeeded"
+    no_checkout = upstream.run_dag(tasks, {"checkout": "Failed"})
+    assert {no_checkout[t] for t in ("validate", "render-check", "verify-rendered")} == {"Omitted"}
+    # Negative control: the old wiring, run through the same rule, loses the render check.
+    old = {**tasks, "render-check": {**tasks["render-check"], "depends": "validate.Succeeded"}}
+    assert upstream.run_dag(old, {}, when={"validate": False})["render-check"] == "Omitted"
+
+
+def test_the_depends_rule_reads_argo_expressions() -> None:
+    phases = {"a": "Succeeded", "b-c": "Skipped", "d": "Failed", "e": "Error"}
+    assert upstream.depends_holds("a && b-c", phases)  # a bare name: Succeeded, Skipped or Daemoned
+    assert not upstream.depends_holds("b-c.Succeeded", phases)
+    assert upstream.depends_holds("(d.Failed || e.Errored) && !a.Failed", phases)
+    with pytest.raises(ValueError, match="not a task result"):
+        upstream.depends_holds("a.Success", phases)
 
 
 def test_sensor_submits_pr_validation_with_the_event_fields() -> None:
