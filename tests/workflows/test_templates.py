@@ -97,9 +97,9 @@ def test_sensor_submits_pr_validation_with_the_event_fields() -> None:
     assert dep["eventSourceName"] == es["metadata"]["name"] and dep["eventName"] in es["spec"]["github"]
     filters = {f["path"]: f["value"] for f in dep["filters"]["data"]}
     assert filters == {
-        "headers.X-Github-Event": ["pull_request"],
-        "body.action": ["opened", "synchronize", "reopened"],
-        "body.repository.full_name": [settings().repository],
+        "headers.X-Github-Event.0": ["^pull_request$"],
+        "body.action": ["^opened$", "^synchronize$", "^reopened$"],
+        "body.repository.full_name": [f"^{settings().repository}$"],
     }
     k8s = sensor["spec"]["triggers"][0]["template"]["k8s"]
     workflow = yaml.safe_load(k8s["source"]["inline"])
@@ -120,6 +120,53 @@ def test_sensor_submits_pr_validation_with_the_event_fields() -> None:
     assert (
         hook["webhookSecret"] == {"name": "sonic-github-webhook", "key": "secret"} and "apiToken" not in hook
     )
+
+
+def delivery(event: str, action: str, repository: str) -> dict[str, Any]:
+    """What the GitHub EventSource puts on the bus for one webhook delivery.
+
+    argo-events pkg/eventsources/events/event-data.go, GithubEventData: ``headers`` is Go's
+    http.Header (canonical names, a list of values each), ``body`` the payload as sent.
+    """
+    return {
+        "headers": {"X-Github-Event": [event], "Content-Type": ["application/json"]},
+        "body": {
+            "action": action,
+            "repository": {"full_name": repository},
+            "pull_request": {"number": 7, "head": {"sha": "a" * 40}, "base": {"ref": "main"}},
+        },
+    }
+
+
+def test_sensor_filters_accept_exactly_the_declared_events() -> None:
+    # Issue 10.14: argo-events tries each string filter value with Go's unanchored regexp.Match
+    # (pkg/sensors/dependencies/filter.go, filterData), so unanchored values also let through
+    # pull_request_review deliveries and repositories whose name merely contains ours.
+    (sensor,) = of_kind("Sensor")
+    filters = sensor["spec"]["dependencies"][0]["filters"]["data"]
+    repo = settings().repository
+    for action in ("opened", "synchronize", "reopened"):
+        assert upstream.data_filter_passes(filters, delivery("pull_request", action, repo)), action
+    for rejected in (
+        delivery("pull_request_review", "opened", repo),
+        delivery("pull_request_review_comment", "opened", repo),
+        delivery("pull_request", "reopened_by_bot", repo),
+        delivery("pull_request", "closed", repo),
+        delivery("pull_request", "opened", f"{repo}-fork"),
+        delivery("pull_request", "opened", f"evil/{repo}"),
+    ):
+        assert not upstream.data_filter_passes(filters, rejected), rejected
+    # Negative controls: the previous, unanchored filters let the first of those through, and an
+    # anchored value on the whole header list never matches (gjson gives its JSON text).
+    old = [
+        {"path": "headers.X-Github-Event", "type": "string", "value": ["pull_request"]},
+        {"path": "body.action", "type": "string", "value": ["opened", "synchronize", "reopened"]},
+        {"path": "body.repository.full_name", "type": "string", "value": [repo]},
+    ]
+    assert upstream.data_filter_passes(old, delivery("pull_request_review", "opened", repo))
+    assert upstream.data_filter_passes(old, delivery("pull_request", "opened", f"{repo}-fork"))
+    whole_list = [{"path": "headers.X-Github-Event", "type": "string", "value": ["^pull_request$"]}]
+    assert not upstream.data_filter_passes(whole_list, delivery("pull_request", "opened", repo))
 
 
 def test_rollout_flow_reverts_only_what_it_committed() -> None:
