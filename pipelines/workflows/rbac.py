@@ -54,7 +54,12 @@ def service_account_token(account: str, namespace: str) -> dict[str, Any]:
     """
     meta = _meta(f"{account}.service-account-token", namespace)
     meta["annotations"] = {"kubernetes.io/service-account.name": account}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "kubernetes.io/service-account-token"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "kubernetes.io/service-account-token",
+    }
 
 
 def role(name: str, namespace: str, rules: list[dict[str, Any]]) -> dict[str, Any]:

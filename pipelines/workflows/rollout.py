@@ -30,6 +30,7 @@ from pipelines.workflows.steps import (
     argv,
     check_token,
     checkout_step,
+    github_token,
     pod_error_retry,
     prometheus_token,
     push_token,
@@ -48,6 +49,7 @@ FAILED = "wait.Failed || wait.Errored || verify.Failed || verify.Errored"
 def template(settings: PipelineSettings) -> WorkflowTemplate:
     """The ``rollout`` WorkflowTemplate."""
     push = push_token(settings)
+    read = github_token(settings)  # the wait step only fetches the GitOps branch
     # Optional: only deployments behind JWT auth and Prometheus servers that want a token need them.
     check = check_token(settings, optional=True)
     prometheus = prometheus_token(settings, optional=True)
@@ -98,10 +100,15 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             namespace=target_out["argocd-namespace"],
             revision=commit_sha,
             timeout=wf_param("sync-timeout"),
+            # The commit step's working copy: a later commit of a neighbour's rollout that
+            # contains ours is our success too (all sites follow one branch).
+            checkout=f"{WORKSPACE}/gitops",
+            branch=wf_param("gitops-branch"),
+            token_file=read.file,
         ),
         settings,
         deadline=3600,
-        mounts=[],
+        mounts=[WORKSPACE_MOUNT, read.mount()],
         workdir=None,
         # Polling already rides out API hiccups; a failed wait is a verdict, not a glitch.
         retry=pod_error_retry(),
@@ -173,7 +180,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                 settings,
                 rbac.ROLLOUT_SA,
                 deadline=2 * 3600,
-                secrets=[push, check, prometheus],
+                secrets=[push, read, check, prometheus],
                 # One rollout per site at a time: a revert must never undo a neighbour's half-done rollout.
                 mutex=f"rollout-{site}",
             ),
