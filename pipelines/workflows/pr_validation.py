@@ -30,6 +30,7 @@ from pipelines.workflows.steps import (
     MEDIUM,
     SRC,
     argv,
+    checked_out_step,
     checkout_step,
     github_step,
     github_token,
@@ -87,11 +88,16 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         inputs=("base-sha",),
     )
     # Artifacts are fetched and verified (sha256, ONNX graph against the declared config), so
-    # this talks to the network; nothing is published.
-    build = sonic_step(
+    # this talks to the network; nothing is published. One task per deployment, in parallel:
+    # each brings its own checkout of the pull request instead of sharing the workspace claim.
+    build = checked_out_step(
         "build-models-dry-run",
         ["build-models", "{{inputs.parameters.deployment}}", "--dry-run"],
         settings,
+        token,
+        repository=repo,
+        pr=pr,
+        ref=sha,
         size=LARGE,
         network=True,
         deadline=1800,

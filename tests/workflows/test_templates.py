@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from pipelines.render.names import envoy_service_host
 from tests.workflows import upstream
-from tests.workflows.support import of_kind, settings, tree, workflow_spec
+from tests.workflows.support import main_container, of_kind, settings, tree, workflow_spec
 
 
 def template(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -30,6 +31,11 @@ def step(obj: dict[str, Any], name: str) -> dict[str, Any]:
     return t
 
 
+def args(obj: dict[str, Any], name: str) -> list[str]:
+    """The arguments of the step's own command (a container set's ``main``)."""
+    return list(main_container(step(obj, name))["args"])
+
+
 def test_pr_validation_flow() -> None:
     wt = template("pr-validation")
     tasks = dag(wt)
@@ -44,20 +50,20 @@ def test_pr_validation_flow() -> None:
     assert tasks["validate"]["depends"] == "checkout.Succeeded"
     assert tasks["validate"]["when"] == "{{tasks.checkout.outputs.parameters.relevant}} == true"
     assert tasks["build-models"]["withParam"] == "{{tasks.checkout.outputs.parameters.deployments}}"
-    assert step(wt, "build-models-dry-run")["container"]["args"] == [
+    assert args(wt, "build-models-dry-run") == [
         "build-models",
         "{{inputs.parameters.deployment}}",
         "--dry-run",
     ]
-    assert step(wt, "validate")["container"]["args"] == [
+    assert args(wt, "validate") == [
         "validate",
         "--changed-against",
         "{{inputs.parameters.base-sha}}",
     ]
-    assert step(wt, "render-check")["container"]["args"] == ["render", "--check"]
+    assert args(wt, "render-check") == ["render", "--check"]
     # Reporting happens whatever failed: in the exit handler.
     assert wt["spec"]["onExit"] == "report" and set(dag(wt, "report")) == {"status", "comment"}
-    comment = step(wt, "report-comment")["container"]["args"]
+    comment = args(wt, "report-comment")
     assert "{{workflow.failures}}" in comment and "--skip-if-irrelevant" in comment
 
 
@@ -182,9 +188,9 @@ def test_rollout_flow_reverts_only_what_it_committed() -> None:
         ("revert", "(wait.Failed || wait.Errored || verify.Failed || verify.Errored)"),
     ]
     assert tasks["revert"]["when"] == "{{tasks.commit.outputs.parameters.changed}} == true"
-    wait = step(wt, "wait")["container"]["args"]
+    wait = args(wt, "wait")
     assert wait[wait.index("--revision") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
-    revert = step(wt, "revert")["container"]["args"]
+    revert = args(wt, "revert")
     assert revert[revert.index("--commit") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
     assert wt["spec"]["synchronization"] == {"mutexes": [{"name": "rollout-{{workflow.parameters.site}}"}]}
     branch = {p["name"]: p.get("value") for p in wt["spec"]["arguments"]["parameters"]}["gitops-branch"]
@@ -203,12 +209,12 @@ def test_build_model_repository_per_namespace_on_the_sites_claim() -> None:
             assert site.storage.snapshots is not None
             assert claim["persistentVolumeClaim"] == {"claimName": site.storage.snapshots.claim}
             build = step(wt, "build-models")
-            args = build["container"]["args"]
+            build_args = build["container"]["args"]
             experiment, deployment = (
                 "{{workflow.parameters.experiment}}",
                 "{{workflow.parameters.deployment}}",
             )
-            assert args == [
+            assert build_args == [
                 "build-models",
                 f"{experiment}/{deployment}",
                 "--dest",
@@ -221,7 +227,10 @@ def test_build_model_repository_per_namespace_on_the_sites_claim() -> None:
             assert lock["optional"] is True and lock["archive"] == {"none": {}}
 
 
-def test_scheduled_validation_checks_every_deployment_of_its_site() -> None:
+def test_scheduled_validation_checks_what_the_gitops_branch_deployed() -> None:
+    # Issue 10.14: each check reads the deployment from its rendered directory on the GitOps
+    # branch (the check spec ConfigMap Argo CD applied), not from main, which may hold changes
+    # that were never rolled out.
     t = tree()
     crons = {o["metadata"]["name"]: o for o in of_kind("CronWorkflow")}
     for site in t.sites.values():
@@ -233,18 +242,86 @@ def test_scheduled_validation_checks_every_deployment_of_its_site() -> None:
         assert cron["spec"]["schedules"] == sorted({p.checks.schedule for p in placements})
         assert cron["spec"]["concurrencyPolicy"] == "Forbid"
         tasks = dag(cron)
-        main = step(cron, "main")
-        assert main["dag"]["failFast"] is False
+        assert step(cron, "main")["dag"]["failFast"] is False
+        assert set(tasks) == {f"check-{p.experiment}-{p.name}" for p in placements}
         for p in placements:
-            args = step(cron, f"check-{p.experiment}-{p.name}")["container"]["args"]
-            assert tasks[f"check-{p.experiment}-{p.name}"]["depends"] == "checkout.Succeeded"
-            assert args[-1] == f"{p.experiment}/{p.name}"
-            assert args[args.index("--endpoint") + 1] == f"{envoy_service_host(p)}:8001"
+            template = step(cron, f"check-{p.experiment}-{p.name}")
+            (checkout,) = [c for c in template["containerSet"]["containers"] if c["name"] == "checkout"]
+            assert checkout["args"][checkout["args"].index("--ref") + 1] == settings().gitops_branch
+            a = args(cron, f"check-{p.experiment}-{p.name}")
+            assert a[a.index("--rendered") + 1] == f"gitops/rendered/{site.name}/{p.experiment}/{p.name}"
+            assert a[a.index("--endpoint") + 1] == f"{envoy_service_host(p)}:8001"
+            if site.prometheus is not None:  # the branch holds no site files to find it in
+                assert a[a.index("--prometheus") + 1] == site.prometheus.url
             if site.pushgateway:
-                assert (
-                    args[:2] == ["pushgateway", "check"] and args[args.index("--url") + 1] == site.pushgateway
-                )
+                assert a[:2] == ["pushgateway", "check"] and a[a.index("--url") + 1] == site.pushgateway
             else:
-                assert args[0] == "check"
-        assert len(tasks) == len(placements) + 1
+                assert a[0] == "check"
     assert any(s.pushgateway for s in t.sites.values()) and not all(s.pushgateway for s in t.sites.values())
+
+
+def concurrent(tasks: dict[str, dict[str, Any]], a: str, b: str) -> bool:
+    """Whether Argo may run tasks ``a`` and ``b`` of one DAG at the same time.
+
+    A DAG task starts once its ``depends`` can be decided (argo-workflows dag.go,
+    executeDAGTask), so two tasks run one after the other only when one is an ancestor of the
+    other through ``depends``. A task expanded by withParam/withItems runs its items in
+    parallel, so it is concurrent with itself.
+    """
+
+    def ancestors(name: str) -> set[str]:
+        out: set[str] = set()
+        for dep in re.findall(
+            r"([a-zA-Z0-9][-a-zA-Z0-9]*)(?:\.[A-Z][a-zA-Z]+)?", tasks[name].get("depends", "")
+        ):
+            if dep in tasks and dep not in out:
+                out |= {dep, *ancestors(dep)}
+        return out
+
+    if a == b:
+        return "withParam" in tasks[a] or "withItems" in tasks[a]
+    return a not in ancestors(b) and b not in ancestors(a)
+
+
+def mounts(pod: dict[str, Any], volumes: set[str]) -> bool:
+    """Whether any container of a pod template mounts one of ``volumes``."""
+    containers = (
+        [pod["container"]] if "container" in pod else pod.get("containerSet", {}).get("containers", [])
+    )
+    return any(m["name"] in volumes for c in containers for m in c.get("volumeMounts", []))
+
+
+def test_no_two_pods_that_may_run_together_share_the_read_write_once_workspace() -> None:
+    # Issue 10.9: the workspace claim is ReadWriteOnce, "mounted as read-write by a single node"
+    # (kubernetes docs/concepts/storage/persistent-volumes.md, access modes); a second pod on
+    # another node waits forever on a Multi-Attach error (attach-detach controller). Steps that
+    # run in parallel bring their own checkout in an emptyDir instead (a container set).
+    checked = 0
+    for obj in [*of_kind("WorkflowTemplate"), *of_kind("CronWorkflow")]:
+        spec = workflow_spec(obj)
+        claims = {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates") or []}
+        templates = {t["name"]: t for t in spec["templates"]}
+        for t in templates.values():
+            if "dag" not in t:
+                continue
+            tasks = {task["name"]: task for task in t["dag"]["tasks"]}
+
+            sharing = [name for name, task in tasks.items() if mounts(templates[task["template"]], claims)]
+            for a in sharing:
+                for b in sharing:
+                    assert not concurrent(tasks, a, b), (
+                        f"{obj['metadata']['name']}: {a} and {b} may share it at once"
+                    )
+            checked += 1
+        for t in templates.values():
+            if "containerSet" in t:  # its own, per-pod workspace
+                assert [v["name"] for v in t["volumes"]] == ["own-workspace"] and "emptyDir" in t["volumes"][
+                    0
+                ]
+    assert checked >= 5
+    # Negative controls: the previous wiring (a shared checkout before parallel tasks) is caught.
+    fan_out = {"checkout": {}, "build": {"depends": "checkout.Succeeded", "withParam": "[]"}}
+    assert concurrent(fan_out, "build", "build") and not concurrent(fan_out, "checkout", "build")
+    siblings = {"checkout": {}, "a": {"depends": "checkout"}, "b": {"depends": "checkout.Succeeded"}}
+    assert concurrent(siblings, "a", "b")
+    assert not any(o["spec"]["workflowSpec"].get("volumeClaimTemplates") for o in of_kind("CronWorkflow"))
