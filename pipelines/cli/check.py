@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli import EXIT_INVALID, cli, die, err, out
+from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, err, out
 from pipelines.cli.options import (
+    client_credentials_option,
     dir_option,
     endpoint_option,
     file_option,
@@ -43,6 +44,11 @@ from pipelines.config import SiteDeployment
 @endpoint_option("The deployment's gRPC endpoint (its Envoy).")
 @site_option("Which placement to check (needed when the deployment runs at several sites).")
 @file_option("--token-file", help="File holding the bearer token (JWT) sent with every request.")
+@client_credentials_option(
+    "Directory with token-url, client-id, client-secret (and optionally scope, audience), e.g. a "
+    "mounted Secret: a fresh JWT is requested with the OAuth2 client credentials grant when the "
+    "deployment declares JWT auth (stored tokens expire)."
+)
 @prometheus_option("Prometheus to ask the load and activation queries (default: the site's Prometheus).")
 @file_option("--prometheus-token-file", help="File holding a bearer token for Prometheus.")
 @seconds_option("--timeout", help="Bound for the whole run (default: the deployment's checks.timeout).")
@@ -61,6 +67,7 @@ def check(
     endpoint: str,
     site: str | None,
     token_file: Path | None,
+    client_credentials: Path | None,
     prometheus_url: str | None,
     prometheus_token_file: Path | None,
     timeout: float | None,
@@ -98,7 +105,11 @@ def check(
         if rendered_dir is not None:
             spec_file = _rendered_spec(rendered_dir, deployment, spec_file, cleanup)
         p, site_prometheus = _deployment(deployment, spec_file, site, root, fmt)
+        if token_file is not None and client_credentials is not None:
+            die("give --token-file or --client-credentials, not both")
         token = read_secret(token_file, "--token-file") if token_file else None
+        if client_credentials is not None and p.envoy.auth is not None and p.envoy.auth.jwt is not None:
+            token = _fresh_token(client_credentials)
         prom_token = (
             read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
         )
@@ -171,6 +182,18 @@ def _deployment(
     p = resolve_placement(tree, deployment, site)
     prometheus = tree.sites[p.site].prometheus
     return p, prometheus.url if prometheus is not None else None
+
+
+def _fresh_token(directory: Path) -> str:
+    """A JWT from the credentials in ``directory``; exits 1 when refused, 2 when worth retrying."""
+    from pipelines.checks.oauth2 import CredentialsError, TokenError, fetch_token, load_client_credentials
+
+    try:
+        return fetch_token(load_client_credentials(directory))
+    except CredentialsError as exc:
+        die(f"--client-credentials: {exc}")
+    except TokenError as exc:
+        die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
 
 
 def read_secret(path: Path, option: str) -> str:

@@ -80,6 +80,7 @@ def check(
     endpoint: str,
     site: str | None,
     token_file: Path | None,
+    client_credentials: Path | None,
     prometheus_token_file: Path | None,
     prometheus_url: str | None,
     timeout: float,
@@ -89,24 +90,30 @@ def check(
     A push that fails makes the step exit 2 (retried) even when the check passed: a result
     nobody can see is not a result.
     """
-    if (deployment is None) == (rendered_dir is None):
-        die("give DEPLOYMENT or --rendered DIR (one of them)")
-    extra = ["--timeout", f"{timeout:g}", *forwarded_check_args(site, prometheus_url, prometheus_token_file)]
-    if rendered_dir is not None:
+    extra = [
+        "--timeout",
+        f"{timeout:g}",
+        *forwarded_check_args(site, prometheus_url, prometheus_token_file, client_credentials),
+    ]
+    if rendered_dir is not None and deployment is None:
         extra += ["--rendered", str(rendered_dir)]
         # Labels for a check that wrote no report: the directory is gitops/rendered/<site>/<exp>/<name>.
         parts = rendered_dir.parts
         site = site or (parts[-3] if len(parts) >= 3 else None)
-        deployment = "/".join(parts[-2:])
-    run = run_check(deployment if rendered_dir is None else None, endpoint, token_file=token_file, extra=extra,
-                    timeout=timeout + 60)  # fmt: skip
+        label = "/".join(parts[-2:])
+        run = run_check(None, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
+    elif deployment is not None and rendered_dir is None:
+        label = deployment
+        run = run_check(deployment, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
+    else:
+        die("give DEPLOYMENT or --rendered DIR (one of them)")
     click.echo(run.stdout, nl=False)
     if run.stderr:
         click.echo(run.stderr, err=True, nl=False)
     report = run.report
     text = exposition(check_metrics(report, run.exit_code, run.started_at + run.duration, run.duration))
-    _push(url, job, _grouping(report, deployment, site), text)
-    err.print(f"sonic: pushed the result of {deployment} to {url}", markup=False)
+    _push(url, job, _grouping(report, label, site), text)
+    err.print(f"sonic: pushed the result of {label} to {url}", markup=False)
     raise SystemExit(run.exit_code)
 
 

@@ -242,6 +242,7 @@ def verify(
     site: str | None,
     report_file: Path,
     token_file: Path | None,
+    client_credentials: Path | None,
     prometheus_token_file: Path | None,
     prometheus_url: str | None,
     timeout: float,
@@ -252,7 +253,11 @@ def verify(
     def existing(path: Path | None) -> Path | None:
         return path if path is not None and path.is_file() else None
 
-    extra = forwarded_check_args(site, prometheus_url, existing(prometheus_token_file))
+    # Likewise the client credentials: an optional Secret mounted as a directory may be empty.
+    credentials = (
+        client_credentials if client_credentials and (client_credentials / "token-url").is_file() else None
+    )
+    extra = forwarded_check_args(site, prometheus_url, existing(prometheus_token_file), credentials)
     run = run_check(deployment, endpoint, token_file=existing(token_file), extra=extra, timeout=timeout)
     report_file.parent.mkdir(parents=True, exist_ok=True)
     report_file.write_text(run.stdout or json.dumps({"error": run.stderr.strip()}), encoding="utf-8")

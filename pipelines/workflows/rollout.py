@@ -28,7 +28,7 @@ from pipelines.workflows.steps import (
     WORKSPACE,
     WORKSPACE_MOUNT,
     argv,
-    check_token,
+    check_client,
     checkout_step,
     github_token,
     pod_error_retry,
@@ -51,7 +51,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
     push = push_token(settings)
     read = github_token(settings)  # the wait step only fetches the GitOps branch
     # Optional: only deployments behind JWT auth and Prometheus servers that want a token need them.
-    check = check_token(settings, optional=True)
+    check = check_client(settings, optional=True)
     prometheus = prometheus_token(settings, optional=True)
     git_mounts = [WORKSPACE_MOUNT, push.mount()]
     site, deployment = wf_param("site"), wf_param("deployment")
@@ -126,7 +126,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             site=site,
             endpoint=target_out["endpoint"],
             report_file=REPORT,
-            token_file=check.file,
+            client_credentials=check.path,
             prometheus_token_file=prometheus.file,
         ),
         settings,

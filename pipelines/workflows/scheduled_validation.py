@@ -30,8 +30,9 @@ from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
     MEDIUM,
     MountedSecret,
+    MountedSecretDir,
     argv,
-    check_token,
+    check_client,
     checked_out_step,
     flags,
     github_token,
@@ -70,7 +71,7 @@ def check_args(p: SiteDeployment, site: Site, settings: PipelineSettings) -> lis
     if site.prometheus is not None:
         args += flags(prometheus=site.prometheus.url)
     if uses_jwt(p):
-        args += flags(token_file=check_token(settings).file)
+        args += flags(client_credentials=check_client(settings).path)
     if needs_prometheus_token(site):
         args += flags(prometheus_token_file=prometheus_token(settings).file)
     if site.pushgateway:
@@ -85,9 +86,9 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
         return None
     token = github_token(settings)
     # Only the Secrets some check here needs.
-    secrets: list[MountedSecret] = []
+    secrets: list[MountedSecret | MountedSecretDir] = []
     if any(uses_jwt(p) for p in placements):
-        secrets.append(check_token(settings))
+        secrets.append(check_client(settings))
     if needs_prometheus_token(site):
         secrets.append(prometheus_token(settings))
     checks = [

@@ -108,6 +108,35 @@ class MountedSecret:
         )
 
 
+@dataclass(frozen=True)
+class MountedSecretDir:
+    """Every key of a Secret as files in one directory, readable by the step's group only.
+
+    For Secrets whose keys a command reads together (OAuth2 client credentials, a kubeconfig
+    Secret) and whose optional keys may be absent.
+    """
+
+    volume_name: str
+    secret_name: str
+    optional: bool = False
+
+    @property
+    def path(self) -> str:
+        """The directory a step that mounts the Secret reads."""
+        return f"{SECRETS}/{self.volume_name}"
+
+    def mount(self) -> m.VolumeMount:
+        return m.VolumeMount(name=self.volume_name, mount_path=self.path, read_only=True)
+
+    def volume(self) -> m.Volume:
+        return m.Volume(
+            name=self.volume_name,
+            secret=m.SecretVolumeSource(
+                secret_name=self.secret_name, default_mode=0o440, optional=self.optional or None
+            ),
+        )
+
+
 def github_token(settings: PipelineSettings) -> MountedSecret:
     """Reads the repository, sets commit statuses, writes pull-request comments."""
     return MountedSecret("github-token", settings.github_token)
@@ -118,9 +147,9 @@ def push_token(settings: PipelineSettings) -> MountedSecret:
     return MountedSecret("push-token", settings.push_token)
 
 
-def check_token(settings: PipelineSettings, *, optional: bool = False) -> MountedSecret:
-    """Calls deployments behind JWT auth."""
-    return MountedSecret("check-token", settings.check_token, optional)
+def check_client(settings: PipelineSettings, *, optional: bool = False) -> MountedSecretDir:
+    """OAuth2 client credentials: a fresh JWT for deployments behind JWT auth, at check time."""
+    return MountedSecretDir("check-client", settings.check_client, optional)
 
 
 def prometheus_token(settings: PipelineSettings, *, optional: bool = False) -> MountedSecret:
@@ -171,7 +200,7 @@ def workflow_spec(
     service_account: str,
     deadline: int,
     *,
-    secrets: Sequence[MountedSecret] = (),
+    secrets: Sequence[MountedSecret | MountedSecretDir] = (),
     volumes: Sequence[m.Volume] = (),
     workspace: str | None = "2Gi",
     mutex: str | None = None,

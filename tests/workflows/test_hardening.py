@@ -227,11 +227,39 @@ def test_secrets_are_only_referenced() -> None:
     assert secret_names == {
         s.github_token.name,
         s.push_token.name,
-        s.check_token.name,
+        s.check_client,
         s.prometheus_token.name,
     }
     text = yaml.safe_dump([o for _, o in objects()])
     assert "ghp_" not in text and "BEGIN" not in text
+    # The only Secret objects rendered are token requests the control plane fills in.
+    for secret in of_kind("Secret"):
+        assert secret["type"] == "kubernetes.io/service-account-token" and set(secret) == {
+            "apiVersion", "kind", "metadata", "type"
+        }  # fmt: skip
+
+
+def test_jwt_checks_get_a_fresh_token_not_a_stored_one() -> None:
+    # Issue 10.10: a stored JWT expires between scheduled runs; every check of a JWT deployment
+    # gets OAuth2 client credentials (a whole Secret: scope and audience are optional keys)
+    # and asks for a token when it runs (RFC 6749 section 4.4, see tests/checks/test_oauth2.py).
+    s = settings()
+    jwt_checks = 0
+    for ident, _, c in containers():
+        args = c["args"]
+        assert "--token-file" not in args or args[:2] in (["github", "checkout"], ["github", "status"],
+               ["github", "comment"], ["rollout", "commit"], ["rollout", "revert"], ["rollout", "wait"]), ident  # fmt: skip
+        if "--client-credentials" in args:
+            assert args[args.index("--client-credentials") + 1] == "/var/run/secrets/sonic/check-client", (
+                ident
+            )
+            jwt_checks += 1
+    assert jwt_checks >= 2  # the rollout's verify and the scheduled check of the JWT deployment
+    volumes = [v for _, o in objects() if o["kind"] in WORKFLOW_CRDS for v in workflow_spec(o).get("volumes", [])
+               if v["name"] == "check-client"]  # fmt: skip
+    assert volumes and all(
+        v["secret"]["secretName"] == s.check_client and "items" not in v["secret"] for v in volumes
+    )
 
 
 def test_pr_validation_mounts_the_token_only_where_github_is_called() -> None:
