@@ -65,8 +65,11 @@ def site_option(help: str, *, required: bool = False) -> Callable[[F], F]:
 
 
 def endpoint_option(help: str) -> Callable[[F], F]:
-    """``--endpoint HOST:PORT`` (required): a deployment's gRPC endpoint, its Envoy."""
-    return click.option("--endpoint", required=True, metavar="HOST:PORT", help=help)
+    """``--endpoint HOST:PORT`` (required): a deployment's gRPC endpoint, its Envoy.
+
+    ``grpcs://HOST:PORT`` is the same over TLS (an ingress), see :class:`pipelines.checks.Endpoint`.
+    """
+    return click.option("--endpoint", required=True, metavar="[grpcs://]HOST:PORT", help=help)
 
 
 def prometheus_option(help: str) -> Callable[[F], F]:

@@ -184,17 +184,68 @@ def test_rollout_flow_reverts_only_what_it_committed() -> None:
         ("target", "render.Succeeded"),
         ("commit", "target.Succeeded"),
         ("wait", "commit.Succeeded"),
-        ("verify", "wait.Succeeded"),
-        ("revert", "(wait.Failed || wait.Errored || verify.Failed || verify.Errored)"),
-    ]
+        ("wait-remote", "commit.Succeeded"),
+        ("verify", "wait.Succeeded || wait-remote.Succeeded"),
+        ("revert", "(wait.Failed || wait.Errored || wait-remote.Failed || wait-remote.Errored"
+                   " || verify.Failed || verify.Errored)"),
+    ]  # fmt: skip
     assert tasks["revert"]["when"] == "{{tasks.commit.outputs.parameters.changed}} == true"
-    wait = args(wt, "wait")
-    assert wait[wait.index("--revision") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
+    for name in ("wait", "wait-remote"):
+        wait = args(wt, name)
+        assert wait[wait.index("--revision") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
+        assert wait[wait.index("--checkout") + 1] == "/work/gitops"
     revert = args(wt, "revert")
     assert revert[revert.index("--commit") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
     assert wt["spec"]["synchronization"] == {"mutexes": [{"name": "rollout-{{workflow.parameters.site}}"}]}
     branch = {p["name"]: p.get("value") for p in wt["spec"]["arguments"]["parameters"]}["gitops-branch"]
     assert branch == settings().gitops_branch
+
+
+def test_rollout_waits_where_the_sites_argocd_runs() -> None:
+    # Issue 10.5: with a central Argo CD (a site's rollout.argocdKubeconfig) the Applications are
+    # read through that cluster's kubeconfig (wait-remote), else in this cluster with the pod's
+    # token (wait). Exactly one runs: the other's `when` is false and it is Skipped; verify must
+    # follow either (Skipped is not Succeeded: argo-workflows workflow/controller/dag.go).
+    wt = template("rollout")
+    tasks = dag(wt)
+    remote = "{{tasks.target.outputs.parameters.argocd-remote}}"
+    assert (
+        tasks["wait"]["when"] == f"{remote} == false" and tasks["wait-remote"]["when"] == f"{remote} == true"
+    )
+    in_cluster = upstream.run_dag(tasks, {}, when={"wait-remote": False})
+    assert in_cluster["wait"] == "Succeeded" and in_cluster["verify"] == "Succeeded"
+    assert in_cluster["revert"] == "Omitted"
+    central = upstream.run_dag(tasks, {}, when={"wait": False})
+    assert central["wait-remote"] == "Succeeded" and central["verify"] == "Succeeded"
+    failed = upstream.run_dag(tasks, {"wait-remote": "Failed"}, when={"wait": False})
+    assert failed["verify"] == "Omitted" and failed["revert"] == "Succeeded"
+    unhealthy = upstream.run_dag(tasks, {"verify": "Failed"}, when={"wait-remote": False})
+    assert unhealthy["revert"] == "Succeeded"
+    # Negative control: verify wired to `wait` alone never runs behind a central Argo CD.
+    old = {**tasks, "verify": {**tasks["verify"], "depends": "wait.Succeeded"}}
+    assert upstream.run_dag(old, {}, when={"wait": False})["verify"] == "Omitted"
+
+    # wait-remote reads the kubeconfig named by target from the Secrets sites name, and gets no
+    # token of this cluster; wait gets the token (tests/workflows/test_hardening.py).
+    remote_step = step(wt, "wait-remote")
+    a = main_container(remote_step)["args"]
+    assert a[a.index("--kubeconfig") + 1] == "{{tasks.target.outputs.parameters.argocd-kubeconfig}}"
+    assert "automountServiceAccountToken" not in remote_step
+    mount = next(m for m in main_container(remote_step)["volumeMounts"] if m["name"] == "argocd-kubeconfig")
+    assert mount == {
+        "name": "argocd-kubeconfig",
+        "mountPath": "/var/run/secrets/sonic/argocd-kubeconfig",
+        "readOnly": True,
+    }
+    (volume,) = [v for v in wt["spec"]["volumes"] if v["name"] == "argocd-kubeconfig"]
+    central_sites = [s for s in tree().sites.values() if s.rollout.argocd_kubeconfig is not None]
+    assert central_sites  # the example tree has one (anvil)
+    for s in central_sites:
+        ref = s.rollout.argocd_kubeconfig
+        assert ref is not None
+        assert {"secret": {"name": ref.name, "items": [{"key": ref.key, "path": f"{ref.name}/{ref.key}"}],
+                           "optional": True}} in volume["projected"]["sources"]  # fmt: skip
+    assert volume["projected"]["defaultMode"] == 0o440
 
 
 def test_build_model_repository_per_namespace_on_the_sites_claim() -> None:
@@ -280,7 +331,15 @@ def concurrent(tasks: dict[str, dict[str, Any]], a: str, b: str) -> bool:
 
     if a == b:
         return "withParam" in tasks[a] or "withItems" in tasks[a]
+    if exclusive(tasks[a].get("when", ""), tasks[b].get("when", "")):
+        return False  # at most one of them runs
     return a not in ancestors(b) and b not in ancestors(a)
+
+
+def exclusive(when_a: str, when_b: str) -> bool:
+    """``X == true`` and ``X == false`` (the same X): never both true."""
+    a, b = when_a.partition(" == "), when_b.partition(" == ")
+    return bool(a[1] and b[1]) and a[0] == b[0] and {a[2], b[2]} == {"true", "false"}
 
 
 def mounts(pod: dict[str, Any], volumes: set[str]) -> bool:
@@ -324,4 +383,10 @@ def test_no_two_pods_that_may_run_together_share_the_read_write_once_workspace()
     assert concurrent(fan_out, "build", "build") and not concurrent(fan_out, "checkout", "build")
     siblings = {"checkout": {}, "a": {"depends": "checkout"}, "b": {"depends": "checkout.Succeeded"}}
     assert concurrent(siblings, "a", "b")
+    either = {
+        "a": {"when": "{{x}} == true"},
+        "b": {"when": "{{x}} == false"},
+        "c": {"when": "{{y}} == false"},
+    }
+    assert not concurrent(either, "a", "b") and concurrent(either, "a", "c")
     assert not any(o["spec"]["workflowSpec"].get("volumeClaimTemplates") for o in of_kind("CronWorkflow"))
