@@ -55,11 +55,8 @@ class GitHttpServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        if host == "127.0.0.1":
-            self.httpd = loopback_server(ThreadingHTTPServer, Handler)
-        else:  # e.g. the kind network's gateway, which the cluster's nodes reach
-            self.httpd = ThreadingHTTPServer((host, 0), Handler)
-            self.httpd.daemon_threads = True
+        # host: e.g. the kind network's gateway, which the cluster's nodes reach
+        self.httpd = loopback_server(ThreadingHTTPServer, Handler, host=host)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

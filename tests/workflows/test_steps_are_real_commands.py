@@ -76,14 +76,15 @@ def run_lines(text: str) -> list[list[str]]:
 
 
 def test_github_actions_run_real_subcommands() -> None:
-    workflow = yaml.safe_load(repo_file(".github/workflows/validate.yaml").read_text())
     seen = 0
-    for job in workflow["jobs"].values():
-        for step in job["steps"]:
-            for args in run_lines(step.get("run", "")):
-                # ${{ ... }} expressions are values GitHub fills in; they parse as ordinary words.
-                check_command(args, f"validate.yaml: {step.get('name')}")
-                seen += 1
+    for path in sorted(repo_file(".github/workflows").glob("*.yaml")):
+        workflow = yaml.safe_load(path.read_text())
+        for job in workflow["jobs"].values():
+            for step in job["steps"]:
+                for args in run_lines(step.get("run", "")):
+                    # ${{ ... }} expressions are values GitHub fills in; they parse as ordinary words.
+                    check_command(args, f"{path.name}: {step.get('name')}")
+                    seen += 1
     assert seen >= 4
 
 
