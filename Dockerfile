@@ -10,9 +10,10 @@
 #
 # Base image: pinned to the Python minor version and Debian release. For a reproducible build, pin
 # the digest as well (look it up with `docker buildx imagetools inspect python:3.11-slim-bookworm`)
-# and pass it: --build-arg BASE=python:3.11-slim-bookworm@sha256:<digest>. The machine this file
-# was written on has no Docker engine, so the digest was not looked up and the image has not been
-# built there; tests/workflows/test_dockerfile.py checks it statically.
+# and pass it: --build-arg BASE=python:3.11-slim-bookworm@sha256:<digest>. The CI image job
+# (.github/workflows/ci.yaml) does exactly that and records the pinned base as the label
+# org.opencontainers.image.base.name. The machine this file was written on has no Docker engine,
+# so the image has not been built there; tests/workflows/test_dockerfile.py checks it statically.
 ARG BASE=python:3.11-slim-bookworm
 
 # --- build: a virtualenv with the package and its pipeline extras ---------------------------------

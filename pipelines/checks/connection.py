@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import grpc
 import tritonclient.grpc as triton
 
+from pipelines.render.names import GRPC_TLS_SCHEME
+
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
 # tritonclient's own channel defaults (unbounded message sizes), plus a private subchannel pool:
 # without it, every client in one process shares a single TCP connection, and a load probe with
@@ -28,26 +30,42 @@ class EndpointError(ValueError):
     """An endpoint string that is not HOST:PORT (a usage error)."""
 
 
+TLS_SCHEME = GRPC_TLS_SCHEME  # an endpoint written grpcs://HOST:PORT is reached over TLS
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a deployment answers gRPC (normally its Envoy listener), and how to authenticate."""
+    """Where a deployment answers gRPC (normally its Envoy listener), and how to authenticate.
+
+    ``HOST:PORT`` is plaintext gRPC (an in-cluster Service); ``grpcs://HOST:PORT`` is gRPC over
+    TLS, the server's certificate verified against the system's roots (an ingress).
+    """
 
     host: str
     port: int
     token: str | None = None
     timeout: float = 10.0  # per call, seconds
+    tls: bool = False
 
     @classmethod
     def parse(cls, text: str, *, token: str | None = None, timeout: float = 10.0) -> Endpoint:
-        """``"127.0.0.1:8001"`` -> Endpoint; raises EndpointError naming what is wrong."""
-        m = _HOST_PORT.match(text.strip())
+        """``"127.0.0.1:8001"`` or ``"grpcs://host:443"`` -> Endpoint; raises EndpointError naming what is wrong."""
+        stripped = text.strip()
+        tls = stripped.startswith(TLS_SCHEME)
+        m = _HOST_PORT.match(stripped.removeprefix(TLS_SCHEME))
         if not m or not 0 < int(m["port"]) < 65536:
-            raise EndpointError(f"endpoint {text!r}: expected HOST:PORT, for example 127.0.0.1:8001")
-        return cls(m["host"], int(m["port"]), token, timeout)
+            raise EndpointError(
+                f"endpoint {text!r}: expected HOST:PORT (or grpcs://HOST:PORT for TLS), for example 127.0.0.1:8001"
+            )
+        return cls(m["host"], int(m["port"]), token, timeout, tls)
 
     @property
     def url(self) -> str:
+        """``host:port``, as gRPC takes it (TLS is a property of the channel, not of this string)."""
         return f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{TLS_SCHEME if self.tls else ''}{self.url}"
 
     def headers(self, *, anonymous: bool = False) -> dict[str, str] | None:
         """gRPC metadata for a call: the bearer token unless ``anonymous``."""
@@ -57,7 +75,7 @@ class Endpoint:
 
     def client(self) -> triton.InferenceServerClient:
         """A new client with its own connection; close it when done."""
-        return triton.InferenceServerClient(self.url, channel_args=list(_CHANNEL_OPTIONS))
+        return triton.InferenceServerClient(self.url, ssl=self.tls, channel_args=list(_CHANNEL_OPTIONS))
 
 
 def describe(exc: BaseException) -> str:

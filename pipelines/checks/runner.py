@@ -53,7 +53,7 @@ def run_checks(
         else Endpoint.parse(endpoint, token=token, timeout=call_timeout)
     )
     if token is not None and ep.token != token:
-        ep = Endpoint(ep.host, ep.port, token, ep.timeout)
+        ep = Endpoint(ep.host, ep.port, token, ep.timeout, ep.tls)
     budget = timeout if timeout is not None else p.checks.timeout
     ctx = Context(ep, ep.client(), time.monotonic() + budget)
     results: list[CheckResult] = []
@@ -102,4 +102,4 @@ def run_checks(
             add(result)
     finally:
         ctx.client.close()
-    return Report(f"{p.experiment}/{p.name}", p.site, ep.url, tuple(results))
+    return Report(f"{p.experiment}/{p.name}", p.site, str(ep), tuple(results))

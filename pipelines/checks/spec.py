@@ -23,6 +23,8 @@ Example::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from pipelines.config.errors import display_path
@@ -164,6 +167,48 @@ def load_spec(path: Path) -> SiteDeployment:
         raise SpecError("\n".join(problems)) from None
 
 
+RENDERED_CONFIGMAPS = "configmap.yaml"  # where a rendered deployment directory keeps its ConfigMaps
+
+
+def extract_rendered(directory: Path, into: Path) -> Path:
+    """Write the check spec of a rendered deployment directory into ``into``; returns the spec file.
+
+    ``directory`` is a ``gitops/rendered/<site>/<experiment>/<deployment>`` directory, as on the
+    GitOps branch: its ``configmap.yaml`` holds the check spec ConfigMap (the one whose data has
+    ``deployment.json``), so a check of what the branch deployed needs nothing else.
+
+    Raises:
+        SpecError: no such directory or file, not YAML, no check spec ConfigMap, or a bad value.
+    """
+    source = directory / RENDERED_CONFIGMAPS
+    shown = display_path(source)
+    if not source.is_file():
+        raise SpecError(
+            f"{shown}: not found: {display_path(directory)} is not a rendered deployment directory "
+            "(on the GitOps branch: the deployment was never rolled out at this site, or was removed)"
+        )
+    try:
+        docs = [d for d in yaml.safe_load_all(source.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{shown}: cannot read the rendered ConfigMaps ({exc})") from None
+    found = [d for d in docs if d.get("kind") == "ConfigMap" and SPEC_FILE in (d.get("data") or {})]
+    if len(found) != 1:
+        raise SpecError(
+            f"{shown}: expected one ConfigMap with data.{SPEC_FILE} (the check spec), found {len(found)}"
+        )
+    configmap = found[0]
+    into.mkdir(parents=True, exist_ok=True)
+    (into / SPEC_FILE).write_text(str(configmap["data"][SPEC_FILE]), encoding="utf-8")
+    for name, encoded in (configmap.get("binaryData") or {}).items():
+        if _UNSAFE_KEY_CHARS.search(str(name)) or str(name) in (".", ".."):
+            raise SpecError(f"{shown}: binaryData key {name!r} is not a file name")
+        try:
+            (into / str(name)).write_bytes(base64.b64decode(str(encoded), validate=True))
+        except binascii.Error as exc:
+            raise SpecError(f"{shown}: binaryData.{name}: not base64 ({exc})") from None
+    return into / SPEC_FILE
+
+
 __all__ = [
     "REFERENCE_PREFIX",
     "SPEC_FILE",
@@ -172,6 +217,7 @@ __all__ = [
     "SpecError",
     "bundle",
     "dumps",
+    "extract_rendered",
     "load_spec",
     "reference_names",
     "to_spec",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+import tempfile
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import click
 
-from pipelines.cli import cli, die, err, out
+from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, die, err, out
 from pipelines.cli.options import (
+    client_credentials_option,
+    dir_option,
     endpoint_option,
     file_option,
     format_option,
@@ -32,9 +35,20 @@ from pipelines.config import SiteDeployment
     help="Check the deployment described by this check spec (deployment.json, as in the check Job's "
     "ConfigMap) instead of a DEPLOYMENT of a repository.",
 )
+@dir_option(
+    "--rendered",
+    "rendered_dir",
+    help="Check the deployment rendered in this gitops/rendered/<site>/<experiment>/<deployment> "
+    "directory (e.g. of a GitOps branch checkout): its check spec ConfigMap, what Argo CD deployed.",
+)
 @endpoint_option("The deployment's gRPC endpoint (its Envoy).")
 @site_option("Which placement to check (needed when the deployment runs at several sites).")
 @file_option("--token-file", help="File holding the bearer token (JWT) sent with every request.")
+@client_credentials_option(
+    "Directory with token-url, client-id, client-secret (and optionally scope, audience), e.g. a "
+    "mounted Secret: a fresh JWT is requested with the OAuth2 client credentials grant when the "
+    "deployment declares JWT auth (stored tokens expire)."
+)
 @prometheus_option("Prometheus to ask the load and activation queries (default: the site's Prometheus).")
 @file_option("--prometheus-token-file", help="File holding a bearer token for Prometheus.")
 @seconds_option("--timeout", help="Bound for the whole run (default: the deployment's checks.timeout).")
@@ -49,9 +63,11 @@ from pipelines.config import SiteDeployment
 def check(
     deployment: str | None,
     spec_file: Path | None,
+    rendered_dir: Path | None,
     endpoint: str,
     site: str | None,
     token_file: Path | None,
+    client_credentials: Path | None,
     prometheus_url: str | None,
     prometheus_token_file: Path | None,
     timeout: float | None,
@@ -62,9 +78,10 @@ def check(
     """Prove that DEPLOYMENT (name or experiment/name) answers correctly at ENDPOINT.
 
     \b
-    The deployment comes from the repository (DEPLOYMENT, --site, --root) or from a check spec
-    (--spec FILE: what the PostSync Job runs, where no repository is at hand; --prometheus is
-    then asked only when given).
+    The deployment comes from the repository (DEPLOYMENT, --site, --root), from a check spec
+    (--spec FILE: what the PostSync Job runs, where no repository is at hand) or from a rendered
+    directory (--rendered DIR: the check spec ConfigMap in DIR/configmap.yaml, e.g. on the
+    GitOps branch); with --spec and --rendered, --prometheus is asked only when given.
 
     \b
     Checks: server live and ready; each model ready; served metadata and config equal to the
@@ -84,37 +101,63 @@ def check(
         die(
             f"the checks need tritonclient and numpy ({exc}); install them: pip install 'sonic-gitops[checks]'"
         )
-    p, site_prometheus = _deployment(deployment, spec_file, site, root, fmt)
-    token = read_secret(token_file, "--token-file") if token_file else None
-    prom_token = (
-        read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
-    )
-    if prometheus_url is None and site_prometheus is not None:
-        prometheus_url = site_prometheus
-        if fmt == "text":
-            err.print(f"sonic: asking the site's Prometheus at {prometheus_url} (override with --prometheus)")
-    # The spinner only where a person watches; JSON output stays clean for machines.
-    progress = (
-        out.status(f"checking {p.experiment}/{p.name} at {endpoint} ...") if fmt == "text" else nullcontext()
-    )
+    with ExitStack() as cleanup:
+        if rendered_dir is not None:
+            spec_file = _rendered_spec(rendered_dir, deployment, spec_file, cleanup)
+        p, site_prometheus = _deployment(deployment, spec_file, site, root, fmt)
+        if token_file is not None and client_credentials is not None:
+            die("give --token-file or --client-credentials, not both")
+        token = read_secret(token_file, "--token-file") if token_file else None
+        if client_credentials is not None and p.envoy.auth is not None and p.envoy.auth.jwt is not None:
+            token = _fresh_token(client_credentials)
+        prom_token = (
+            read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
+        )
+        if prometheus_url is None and site_prometheus is not None:
+            prometheus_url = site_prometheus
+            if fmt == "text":
+                err.print(
+                    f"sonic: asking the site's Prometheus at {prometheus_url} (override with --prometheus)"
+                )
+        # The spinner only where a person watches; JSON output stays clean for machines.
+        progress = (
+            out.status(f"checking {p.experiment}/{p.name} at {endpoint} ...")
+            if fmt == "text"
+            else nullcontext()
+        )
+        try:
+            with progress:
+                report = run_checks(
+                    p,
+                    endpoint,
+                    token=token,
+                    prometheus_url=prometheus_url,
+                    prometheus_token=prom_token,
+                    timeout=timeout,
+                    metrics_wait=metrics_wait,
+                )
+        except EndpointError as exc:
+            die(str(exc))
+        if fmt == "json":
+            click.echo(to_json(report), nl=False)
+        else:
+            print_report(report, out)
+        sys.exit(0 if report.passed else 1)
+
+
+def _rendered_spec(
+    directory: Path, deployment: str | None, spec_file: Path | None, cleanup: ExitStack
+) -> Path:
+    """The check spec of a rendered deployment directory, written to a scratch directory ``cleanup`` removes."""
+    from pipelines.checks.spec import SpecError, extract_rendered
+
+    if deployment is not None or spec_file is not None:
+        die("give one of DEPLOYMENT, --spec FILE and --rendered DIR")
+    scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sonic-check-")))
     try:
-        with progress:
-            report = run_checks(
-                p,
-                endpoint,
-                token=token,
-                prometheus_url=prometheus_url,
-                prometheus_token=prom_token,
-                timeout=timeout,
-                metrics_wait=metrics_wait,
-            )
-    except EndpointError as exc:
-        die(str(exc))
-    if fmt == "json":
-        click.echo(to_json(report), nl=False)
-    else:
-        print_report(report, out)
-    sys.exit(0 if report.passed else 1)
+        return extract_rendered(directory, scratch)
+    except SpecError as exc:
+        die(str(exc), EXIT_INVALID)
 
 
 def _deployment(
@@ -134,11 +177,23 @@ def _deployment(
             die(f"--site {site}: the spec {spec_file} describes {p.experiment}/{p.name} at site {p.site!r}")
         return p, None
     if deployment is None:
-        die("missing DEPLOYMENT (name or experiment/name), or --spec FILE")
+        die("missing DEPLOYMENT (name or experiment/name), --spec FILE or --rendered DIR")
     _, tree = load_tree_at(root, fmt)
     p = resolve_placement(tree, deployment, site)
     prometheus = tree.sites[p.site].prometheus
     return p, prometheus.url if prometheus is not None else None
+
+
+def _fresh_token(directory: Path) -> str:
+    """A JWT from the credentials in ``directory``; exits 1 when refused, 2 when worth retrying."""
+    from pipelines.checks.oauth2 import CredentialsError, TokenError, fetch_token, load_client_credentials
+
+    try:
+        return fetch_token(load_client_credentials(directory))
+    except CredentialsError as exc:
+        die(f"--client-credentials: {exc}")
+    except TokenError as exc:
+        die(str(exc), EXIT_USAGE if exc.transient else EXIT_INVALID)
 
 
 def read_secret(path: Path, option: str) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import cast
 
 import click
 
-from pipelines.cli import EXIT_INVALID, cli, die, out
+from pipelines.cli import EXIT_INVALID, cli, die, err, out
 from pipelines.cli.options import die_remote, dir_option, file_option, write_outputs
 from pipelines.config import find_root
 from pipelines.config.tree import LayoutError, check_tree, dependents
@@ -93,6 +94,17 @@ def _token(token_file: Path | None, required: bool = True) -> str | None:
     help="Directory to write one file per output (head, base-sha, relevant, deployments) for Argo.",
 )
 @token_option
+@click.option(
+    "--attempts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Try this often when the failure is worth retrying (network, 5xx), waiting --retry-wait, "
+    "then twice as long each time (up to a minute).",
+)
+@click.option(
+    "--retry-wait", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS"
+)
 def checkout(
     repository: str,
     ref: str,
@@ -103,6 +115,8 @@ def checkout(
     server: str,
     outputs: Path | None,
     token_file: Path | None,
+    attempts: int,
+    retry_wait: float,
 ) -> None:
     """Clone REPOSITORY at REF into DEST; with --base-ref, also say what the change touches.
 
@@ -117,10 +131,18 @@ def checkout(
     """
     token = _token(token_file, required=False)
     url = f"{server.rstrip('/')}/{repository}.git"
-    try:
-        co = gitrepo.checkout(url, dest, ref, pull_request=pull_request, base_ref=base_ref, token=token)
-    except gitrepo.GitError as exc:
-        die_remote(str(exc), transient=exc.transient)
+    for attempt in range(1, attempts + 1):
+        try:
+            co = gitrepo.checkout(url, dest, ref, pull_request=pull_request, base_ref=base_ref, token=token)
+            break
+        except gitrepo.GitError as exc:
+            if not exc.transient or attempt == attempts:
+                die_remote(str(exc), transient=exc.transient)
+            err.print(
+                f"sonic: {exc} (attempt {attempt} of {attempts}, again in {retry_wait:g}s)", markup=False
+            )
+            time.sleep(retry_wait)
+            retry_wait = min(retry_wait * 2, 60.0)
     values = {"head": co.head}
     if base_ref is not None:
         relevant = not prefixes or any(c.startswith(prefixes) for c in co.changed)
@@ -226,7 +248,8 @@ def status(
 @click.option(
     "--skip-if-irrelevant",
     is_flag=True,
-    help="Post nothing when no relevant path changed and the bot has not commented yet.",
+    help="Post nothing when no relevant path changed, the workflow succeeded and the bot has not "
+    "commented yet (a failed render check on such a pull request is still explained).",
 )
 @click.option("--author", help="Only update a marked comment written by this login.")
 @api_option
@@ -276,7 +299,7 @@ def comment(
     assert token is not None
     try:
         with GitHub(token, api_url) as gh:
-            if skip_if_irrelevant and not relevant:
+            if skip_if_irrelevant and not relevant and (workflow_status or "Succeeded") == "Succeeded":
                 existing = any(
                     COMMENT_MARKER in (c.get("body") or "") for c in gh.comments(repository, pull_request)
                 )

@@ -65,8 +65,11 @@ def site_option(help: str, *, required: bool = False) -> Callable[[F], F]:
 
 
 def endpoint_option(help: str) -> Callable[[F], F]:
-    """``--endpoint HOST:PORT`` (required): a deployment's gRPC endpoint, its Envoy."""
-    return click.option("--endpoint", required=True, metavar="HOST:PORT", help=help)
+    """``--endpoint HOST:PORT`` (required): a deployment's gRPC endpoint, its Envoy.
+
+    ``grpcs://HOST:PORT`` is the same over TLS (an ingress), see :class:`pipelines.checks.Endpoint`.
+    """
+    return click.option("--endpoint", required=True, metavar="[grpcs://]HOST:PORT", help=help)
 
 
 def prometheus_option(help: str) -> Callable[[F], F]:
@@ -82,15 +85,22 @@ def seconds_option(
     return click.option(*decls, type=click.FloatRange(min=minimum), metavar=metavar, help=help, **attrs)
 
 
+def client_credentials_option(help: str) -> Callable[[F], F]:
+    """``--client-credentials DIR``: OAuth2 client credentials to get a JWT with at check time."""
+    return dir_option("--client-credentials", "client_credentials", metavar="DIR", help=help)
+
+
 def forwarded_check_options(
     *, token_file_help: str, prometheus_token_file_help: str, timeout_help: str
 ) -> Callable[[F], F]:
-    """--token-file, --prometheus-token-file, --prometheus and --timeout of a command that runs `sonic check`.
+    """--token-file, --client-credentials, --prometheus-token-file, --prometheus and --timeout of a
+    command that runs `sonic check`.
 
     Pass them on with :func:`forwarded_check_args` (the token file goes to ``run_check`` itself).
     """
     return compose(
         file_option("--token-file", help=token_file_help),
+        client_credentials_option("Passed to sonic check (a JWT is requested when the check runs)."),
         file_option("--prometheus-token-file", help=prometheus_token_file_help),
         prometheus_option("Passed to sonic check (default: the site's)."),
         seconds_option("--timeout", default=900.0, metavar=None, help=timeout_help),
@@ -141,10 +151,15 @@ def resolve_placement(tree: Tree, deployment: str, site: str | None) -> SiteDepl
 
 
 def forwarded_check_args(
-    site: str | None, prometheus_url: str | None, prometheus_token_file: Path | None
+    site: str | None,
+    prometheus_url: str | None,
+    prometheus_token_file: Path | None,
+    client_credentials: Path | None = None,
 ) -> list[str]:
     """The `sonic check` arguments for the options a wrapping command passes on (None: not given)."""
     args = ["--site", site] if site else []
+    if client_credentials is not None:
+        args += ["--client-credentials", str(client_credentials)]
     if prometheus_url:
         args += ["--prometheus", prometheus_url]
     if prometheus_token_file is not None:

@@ -16,8 +16,8 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, err
 from pipelines.cli.options import (
-    deployment_argument,
     die_remote,
+    dir_option,
     endpoint_option,
     forwarded_check_args,
     forwarded_check_options,
@@ -38,6 +38,7 @@ def pushgateway() -> None:
 
 
 def _grouping(report: dict[str, Any] | None, deployment: str, site: str | None) -> list[tuple[str, str]]:
+    """The grouping labels: from the report when the check wrote one, else from what was asked."""
     experiment, _, name = deployment.rpartition("/")
     site = site or (str(report.get("site")) if report and report.get("site") else "")
     if report and isinstance(report.get("deployment"), str) and "/" in report["deployment"]:
@@ -55,7 +56,13 @@ def _push(url: str, job: str, grouping: list[tuple[str, str]], text: str) -> Non
 
 
 @pushgateway.command()
-@deployment_argument
+@click.argument("deployment", required=False)
+@dir_option(
+    "--rendered",
+    "rendered_dir",
+    help="Passed to sonic check: check the deployment rendered in this gitops/rendered/<site>/"
+    "<experiment>/<deployment> directory instead of DEPLOYMENT.",
+)
 @url_option
 @job_option
 @endpoint_option("Passed to sonic check.")
@@ -66,30 +73,47 @@ def _push(url: str, job: str, grouping: list[tuple[str, str]], text: str) -> Non
     timeout_help="Seconds for sonic check.",
 )
 def check(
-    deployment: str,
+    deployment: str | None,
+    rendered_dir: Path | None,
     url: str,
     job: str,
     endpoint: str,
     site: str | None,
     token_file: Path | None,
+    client_credentials: Path | None,
     prometheus_token_file: Path | None,
     prometheus_url: str | None,
     timeout: float,
 ) -> None:
-    """Run `sonic check` on DEPLOYMENT, push the result, and exit with the check's exit code.
+    """Run `sonic check` on DEPLOYMENT (or --rendered DIR), push the result, exit with the check's code.
 
     A push that fails makes the step exit 2 (retried) even when the check passed: a result
     nobody can see is not a result.
     """
-    extra = ["--timeout", f"{timeout:g}", *forwarded_check_args(site, prometheus_url, prometheus_token_file)]
-    run = run_check(deployment, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
+    extra = [
+        "--timeout",
+        f"{timeout:g}",
+        *forwarded_check_args(site, prometheus_url, prometheus_token_file, client_credentials),
+    ]
+    if rendered_dir is not None and deployment is None:
+        extra += ["--rendered", str(rendered_dir)]
+        # Labels for a check that wrote no report: the directory is gitops/rendered/<site>/<exp>/<name>.
+        parts = rendered_dir.parts
+        site = site or (parts[-3] if len(parts) >= 3 else None)
+        label = "/".join(parts[-2:])
+        run = run_check(None, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
+    elif deployment is not None and rendered_dir is None:
+        label = deployment
+        run = run_check(deployment, endpoint, token_file=token_file, extra=extra, timeout=timeout + 60)
+    else:
+        die("give DEPLOYMENT or --rendered DIR (one of them)")
     click.echo(run.stdout, nl=False)
     if run.stderr:
         click.echo(run.stderr, err=True, nl=False)
     report = run.report
     text = exposition(check_metrics(report, run.exit_code, run.started_at + run.duration, run.duration))
-    _push(url, job, _grouping(report, deployment, site), text)
-    err.print(f"sonic: pushed the result of {deployment} to {url}", markup=False)
+    _push(url, job, _grouping(report, label, site), text)
+    err.print(f"sonic: pushed the result of {label} to {url}", markup=False)
     raise SystemExit(run.exit_code)
 
 

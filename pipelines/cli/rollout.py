@@ -3,7 +3,7 @@
 \b
   sonic rollout target  --site S --deployment D     which Application, endpoint, directory
   sonic rollout commit  --source . --path DIR ...   publish rendered files to the GitOps branch
-  sonic rollout wait    --application A --revision  until Synced and Healthy at that commit
+  sonic rollout wait    --application A --revision  until Synced and Healthy at (a commit containing) it
   sonic rollout verify  D --endpoint HOST:PORT      sonic check, report kept for revert
   sonic rollout revert  --commit SHA ...            undo the commit, push, fail with the report
 
@@ -45,7 +45,7 @@ def rollout() -> None:
     """Roll a deployment out at a site through Argo CD, and back when its checks fail."""
 
 
-def _push_token(token_file: Path | None) -> str | None:
+def _git_token(token_file: Path | None) -> str | None:
     if token_file is None:
         return None
     try:
@@ -130,7 +130,7 @@ def commit(
     """
     message = rollout_ops.commit_message(site, deployment, source_revision, workflow)
     try:
-        result = gitrepo.publish(source, paths, remote, branch, message, workdir, _push_token(token_file))
+        result = gitrepo.publish(source, paths, remote, branch, message, workdir, _git_token(token_file))
     except gitrepo.GitError as exc:
         die_remote(str(exc), transient=exc.transient)
     write_outputs(outputs, {"commit": result.commit, "changed": "true" if result.changed else "false"})
@@ -150,6 +150,16 @@ def commit(
 @click.option("--interval", default="10s", show_default=True, callback=_duration, help="Time between polls.")
 @file_option("--kubeconfig", help="Default: in-cluster, then ~/.kube/config.")
 @click.option("--context", "kube_context", help="kubeconfig context.")
+@dir_option(
+    "--checkout",
+    exists=True,
+    help="Working copy of the GitOps branch (the commit step's): a revision Argo CD reports counts "
+    "as REVISION when it contains it (a later rollout pushed on top). Default: only REVISION itself.",
+)
+@click.option(
+    "--branch", default="gitops", show_default=True, help="The GitOps branch, fetched into --checkout."
+)
+@file_option("--token-file", help="File holding a token that may read the repository (for --checkout).")
 def wait(
     application: str,
     namespace: str,
@@ -158,12 +168,28 @@ def wait(
     interval: float,
     kubeconfig: Path | None,
     kube_context: str | None,
+    checkout: Path | None,
+    branch: str,
+    token_file: Path | None,
 ) -> None:
-    """Wait until APPLICATION is Synced and Healthy at REVISION; exit 1 if it degrades or times out."""
+    """Wait until APPLICATION is Synced and Healthy at REVISION; exit 1 if it degrades or times out.
+
+    \b
+    Every site's Applications follow one branch, so after a neighbour's rollout Argo CD reports
+    the neighbour's later commit. With --checkout, any commit that contains REVISION counts
+    (git merge-base --is-ancestor); without it, only REVISION itself.
+    """
+    if checkout is not None and revision is None:
+        die("--checkout needs --revision (the commit the revisions Argo CD reports must contain)")
     try:
         api = argocd.api_from_config(str(kubeconfig) if kubeconfig else None, kube_context)
     except argocd.KubernetesAccessError as exc:
         die(str(exc))
+    contains = (
+        gitrepo.Descendants(checkout, branch, revision, _git_token(token_file))
+        if checkout is not None and revision is not None
+        else None
+    )
     last = [""]
 
     def report(state: argocd.AppState) -> None:
@@ -174,12 +200,23 @@ def wait(
 
     try:
         result = argocd.wait_for_application(
-            api, namespace, application, revision=revision, timeout=timeout, interval=interval, on_poll=report
+            api,
+            namespace,
+            application,
+            revision=revision,
+            contains=contains,
+            timeout=timeout,
+            interval=interval,
+            on_poll=report,
         )
     except argocd.KubernetesAccessError as exc:
         die(str(exc))
     if result.ok:
-        out.print(f"{application}: Synced and Healthy" + (f" at {revision[:12]}" if revision else ""))
+        at = result.state.revision
+        where = f" at {revision[:12]}" if revision else ""
+        if revision and at and not at.startswith(revision) and not revision.startswith(at):
+            where = f" at {at[:12]}, which contains {revision[:12]}"
+        out.print(f"{application}: Synced and Healthy{where}")
         return
     why = {
         "degraded": "is Degraded",
@@ -205,6 +242,7 @@ def verify(
     site: str | None,
     report_file: Path,
     token_file: Path | None,
+    client_credentials: Path | None,
     prometheus_token_file: Path | None,
     prometheus_url: str | None,
     timeout: float,
@@ -215,7 +253,11 @@ def verify(
     def existing(path: Path | None) -> Path | None:
         return path if path is not None and path.is_file() else None
 
-    extra = forwarded_check_args(site, prometheus_url, existing(prometheus_token_file))
+    # Likewise the client credentials: an optional Secret mounted as a directory may be empty.
+    credentials = (
+        client_credentials if client_credentials and (client_credentials / "token-url").is_file() else None
+    )
+    extra = forwarded_check_args(site, prometheus_url, existing(prometheus_token_file), credentials)
     run = run_check(deployment, endpoint, token_file=existing(token_file), extra=extra, timeout=timeout)
     report_file.parent.mkdir(parents=True, exist_ok=True)
     report_file.write_text(run.stdout or json.dumps({"error": run.stderr.strip()}), encoding="utf-8")
@@ -249,7 +291,7 @@ def revert(
         reason = _reason(report_text)
     message = rollout_ops.revert_message(commit_sha, reason, workflow)
     try:
-        new = gitrepo.revert(remote, branch, commit_sha, workdir, message, _push_token(token_file))
+        new = gitrepo.revert(remote, branch, commit_sha, workdir, message, _git_token(token_file))
     except gitrepo.GitError as exc:
         die_remote(str(exc), transient=exc.transient)
     if report_text:

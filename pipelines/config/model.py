@@ -140,6 +140,13 @@ class Prometheus(Frozen):
     rule_labels: dict[str, str]
 
 
+class SiteRollout(Frozen):
+    """Where the rollout workflow finds the site's Argo CD and reaches its deployments."""
+
+    argocd_kubeconfig: SecretKeyRef | None = None  # None: Argo CD in the cluster running the rollout
+    verify_through: Literal["service", "ingress"] = "service"
+
+
 class SiteGrant(Frozen):
     namespaces: tuple[str, ...]
     gpu_quota: int
@@ -155,6 +162,7 @@ class Site(Frozen):
     ingress: Ingress | None = None
     prometheus: Prometheus | None = None
     pushgateway: str | None = None
+    rollout: SiteRollout = Field(default_factory=SiteRollout)
     experiments: dict[str, SiteGrant]
     source: Path = Field(exclude=True)
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipelines.config.errors import ConfigError, JsonPath
+from pipelines.config.errors import ConfigError, JsonPath, display_path
 from pipelines.config.model import Deployment, SiteDeployment
 from pipelines.config.secrets import find_inline_secrets
 from pipelines.config.tree import Tree
@@ -403,6 +403,23 @@ def jwt_needs_tls(tree: Tree) -> Iterator[ConfigError]:
         if ing.tls_secret or site.ingress.tls_secret or site.ingress.default_certificate:
             continue
         yield _err(tree, p.source, _where(tree, p, "envoy", "ingress"), JWT_WITHOUT_TLS.format(site=p.site))
+
+
+@rule
+def rollout_reaches_deployments(tree: Tree) -> Iterator[ConfigError]:
+    """A site whose rollouts verify through the ingress needs an ingress on every deployment there."""
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        if site is None or site.rollout.verify_through != "ingress" or p.envoy.ingress is not None:
+            continue
+        yield _err(
+            tree,
+            p.source,
+            _where(tree, p, "envoy"),
+            f"no envoy.ingress, but site {p.site!r} verifies rollouts through the ingress "
+            f"({display_path(site.source)}: rollout.verifyThrough: ingress): declare envoy.ingress.host "
+            "or have the site verify through its Service",
+        )
 
 
 @rule

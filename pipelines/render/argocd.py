@@ -47,7 +47,7 @@ HOOK = "argocd.argoproj.io/hook"
 HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
-CHECK_TOKEN_DIR = "/var/run/sonic/check-token"
+CHECK_CLIENT_DIR = "/var/run/sonic/check-client"  # OAuth2 client credentials, read-only
 CHECK_SPEC_DIR = "/etc/sonic/check"  # the check spec ConfigMap, read-only
 CONFIGMAP_LIMIT = 1024 * 1024  # bytes of data + binaryData the API server accepts in one ConfigMap
 APPLICATION_FILE = "application.json"  # the ApplicationSet's generator reads it; never applied
@@ -172,18 +172,13 @@ def render_check_job(
         mounts.append(token[0])
         volumes.append(token[1])
     if p.envoy.auth is not None and p.envoy.auth.jwt is not None:
-        secret, key = repo.check_token_secret
-        args += ["--token-file", f"{CHECK_TOKEN_DIR}/token"]
-        mounts.append({"name": "check-token", "mountPath": CHECK_TOKEN_DIR, "readOnly": True})
+        # Client credentials, not a token: the check asks the identity provider for a fresh
+        # token when it runs (stored tokens expire in minutes). All keys: scope and audience
+        # are optional.
+        args += ["--client-credentials", CHECK_CLIENT_DIR]
+        mounts.append({"name": "check-client", "mountPath": CHECK_CLIENT_DIR, "readOnly": True})
         volumes.append(
-            {
-                "name": "check-token",
-                "secret": {
-                    "secretName": secret,
-                    "items": [{"key": key, "path": "token"}],
-                    "defaultMode": 0o440,
-                },
-            }
+            {"name": "check-client", "secret": {"secretName": repo.check_client_secret, "defaultMode": 0o440}}
         )
     container = {
         "name": "check",

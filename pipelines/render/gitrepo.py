@@ -45,15 +45,14 @@ SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "default": 10001,
         },
-        "checkTokenSecret": {
-            "description": "Secret (in each deployment namespace) with a JWT the PostSync check sends to deployments that require one.",
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["name", "key"],
-            "properties": {
-                "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"},
-                "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
-            },
+        "checkClientSecret": {
+            "description": "Secret with OAuth2 client credentials (keys token-url, client-id, client-secret; "
+            "scope and audience optional) with which the checks get a fresh JWT for deployments that "
+            "require one: in each such deployment namespace (PostSync check) and in the pipelines "
+            "namespace (rollout, scheduled checks).",
+            "type": "string",
+            "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+            "default": "sonic-check-client",
         },
     },
 }
@@ -67,7 +66,7 @@ class Repository:
     branch: str
     pipeline_image: str
     pipeline_user: int = 10001
-    check_token_secret: tuple[str, str] = ("sonic-check-token", "token")
+    check_client_secret: str = "sonic-check-client"
 
 
 DEFAULT = Repository(
@@ -91,6 +90,19 @@ def load_repository(root: Path) -> Repository:
             ]
         )
     doc = load_file(path, display_path(path))
+    if isinstance(doc.data, dict) and "checkTokenSecret" in doc.data:
+        # A static token expires (identity providers issue minutes-long tokens): say what replaced it.
+        raise ConfigErrors(
+            [
+                doc.error(
+                    ("checkTokenSecret",),
+                    "replaced by checkClientSecret: the name of a Secret with OAuth2 client credentials "
+                    "(token-url, client-id, client-secret), from which each check gets a fresh token; "
+                    "see docs/gitops.md",
+                    key=True,
+                )
+            ]
+        )
     errors = [
         doc.error(tuple(e.absolute_path), e.message)
         for e in sorted(
@@ -100,14 +112,10 @@ def load_repository(root: Path) -> Repository:
     if errors:
         raise ConfigErrors(errors)
     data = doc.data
-    token = data.get("checkTokenSecret") or {
-        "name": DEFAULT.check_token_secret[0],
-        "key": DEFAULT.check_token_secret[1],
-    }
     return Repository(
         url=data["url"],
         branch=data["branch"],
         pipeline_image=data["pipelineImage"],
         pipeline_user=int(data.get("pipelineUser", DEFAULT.pipeline_user)),
-        check_token_secret=(token["name"], token["key"]),
+        check_client_secret=str(data.get("checkClientSecret", DEFAULT.check_client_secret)),
     )

@@ -18,6 +18,9 @@ ENVOY_GRPC = 8001
 ENVOY_STATS = 9100
 ENVOY_ADMIN = 9901  # bound to 127.0.0.1 inside the pod; never in a Service
 
+# How a client names a gRPC endpoint reached over TLS (an ingress): grpcs://HOST:PORT.
+GRPC_TLS_SCHEME = "grpcs://"
+
 ENVOY_UPSTREAM_CLUSTER = "triton"
 ENVOY_HTTP_PREFIX = "triton_grpc"  # stat_prefix of the client-facing connection manager
 

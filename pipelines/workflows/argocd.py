@@ -5,6 +5,12 @@ client (``CustomObjectsApi.get_namespaced_custom_object``): only ``get`` is need
 all the rollout's ServiceAccount may do there. Argo CD itself is never called, so no Argo CD
 token exists anywhere.
 
+Every site's Applications follow one GitOps branch, so the revision an Application reports is
+the branch head Argo CD last compared against: after a neighbour's rollout pushed on top of ours
+it is their commit, which contains ours. "Our revision" is therefore any commit that contains
+the rollout's commit (given a ``contains`` oracle, e.g. :class:`pipelines.workflows.gitrepo.Descendants`
+over a working copy of the branch); without one, only our commit itself.
+
 Verdicts, in the order they are decided on each poll:
 
 - the Application reports a sync operation for our revision that ``Failed``/``Error`` -> failed;
@@ -91,13 +97,26 @@ class WaitResult:
         return self.verdict == "healthy"
 
 
-def judge(state: AppState, revision: str | None) -> Verdict | None:
-    """The verdict one observation allows, or None to keep waiting."""
+#: Does the commit given (a full SHA Argo CD reported) contain the rollout's commit?
+Contains = Callable[[str], bool]
+
+
+def judge(state: AppState, revision: str | None, contains: Contains | None = None) -> Verdict | None:
+    """The verdict one observation allows, or None to keep waiting.
+
+    ``contains`` widens "our revision" from ``revision`` itself to any commit that contains it.
+    """
     if not state.found:
         return None
 
     def ours(rev: str) -> bool:
-        return revision is None or (bool(rev) and (rev.startswith(revision) or revision.startswith(rev)))
+        if revision is None:
+            return True
+        if not rev:
+            return False
+        if rev.startswith(revision) or revision.startswith(rev):
+            return True
+        return contains is not None and contains(rev)
 
     if state.operation in ("Failed", "Error") and ours(state.operation_revision or state.revision):
         return "failed"
@@ -155,6 +174,7 @@ def wait_for_application(
     name: str,
     *,
     revision: str | None = None,
+    contains: Contains | None = None,
     timeout: float = 900.0,
     interval: float = 10.0,
     on_poll: Callable[[AppState], None] | None = None,
@@ -179,7 +199,7 @@ def wait_for_application(
             state = AppState(found=False, health_message=f"API unreachable: {type(exc).__name__}")
         if on_poll is not None:
             on_poll(state)
-        verdict = judge(state, revision)
+        verdict = judge(state, revision, contains)
         if verdict is not None:
             return WaitResult(verdict, state, polls)
         if clock() + interval > deadline:

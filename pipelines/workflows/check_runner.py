@@ -39,17 +39,18 @@ class CheckRun:
 
 
 def check_command(
-    deployment: str, endpoint: str, token_file: Path | None = None, extra: Sequence[str] = ()
+    deployment: str | None, endpoint: str, token_file: Path | None = None, extra: Sequence[str] = ()
 ) -> list[str]:
-    """The argument list of ``sonic check`` (without the program)."""
+    """The argument list of ``sonic check`` (without the program); no DEPLOYMENT when ``extra``
+    names the deployment another way (``--spec``, ``--rendered``)."""
     args = ["check", "--endpoint", endpoint, "--format", "json"]
     if token_file is not None:
         args += ["--token-file", str(token_file)]
-    return [*args, *extra, deployment]
+    return [*args, *extra, *([deployment] if deployment is not None else [])]
 
 
 def run_check(
-    deployment: str,
+    deployment: str | None,
     endpoint: str,
     *,
     token_file: Path | None = None,

@@ -2,7 +2,7 @@
 
 GitHub signs each delivery with the webhook secret (a Secret, by reference); the EventSource
 verifies it. The Sensor keeps ``pull_request`` events of this repository whose action is
-``opened``, ``synchronize`` or ``reopened`` and creates a Workflow from the ``pr-validation``
+``opened``, ``synchronize`` or ``reopened`` (anchored regular expressions: exactly these) and creates a Workflow from the ``pr-validation``
 template with the repository, pull request number, head SHA and base branch.
 
 The payload of a ``pull_request`` event carries no file list, so "touches ``experiments/`` or
@@ -88,13 +88,31 @@ def workflow_resource(settings: PipelineSettings) -> dict[str, Any]:
     }
 
 
+_REGEXP_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
+def exactly(text: str) -> str:
+    """A Go regular expression matching ``text`` and nothing else.
+
+    A Sensor's string data filter is a regular expression tried with Go's unanchored
+    ``regexp.Match`` (argo-events pkg/sensors/dependencies/filter.go, filterData): the value
+    ``pull_request`` also passes ``pull_request_review``, and a repository name passes any name
+    containing it. Anchored and escaped, each value means exactly itself.
+    """
+    return "^" + "".join(f"\\{c}" if c in _REGEXP_SPECIAL else c for c in text) + "$"
+
+
 def sensor(settings: PipelineSettings) -> ev.Sensor:
     dependency = "pull-request"
     filters = ev.EventDependencyFilter(
         data=[
-            ev.DataFilter(path="headers.X-Github-Event", type="string", value=["pull_request"]),
-            ev.DataFilter(path="body.action", type="string", value=list(ACTIONS)),
-            ev.DataFilter(path="body.repository.full_name", type="string", value=[settings.repository]),
+            # GithubEventData.Headers is Go's http.Header, a list per name: element 0 is the value
+            # (a whole list would be matched as its JSON text, '["pull_request"]').
+            ev.DataFilter(path="headers.X-Github-Event.0", type="string", value=[exactly("pull_request")]),
+            ev.DataFilter(path="body.action", type="string", value=[exactly(a) for a in ACTIONS]),
+            ev.DataFilter(
+                path="body.repository.full_name", type="string", value=[exactly(settings.repository)]
+            ),
         ],
     )
     trigger = ev.Trigger(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ from pipelines.workflows.errors import RemoteError
 
 GIT_TIMEOUT = 300.0  # seconds for any one git command (a clone of a large repository included)
 PUSH_ATTEMPTS = 3  # a concurrent rollout may push first: fetch, rebase, try again
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 
 class GitError(RemoteError):
@@ -268,6 +270,47 @@ def revert(url: str, branch: str, commit: str, workdir: Path, message: str, toke
     git("commit", "--quiet", "-m", message)
     _push(git, branch)
     return git.rev("HEAD")
+
+
+class Descendants:
+    """Answers "does commit X contain ``commit``?" from a working copy of the GitOps branch.
+
+    Argo CD reports the branch head it synced, which after a neighbour's rollout is a later
+    commit than ours. A commit unknown to the working copy is fetched with the branch once per
+    poll that sees it; one that is still unknown (or whose fetch failed) does not count, and is
+    asked about again next time. Answers about known commits are kept.
+    """
+
+    def __init__(self, workdir: Path, branch: str, commit: str, token: str | None = None):
+        self._git = Git(workdir, token)
+        self._branch = branch
+        self._commit = commit
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, rev: str) -> bool:
+        if not _SHA.match(rev):
+            return False  # Argo CD reports commit SHAs; anything else is not a commit of ours
+        if rev in self._known:
+            return self._known[rev]
+        if not self._has(rev):
+            try:
+                self._git(
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "origin",
+                    f"+refs/heads/{self._branch}:refs/remotes/origin/{self._branch}",
+                )
+            except GitError:
+                return False  # the remote is having a moment: ask again on the next poll
+            if not self._has(rev):
+                return False
+        answer = _is_ancestor(self._git, self._commit, rev)
+        self._known[rev] = answer
+        return answer
+
+    def _has(self, rev: str) -> bool:
+        return bool(self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False).strip())
 
 
 def _fresh(dest: Path) -> None:

@@ -4,13 +4,15 @@
 
     pending status ─┐
     checkout ───────┴─► validate ──┬─► build-models --dry-run (one per changed deployment)
-                                   └─► render --check ─► verify rendered objects offline
+                     (if relevant) └─► render --check ─► verify rendered objects offline
+                                       (always, whatever validate said or skipped)
     on exit (always): commit status + the one bot comment summarising per site what changes
 
 The pull-request head is checked out from ``refs/pull/<n>/head`` (forks work) at exactly the
 commit the event named. GitHub's pull_request payload lists no files, so the Sensor cannot tell
 whether a pull request touches ``experiments/`` or ``gitops/sites/``: the checkout step decides
-(``relevant``) and the validation steps are skipped when it does not.
+(``relevant``) and validation and model builds are skipped when it does not; the render check
+and the offline verification always run.
 
 No step talks to the Kubernetes API: the workflow's pods get no ServiceAccount token.
 """
@@ -28,6 +30,7 @@ from pipelines.workflows.steps import (
     MEDIUM,
     SRC,
     argv,
+    checked_out_step,
     checkout_step,
     github_step,
     github_token,
@@ -85,11 +88,16 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         inputs=("base-sha",),
     )
     # Artifacts are fetched and verified (sha256, ONNX graph against the declared config), so
-    # this talks to the network; nothing is published.
-    build = sonic_step(
+    # this talks to the network; nothing is published. One task per deployment, in parallel:
+    # each brings its own checkout of the pull request instead of sharing the workspace claim.
+    build = checked_out_step(
         "build-models-dry-run",
         ["build-models", "{{inputs.parameters.deployment}}", "--dry-run"],
         settings,
+        token,
+        repository=repo,
+        pr=pr,
+        ref=sha,
         size=LARGE,
         network=True,
         deadline=1800,
@@ -177,8 +185,22 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                 with_param=task_output("checkout", "deployments"),
                 arguments={"deployment": "{{item}}"},
             )
-            t_render = Task(name="render-check", template=render_check, depends="validate.Succeeded")
-            Task(name="verify-rendered", template=verify, depends="render-check.Succeeded")
+            # The render check and the offline verification run whatever validate said, and also
+            # when it was skipped: in Argo's enhanced depends, a task whose `when` was false is
+            # Skipped, and Skipped is not Succeeded (argo-workflows workflow/controller/dag.go,
+            # evaluateDependsLogic). A pull request that edits gitops/rendered/ by hand touches no
+            # relevant path, and must still fail the render check. They run one after another
+            # because they share the workspace volume with validate.
+            t_render = Task(
+                name="render-check",
+                template=render_check,
+                depends="validate.Succeeded || validate.Skipped || validate.Failed",
+            )
+            Task(
+                name="verify-rendered",
+                template=verify,
+                depends="render-check.Succeeded || render-check.Failed",
+            )
             _ = (t_pending, t_checkout, t_validate, t_render)
         with DAG(name="report"):
             Task(name="status", template=status)

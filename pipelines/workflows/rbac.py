@@ -7,6 +7,13 @@
 | ``sonic-scheduled-validation`` | nothing | calls deployments' endpoints; no token is mounted |
 | ``sonic-rollout`` | get/list/watch ``applications.argoproj.io`` in Argo CD's namespace | waits for sync and health |
 | ``sonic-workflow-executor`` | create/patch ``workflowtaskresults`` | Argo's wait container reports step outputs |
+
+Only two of them let Kubernetes mount a token, and both for a reason: ``sonic-rollout`` because
+Argo copies a template's ``automountServiceAccountToken`` to the pod only when it is false
+(``workflow/controller/workflowpod.go``, setupServiceAccount), so the ``wait`` step's token
+comes from the account; every other rollout step turns it off in the workflow spec. The
+executor's token is mounted by Argo itself from the Secret ``<account>.service-account-token``
+(``util/secrets/secret_name.go``), which Kubernetes >= 1.24 no longer creates on its own.
 | ``sonic-events-sensor`` | create ``workflows`` in the pipelines namespace | submits ``pr-validation`` |
 """
 
@@ -37,6 +44,24 @@ def service_account(name: str, namespace: str, *, token: bool) -> dict[str, Any]
     }
 
 
+def service_account_token(account: str, namespace: str) -> dict[str, Any]:
+    """The long-lived token Secret of ``account``; Kubernetes' token controller fills in its data.
+
+    Argo Workflows mounts the executor's token from the Secret named
+    ``<account>.service-account-token`` (argo-workflows util/secrets/secret_name.go; docs
+    service-account-secrets.md): since Kubernetes 1.24 nobody creates it unless it is declared.
+    No value is written here: the type and annotation ask the control plane to issue one.
+    """
+    meta = _meta(f"{account}.service-account-token", namespace)
+    meta["annotations"] = {"kubernetes.io/service-account.name": account}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "kubernetes.io/service-account-token",
+    }
+
+
 def role(name: str, namespace: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -63,6 +88,7 @@ def executor(namespace: str) -> list[dict[str, Any]]:
     ]
     return [
         service_account(EXECUTOR_SA, namespace, token=True),
+        service_account_token(EXECUTOR_SA, namespace),
         role(EXECUTOR_SA, namespace, rules),
         role_binding(EXECUTOR_SA, namespace, EXECUTOR_SA, EXECUTOR_SA, namespace),
     ]

@@ -3,23 +3,30 @@
 ::
 
     checkout ─► render ─► target ─► commit (GitOps branch, as the bot)
-                                      └─► wait (Argo CD: Synced + Healthy at that commit)
+                                      └─► wait | wait-remote (Argo CD: Synced + Healthy at a
+                                            │                 commit containing ours)
                                             └─► verify (sonic check, report kept)
     wait or verify failed ─► revert (that commit, pushed) ─► fail with the check report
 
-Runs in the site's cluster (it reads the site's Argo CD Applications). Only the ``wait`` step
-gets a Kubernetes token, and its ServiceAccount may only read Applications in Argo CD's
-namespace. The push token is mounted only where git pushes.
+Two topologies (the site file's ``rollout``): Argo CD in the site's cluster, where the rollout
+runs too (``wait`` reads the Applications with this pod's token: the only step that gets one,
+and its ServiceAccount may only read Applications in Argo CD's namespace); or a central Argo CD
+(``wait-remote`` reads them through the site's kubeconfig Secret, no token of this cluster).
+``verify`` reaches the deployment through its in-cluster Service or, when the rollout runs
+elsewhere, through its ingress over TLS (``target`` says which). The push token is mounted only
+where git pushes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
+from hera.workflows import DAG, Container, Parameter, Task, WorkflowTemplate
+from hera.workflows import models as m
 
 from pipelines.config import Tree
 from pipelines.workflows import rbac
+from pipelines.workflows.rollout_ops import ARGOCD_KUBECONFIG_DIR
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
     MEDIUM,
@@ -28,8 +35,9 @@ from pipelines.workflows.steps import (
     WORKSPACE,
     WORKSPACE_MOUNT,
     argv,
-    check_token,
+    check_client,
     checkout_step,
+    github_token,
     pod_error_retry,
     prometheus_token,
     push_token,
@@ -42,20 +50,49 @@ from pipelines.workflows.steps import (
 
 NAME = "rollout"
 REPORT = f"{WORKSPACE}/check-report.json"
-FAILED = "wait.Failed || wait.Errored || verify.Failed || verify.Errored"
+TARGET_OUTPUTS = (
+    "application", "argocd-namespace", "argocd-remote", "argocd-kubeconfig", "endpoint", "path", "deployment"
+)  # fmt: skip
 
 
-def template(settings: PipelineSettings) -> WorkflowTemplate:
-    """The ``rollout`` WorkflowTemplate."""
+def kubeconfig_volume(tree: Tree) -> m.Volume | None:
+    """Every site's Argo CD kubeconfig Secret (sites with a central Argo CD), at <dir>/<name>/<key>.
+
+    One template serves every site, so its wait step mounts each Secret a site names, each
+    optional: a cluster holds only those of the sites it rolls out. None when no site needs one.
+    """
+    refs = sorted(
+        {(s.rollout.argocd_kubeconfig.name, s.rollout.argocd_kubeconfig.key)
+         for s in tree.sites.values() if s.rollout.argocd_kubeconfig is not None}
+    )  # fmt: skip
+    if not refs:
+        return None
+    return m.Volume(
+        name="argocd-kubeconfig",
+        projected=m.ProjectedVolumeSource(
+            default_mode=0o440,
+            sources=[
+                m.VolumeProjection(
+                    secret=m.SecretProjection(
+                        name=name, items=[m.KeyToPath(key=key, path=f"{name}/{key}")], optional=True
+                    )
+                )
+                for name, key in refs
+            ],
+        ),
+    )
+
+
+def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTemplate:
+    """The ``rollout`` WorkflowTemplate (with a ``wait-remote`` step when a site's Argo CD is central)."""
     push = push_token(settings)
+    read = github_token(settings)  # the wait step only fetches the GitOps branch
     # Optional: only deployments behind JWT auth and Prometheus servers that want a token need them.
-    check = check_token(settings, optional=True)
+    check = check_client(settings, optional=True)
     prometheus = prometheus_token(settings, optional=True)
     git_mounts = [WORKSPACE_MOUNT, push.mount()]
     site, deployment = wf_param("site"), wf_param("deployment")
-    target_out = {
-        k: task_output("target", k) for k in ("application", "argocd-namespace", "endpoint", "path")
-    }
+    target_out = {k: task_output("target", k) for k in TARGET_OUTPUTS}
     commit_sha = task_output("commit", "commit")
     remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push.file}
 
@@ -67,7 +104,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         "target",
         argv("rollout", "target", site=site, deployment=deployment, outputs=OUTPUTS),
         settings,
-        outputs=("application", "argocd-namespace", "endpoint", "path", "deployment"),
+        outputs=TARGET_OUTPUTS,
     )
     commit = sonic_step(
         "commit",
@@ -89,24 +126,50 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         mounts=git_mounts,
         outputs=("commit", "changed"),
     )
-    wait = sonic_step(
-        "wait",
-        argv(
-            "rollout",
-            "wait",
-            application=target_out["application"],
-            namespace=target_out["argocd-namespace"],
-            revision=commit_sha,
-            timeout=wf_param("sync-timeout"),
-        ),
-        settings,
-        deadline=3600,
-        mounts=[],
-        workdir=None,
-        # Polling already rides out API hiccups; a failed wait is a verdict, not a glitch.
-        retry=pod_error_retry(),
+
+    def wait_step(name: str, kubeconfig: dict[str, str], mounts: list[m.VolumeMount]) -> Container:
+        return sonic_step(
+            name,
+            argv(
+                "rollout",
+                "wait",
+                application=target_out["application"],
+                namespace=target_out["argocd-namespace"],
+                revision=commit_sha,
+                timeout=wf_param("sync-timeout"),
+                # The commit step's working copy: a later commit of a neighbour's rollout that
+                # contains ours is our success too (all sites follow one branch).
+                checkout=f"{WORKSPACE}/gitops",
+                branch=wf_param("gitops-branch"),
+                token_file=read.file,
+                **kubeconfig,
+            ),
+            settings,
+            deadline=3600,
+            mounts=[WORKSPACE_MOUNT, read.mount(), *mounts],
+            workdir=None,
+            # Polling already rides out API hiccups; a failed wait is a verdict, not a glitch.
+            retry=pod_error_retry(),
+        )
+
+    # Argo CD in this cluster: Applications read with this pod's ServiceAccount token, the only
+    # step that gets one. Argo copies this value to the pod only when it is false
+    # (workflowpod.go, setupServiceAccount): true here means "not turned off", and the token then
+    # comes from sonic-rollout, whose automount is on (see objects()).
+    wait = wait_step("wait", {}, [])
+    wait.automount_service_account_token = True
+    # Argo CD elsewhere (a central instance): Applications read through the site's kubeconfig
+    # Secret; no Kubernetes token of this cluster is needed.
+    volume = kubeconfig_volume(tree) if tree is not None else None
+    wait_remote = (
+        wait_step(
+            "wait-remote",
+            {"kubeconfig": target_out["argocd-kubeconfig"]},
+            [m.VolumeMount(name=volume.name, mount_path=ARGOCD_KUBECONFIG_DIR, read_only=True)],
+        )
+        if volume is not None
+        else None
     )
-    wait.automount_service_account_token = True  # the only step that reads the Kubernetes API
     verify = sonic_step(
         "verify",
         argv(
@@ -116,7 +179,7 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
             site=site,
             endpoint=target_out["endpoint"],
             report_file=REPORT,
-            token_file=check.file,
+            client_credentials=check.path,
             prometheus_token_file=prometheus.file,
         ),
         settings,
@@ -170,7 +233,8 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                 settings,
                 rbac.ROLLOUT_SA,
                 deadline=2 * 3600,
-                secrets=[push, check, prometheus],
+                secrets=[push, read, check, prometheus],
+                volumes=[volume] if volume is not None else [],
                 # One rollout per site at a time: a revert must never undo a neighbour's half-done rollout.
                 mutex=f"rollout-{site}",
             ),
@@ -181,12 +245,26 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         Task(name="render", template=render, depends="checkout.Succeeded")
         Task(name="target", template=target, depends="render.Succeeded")
         Task(name="commit", template=commit, depends="target.Succeeded")
-        Task(name="wait", template=wait, depends="commit.Succeeded")
-        Task(name="verify", template=verify, depends="wait.Succeeded")
+        argocd_remote = task_output("target", "argocd-remote")
+        waits = ["wait"]
+        if wait_remote is None:
+            Task(name="wait", template=wait, depends="commit.Succeeded")
+        else:
+            # Exactly one of the two runs; the other is Skipped (its `when` is false).
+            Task(name="wait", template=wait, depends="commit.Succeeded", when=f"{argocd_remote} == false")
+            Task(
+                name="wait-remote",
+                template=wait_remote,
+                depends="commit.Succeeded",
+                when=f"{argocd_remote} == true",
+            )
+            waits.append("wait-remote")
+        Task(name="verify", template=verify, depends=" || ".join(f"{w}.Succeeded" for w in waits))
+        failed = [f"{t}.{r}" for t in (*waits, "verify") for r in ("Failed", "Errored")]
         Task(
             name="revert",
             template=revert,
-            depends=f"({FAILED})",
+            depends=f"({' || '.join(failed)})",
             # Nothing was committed when the branch already matched: there is nothing to undo.
             when=f"{task_output('commit', 'changed')} == true",
         )
@@ -199,8 +277,9 @@ def argocd_namespaces(tree: Tree) -> list[str]:
 
 def objects(settings: PipelineSettings, tree: Tree) -> list[dict[str, Any]]:
     """The template, its ServiceAccount, and read access to Applications in each Argo CD namespace."""
-    out = [rbac.service_account(rbac.ROLLOUT_SA, settings.namespace, token=False)]
+    # The account allows a token; the workflow spec turns it off for every step but ``wait``.
+    out = [rbac.service_account(rbac.ROLLOUT_SA, settings.namespace, token=True)]
     for ns in argocd_namespaces(tree):
         out += rbac.rollout_argocd_access(ns, settings.namespace)
-    out.append(template(settings).to_dict())
+    out.append(template(settings, tree).to_dict())
     return out

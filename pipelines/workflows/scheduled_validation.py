@@ -2,14 +2,19 @@
 
 ::
 
-    checkout (base branch) ─► check cms/minimal ─┐
-                           ─► check atlas/...   ─┴─ (all run; the workflow fails if any fails)
+    check cms/minimal ─┐   each: checkout of the GitOps branch ─► sonic check --rendered <its directory>
+    check atlas/...   ─┴─ (all run in parallel; the workflow fails if any fails)
 
 Schedules are the distinct ``checks.schedule`` values of the site's deployments; each run checks
-every deployment (a check is cheap next to a missed outage). With a Pushgateway configured for
-the site, each step runs ``sonic pushgateway check``, which runs ``sonic check`` and pushes its
-result; without one, the step is plain ``sonic check``. Endpoints are the in-cluster Envoy
-Services, so checks go through the same path as clients.
+every deployment (a check is cheap next to a missed outage). What is checked is what the GitOps
+branch deployed (the check spec ConfigMap in the deployment's rendered directory there, the one
+Argo CD applied), not what ``main`` declares: a change merged but not yet rolled out is not
+held against the running deployment. Each check runs in its own pod with its own checkout
+(a container set, no shared volume), so checks on different nodes never contend for one
+ReadWriteOnce claim. With a Pushgateway configured for the site, each step runs ``sonic
+pushgateway check``, which runs ``sonic check`` and pushes its result; without one, the step is
+plain ``sonic check``. Endpoints are the in-cluster Envoy Services, so checks go through the
+same path as clients.
 """
 
 from __future__ import annotations
@@ -19,20 +24,19 @@ from typing import Any
 from hera.workflows import DAG, CronWorkflow, Task
 
 from pipelines.config import Site, SiteDeployment, Tree
-from pipelines.render.names import ENVOY_GRPC, deployment_ref, envoy_service_host
+from pipelines.render.names import ENVOY_GRPC, envoy_service_host, rendered_dir
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
     MEDIUM,
-    WORKSPACE_MOUNT,
     MountedSecret,
+    MountedSecretDir,
     argv,
-    check_token,
-    checkout_step,
+    check_client,
+    checked_out_step,
     flags,
     github_token,
     prometheus_token,
-    sonic_step,
     workflow_spec,
 )
 
@@ -53,17 +57,26 @@ def uses_jwt(p: SiteDeployment) -> bool:
 
 
 def check_args(p: SiteDeployment, site: Site, settings: PipelineSettings) -> list[str]:
-    """The arguments of ``sonic check`` (or ``sonic pushgateway check``) for one deployment."""
+    """The arguments of ``sonic check`` (or ``sonic pushgateway check``) for one deployment.
+
+    The deployment is read from its rendered directory in the GitOps branch checkout, which
+    holds no site files: the site's Prometheus is passed explicitly.
+    """
     args = flags(
-        site=p.site, endpoint=f"{envoy_service_host(p)}:{ENVOY_GRPC}", timeout=f"{p.checks.timeout:g}"
+        rendered=rendered_dir(p),
+        site=p.site,
+        endpoint=f"{envoy_service_host(p)}:{ENVOY_GRPC}",
+        timeout=f"{p.checks.timeout:g}",
     )
+    if site.prometheus is not None:
+        args += flags(prometheus=site.prometheus.url)
     if uses_jwt(p):
-        args += flags(token_file=check_token(settings).file)
+        args += flags(client_credentials=check_client(settings).path)
     if needs_prometheus_token(site):
         args += flags(prometheus_token_file=prometheus_token(settings).file)
     if site.pushgateway:
-        return [*argv("pushgateway", "check", url=site.pushgateway, job=JOB), *args, deployment_ref(p)]
-    return ["check", *args, *flags(format="json"), deployment_ref(p)]
+        return [*argv("pushgateway", "check", url=site.pushgateway, job=JOB), *args]
+    return ["check", *args, *flags(format="json")]
 
 
 def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWorkflow | None:
@@ -73,25 +86,25 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
         return None
     token = github_token(settings)
     # Only the Secrets some check here needs.
-    secrets: list[MountedSecret] = []
+    secrets: list[MountedSecret | MountedSecretDir] = []
     if any(uses_jwt(p) for p in placements):
-        secrets.append(check_token(settings))
+        secrets.append(check_client(settings))
     if needs_prometheus_token(site):
         secrets.append(prometheus_token(settings))
-    check_mounts = [WORKSPACE_MOUNT, *(s.mount() for s in secrets)]
-
-    checkout = checkout_step(settings, token, repository=settings.repository, ref=settings.base_branch)
     checks = [
         (
             f"check-{p.experiment}-{p.name}",
-            sonic_step(
+            checked_out_step(
                 f"check-{p.experiment}-{p.name}",
                 check_args(p, site, settings),
                 settings,
+                token,
+                repository=settings.repository,
+                ref=settings.gitops_branch,
                 size=MEDIUM,
                 network=True,
                 deadline=int(p.checks.timeout) + 300,
-                mounts=check_mounts,
+                mounts=[s.mount() for s in secrets],
             ),
         )
         for p in placements
@@ -116,14 +129,13 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
                 rbac.SCHEDULED_SA,
                 deadline=3600,
                 secrets=[token, *secrets],
-                workspace="1Gi",
+                workspace=None,  # every check has its own checkout
             ),
         ) as cw,
         DAG(name="main", fail_fast=False),
     ):  # every deployment is checked, whatever failed before
-        Task(name="checkout", template=checkout)
         for task_name, step in checks:
-            Task(name=task_name, template=step, depends="checkout.Succeeded")
+            Task(name=task_name, template=step)
     return cw
 
 

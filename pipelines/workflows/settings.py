@@ -41,11 +41,13 @@ class PipelineSettings:
     gitops_branch: str = "gitops"
     # Secrets (by reference): a token that may read the repository, set commit statuses and
     # write pull-request comments; a token that may push to the GitOps branch; the webhook
-    # secret GitHub signs deliveries with; a token for deployments behind JWT auth.
+    # secret GitHub signs deliveries with.
     github_token: SecretRef = SecretRef("sonic-github-token", "token")
     push_token: SecretRef = SecretRef("sonic-gitops-push-token", "token")
     webhook_secret: SecretRef = SecretRef("sonic-github-webhook", "secret")
-    check_token: SecretRef = SecretRef("sonic-check-token", "token")
+    # OAuth2 client credentials (keys token-url, client-id, client-secret; scope, audience
+    # optional) with which checks of deployments behind JWT auth get a fresh token each run.
+    check_client: str = "sonic-check-client"
     # Copy of the site's Prometheus bearer token (sites whose Prometheus needs one), for the
     # checks' scaling queries; the site file names the Secret in the deployment namespaces.
     prometheus_token: SecretRef = SecretRef("sonic-prometheus-token", "token")
@@ -89,7 +91,7 @@ def from_repository(repo: Repository, base: PipelineSettings = DEFAULT) -> Pipel
         git_server=f"https://{host}",
         github_api=api,
         gitops_branch=repo.branch,
-        check_token=SecretRef(*repo.check_token_secret),
+        check_client=repo.check_client_secret,
     )
 
 

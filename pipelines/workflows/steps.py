@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hera.workflows import Container, Parameter, RetryStrategy
+from hera.workflows import Container, ContainerNode, ContainerSet, Parameter, RetryStrategy
 from hera.workflows import models as m
 
 from pipelines.workflows.settings import PipelineSettings, SecretRef
@@ -108,6 +108,35 @@ class MountedSecret:
         )
 
 
+@dataclass(frozen=True)
+class MountedSecretDir:
+    """Every key of a Secret as files in one directory, readable by the step's group only.
+
+    For Secrets whose keys a command reads together (OAuth2 client credentials, a kubeconfig
+    Secret) and whose optional keys may be absent.
+    """
+
+    volume_name: str
+    secret_name: str
+    optional: bool = False
+
+    @property
+    def path(self) -> str:
+        """The directory a step that mounts the Secret reads."""
+        return f"{SECRETS}/{self.volume_name}"
+
+    def mount(self) -> m.VolumeMount:
+        return m.VolumeMount(name=self.volume_name, mount_path=self.path, read_only=True)
+
+    def volume(self) -> m.Volume:
+        return m.Volume(
+            name=self.volume_name,
+            secret=m.SecretVolumeSource(
+                secret_name=self.secret_name, default_mode=0o440, optional=self.optional or None
+            ),
+        )
+
+
 def github_token(settings: PipelineSettings) -> MountedSecret:
     """Reads the repository, sets commit statuses, writes pull-request comments."""
     return MountedSecret("github-token", settings.github_token)
@@ -118,9 +147,9 @@ def push_token(settings: PipelineSettings) -> MountedSecret:
     return MountedSecret("push-token", settings.push_token)
 
 
-def check_token(settings: PipelineSettings, *, optional: bool = False) -> MountedSecret:
-    """Calls deployments behind JWT auth."""
-    return MountedSecret("check-token", settings.check_token, optional)
+def check_client(settings: PipelineSettings, *, optional: bool = False) -> MountedSecretDir:
+    """OAuth2 client credentials: a fresh JWT for deployments behind JWT auth, at check time."""
+    return MountedSecretDir("check-client", settings.check_client, optional)
 
 
 def prometheus_token(settings: PipelineSettings, *, optional: bool = False) -> MountedSecret:
@@ -131,6 +160,8 @@ def prometheus_token(settings: PipelineSettings, *, optional: bool = False) -> M
 TMP_VOLUME = m.Volume(name="tmp", empty_dir=m.EmptyDirVolumeSource(size_limit=m.Quantity("1Gi")))
 TMP_MOUNT = m.VolumeMount(name="tmp", mount_path="/tmp")
 WORKSPACE_MOUNT = m.VolumeMount(name="workspace", mount_path=WORKSPACE)
+# A step's own workspace (per pod), for steps that run in parallel: see checked_out_step.
+OWN_WORKSPACE = m.Volume(name="own-workspace", empty_dir=m.EmptyDirVolumeSource(size_limit=m.Quantity("2Gi")))
 
 
 def workspace_claim(size: str = "2Gi") -> m.PersistentVolumeClaim:
@@ -169,16 +200,18 @@ def workflow_spec(
     service_account: str,
     deadline: int,
     *,
-    secrets: Sequence[MountedSecret] = (),
+    secrets: Sequence[MountedSecret | MountedSecretDir] = (),
     volumes: Sequence[m.Volume] = (),
-    workspace: str = "2Gi",
+    workspace: str | None = "2Gi",
     mutex: str | None = None,
     namespace: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments shared by every WorkflowTemplate / CronWorkflow this project renders.
 
-    Each run gets its own workspace volume (``workspace`` big) and a ``/tmp``, then the volumes
-    of ``secrets`` and ``volumes``. No step gets a Kubernetes token unless it asks for one. A
+    Each run gets its own workspace volume (``workspace`` big; None: no shared volume, every
+    step that needs files brings its own, see :func:`checked_out_step`) and a ``/tmp``, then the
+    volumes of ``secrets`` and ``volumes``. The workspace is ReadWriteOnce: only steps that run
+    one after another may share it (parallel pods on other nodes could not attach it). No step gets a Kubernetes token unless it asks for one. A
     ``mutex`` lets one run holding that name proceed at a time. Successful pods are deleted at
     once (their logs are in the workflow archive when the site enables it); failed ones stay for
     debugging until the workflow's TTL removes everything.
@@ -191,8 +224,8 @@ def workflow_spec(
         "automount_service_account_token": False,
         "active_deadline_seconds": deadline,
         "synchronization": m.Synchronization(mutexes=[m.Mutex(name=mutex)]) if mutex else None,
-        "volume_claim_templates": [workspace_claim(workspace)],
-        "volume_claim_gc": m.VolumeClaimGC(strategy="OnWorkflowCompletion"),
+        "volume_claim_templates": [workspace_claim(workspace)] if workspace else None,
+        "volume_claim_gc": m.VolumeClaimGC(strategy="OnWorkflowCompletion") if workspace else None,
         "volumes": [TMP_VOLUME, *(s.volume() for s in secrets), *volumes],
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
         "ttl_strategy": m.TTLStrategy(
@@ -302,6 +335,77 @@ def checkout_step(
         token_file=token.file,
     )
     return github_step("checkout", args, settings, token, workspace=True, outputs=outputs)
+
+
+def checked_out_step(
+    name: str,
+    args: Sequence[str],
+    settings: PipelineSettings,
+    token: MountedSecret,
+    *,
+    repository: str,
+    ref: str,
+    pr: str | None = None,
+    size: Size = SMALL,
+    network: bool = False,
+    deadline: int = 600,
+    mounts: Sequence[m.VolumeMount] = (),
+    inputs: Sequence[str] = (),
+) -> ContainerSet:
+    """A step with a checkout of its own: ``sonic github checkout`` then ``sonic ARGS``, in one pod.
+
+    Steps that run in parallel cannot share the workflow's ReadWriteOnce workspace (a second
+    pod on another node fails with Multi-Attach). An Argo container set runs both commands in
+    one pod sharing an emptyDir, "cheap and fast empty-dir volumes instead of persistent volume
+    claims" (argo-workflows docs/container-set-template.md). The checkout retries what is worth
+    retrying itself; the step's own command runs as ``main`` (whose exit code and outputs count)
+    in ``SRC``, with ``mounts`` (Secrets) that the checkout never sees.
+    """
+    checkout = argv(
+        "github",
+        "checkout",
+        repository=repository,
+        server=settings.git_server,
+        pr=pr or False,
+        ref=ref,
+        dest=SRC,
+        token_file=token.file,
+        attempts="4",
+    )
+    env = [m.EnvVar(name="HOME", value="/tmp")]
+    own = m.VolumeMount(name=OWN_WORKSPACE.name, mount_path=WORKSPACE)
+    return ContainerSet(
+        name=name,
+        volumes=[OWN_WORKSPACE],
+        containers=[
+            ContainerNode(
+                name="checkout",
+                image=settings.image,
+                command=[SONIC],
+                args=checkout,
+                working_dir=WORKSPACE,
+                resources=SMALL.resources(),
+                security_context=container_security(),
+                volume_mounts=[TMP_MOUNT, own, token.mount()],
+                env=env,
+            ),
+            ContainerNode(
+                name="main",
+                image=settings.image,
+                command=[SONIC],
+                args=list(args),
+                working_dir=SRC,
+                resources=size.resources(),
+                security_context=container_security(),
+                volume_mounts=[TMP_MOUNT, own, *mounts],
+                env=env,
+                dependencies=["checkout"],
+            ),
+        ],
+        inputs=[Parameter(name=i) for i in inputs] or None,
+        retry_strategy=network_retry() if network else None,
+        active_deadline_seconds=deadline,
+    )
 
 
 def repository_parameter(settings: PipelineSettings) -> Parameter:

@@ -173,6 +173,39 @@ def with_jwt(d: dict[str, Any]) -> None:
     }
 
 
+def test_client_credentials_token_passes_the_real_jwt_filter(
+    live: Any, variant: Any, signing_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """`sonic check --client-credentials` (issue 10.10): a fresh token from a token endpoint on
+    127.0.0.1 (RFC 6749 client credentials grant), accepted by the rendered Envoy JWT filter."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+    from tests.checks.test_oauth2 import credentials_dir, token_endpoint
+    from tests.workflows.fakes import serve
+
+    _, _, state = live
+    tree, p = variant(with_jwt)
+    root = p.source.parents[2]  # experiments/cms/minimal.yaml of the edited copy
+    with (
+        stack.extra_envoy(state, p, tree.sites[p.site], name="envoy-cc", jwks=jwks_of(signing_key)) as env,
+        serve(token_endpoint(token(signing_key))) as idp,
+    ):
+        creds = credentials_dir(tmp_path, f"{idp.url}/realms/sonic/protocol/openid-connect/token")
+        result = CliRunner().invoke(
+            cli,
+            ["check", "cms/minimal", "--root", str(root), "--endpoint", env.endpoint, "--client-credentials",
+             str(creds), "--format", "json", "--metrics-wait", "0",
+             *(["--prometheus", state.prometheus_url] if state.prometheus_url else [])],
+        )  # fmt: skip
+        asked = [r.method for r in idp.requests]
+    report = json.loads(result.stdout)
+    got = {(c["check"], c["target"]): c["status"] for c in report["checks"]}
+    assert asked == ["POST"]
+    assert got[("auth.token", "")] == "pass" and got[("auth.anonymous", "")] == "pass", report
+    assert got[("model.infer", "btag_mini")] == "pass", report
+
+
 def test_auth_on_and_no_token(live: Any, variant: Any, signing_key: rsa.RSAPrivateKey) -> None:
     """The rendered JWT filter (keys inlined: no identity server here) in front of the same Tritons."""
     _, _, state = live

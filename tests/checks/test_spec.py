@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from pipelines.checks.spec import (
     SpecError,
     bundle,
     dumps,
+    extract_rendered,
     load_spec,
     reference_names,
     to_spec,
@@ -149,6 +151,52 @@ def test_the_spec_module_stands_alone() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- a rendered directory, as on the GitOps branch ------------------------------------------------
+
+
+@pytest.mark.parametrize("p", placements(), ids=ident)
+def test_a_rendered_directory_holds_the_whole_spec(p: SiteDeployment, tmp_path: Path) -> None:
+    """What the scheduled checks read from the GitOps branch (issue 10.14) is the deployment itself."""
+    from pipelines.render.names import rendered_dir
+
+    spec = extract_rendered(ROOT / rendered_dir(p), tmp_path / "spec")
+    loaded = load_spec(spec)
+    renamed = reference_names(p)
+    assert to_spec(loaded, {v: k for k, v in renamed.items()}) == to_spec(p)
+    for declared, name in renamed.items():
+        assert (spec.parent / name).read_bytes() == (p.source.parent / declared).read_bytes()
+
+
+def test_rendered_directory_errors_are_named(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="never rolled out at this site"):
+        extract_rendered(tmp_path / "gitops/rendered/uchicago/cms/gone", tmp_path / "out")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "configmap.yaml").write_text("apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n")
+    with pytest.raises(SpecError, match="found 0"):
+        extract_rendered(tmp_path / "d", tmp_path / "out")
+    (tmp_path / "d" / "configmap.yaml").write_text(
+        "kind: ConfigMap\ndata: {deployment.json: '{}'}\nbinaryData: {../escape: AAAA}\n"
+    )
+    with pytest.raises(SpecError, match="not a file name"):
+        extract_rendered(tmp_path / "d", tmp_path / "out")
+
+
+def test_check_of_a_rendered_directory_outside_any_repository(tmp_path: Path) -> None:
+    """`sonic check --rendered` needs only the directory: a dead endpoint fails the checks (exit 1)."""
+    workdir = tmp_path / "work"
+    shutil.copytree(RENDERED, workdir / "gitops/rendered/uchicago/cms/minimal")
+    port = free_port()
+    args = ["sonic", "check", "--rendered", "gitops/rendered/uchicago/cms/minimal", "--endpoint",
+            f"127.0.0.1:{port}", "--timeout", "20", "--metrics-wait", "0"]  # fmt: skip
+    result = run_job_command(args, {}, workdir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "checks of cms/minimal at site uchicago" in result.stdout and "FAIL" in result.stdout
+    gone = run_job_command([*args[:3], "gitops/rendered/uchicago/cms/gone", *args[4:]], {}, workdir)
+    assert gone.returncode == 1 and "never rolled out" in gone.stderr
+    both = run_job_command([*args, "cms/minimal"], {}, workdir)
+    assert both.returncode == 2 and "give one of DEPLOYMENT" in both.stderr
 
 
 # --- sonic check --spec: usage --------------------------------------------------------------------

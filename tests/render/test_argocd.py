@@ -317,9 +317,15 @@ def test_post_sync_job_runs_sonic_check_from_its_spec() -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == "check-spec")
     assert volume["configMap"]["name"] == "particlenet-check"
     assert find(rendered(p), "ConfigMap", "particlenet-check")
-    q, _ = placement("nautilus", "cnn-classifier")  # JWT: the check sends a token from a Secret
-    args = find(rendered(q), "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--token-file" in args and "--prometheus-token-file" not in args
+    # JWT (issue 10.10): the check gets a fresh token with the client credentials of a Secret
+    # (all its keys mounted: scope and audience are optional), never a stored, expiring token.
+    q, _ = placement("nautilus", "cnn-classifier")
+    job_pod = find(rendered(q), "Job")["spec"]["template"]["spec"]
+    args = job_pod["containers"][0]["args"]
+    assert args[args.index("--client-credentials") + 1] == "/var/run/sonic/check-client"
+    assert "--token-file" not in args and "--prometheus-token-file" not in args
+    client = next(v for v in job_pod["volumes"] if v["name"] == "check-client")
+    assert client["secret"] == {"secretName": "sonic-check-client", "defaultMode": 0o440}
 
 
 def test_check_spec_config_map_holds_the_deployment_and_its_references() -> None:
@@ -378,6 +384,14 @@ def test_repository_file_is_validated(tmp_path: Path) -> None:
     assert "repository.yaml:1:" in text and "pipelineImage" in text
     with pytest.raises(ConfigErrors, match="missing"):
         load_repository(tmp_path / "nowhere")
+    # The old static-token setting is named, located, with what replaced it (issue 10.10).
+    text = (ROOT / "gitops" / "repository.yaml").read_text()
+    old = text.replace("checkClientSecret: sonic-check-client", "checkTokenSecret: {name: t, key: token}")
+    (tmp_path / "gitops" / "repository.yaml").write_text(old)
+    with pytest.raises(ConfigErrors) as info:
+        load_repository(tmp_path)
+    line = old.splitlines().index("checkTokenSecret: {name: t, key: token}") + 1
+    assert f"repository.yaml:{line}:1: checkTokenSecret: replaced by checkClientSecret" in str(info.value)
 
 
 def test_tree_uses_the_repository_file() -> None:

@@ -14,14 +14,18 @@ S = TypeVar("S", bound=ThreadingHTTPServer)
 
 
 def loopback_server(
-    server_class: type[S], handler: type[BaseHTTPRequestHandler], tls: TlsFiles | None = None
+    server_class: type[S],
+    handler: type[BaseHTTPRequestHandler],
+    tls: TlsFiles | None = None,
+    host: str = "127.0.0.1",
 ) -> S:
     """A server on 127.0.0.1:<free port> (the kernel picks it), over TLS when ``tls`` is given.
 
-    Handler threads are daemons, so a client that never hangs up cannot keep the test alive.
-    Nothing is served until :func:`serving`.
+    ``host`` binds another local address instead (the kind end-to-end test serves the cluster
+    from the kind network's gateway). Handler threads are daemons, so a client that never hangs
+    up cannot keep the test alive. Nothing is served until :func:`serving`.
     """
-    httpd = server_class(("127.0.0.1", 0), handler)
+    httpd = server_class((host, 0), handler)
     httpd.daemon_threads = True
     if tls is not None:
         httpd.socket = tls.server_context().wrap_socket(httpd.socket, server_side=True)

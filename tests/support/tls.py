@@ -47,8 +47,12 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def make_tls_files(folder: Path) -> TlsFiles:
-    """Write ``ca.pem``, ``server.pem`` and ``server.key`` to ``folder`` (valid for a day)."""
+def make_tls_files(folder: Path, ip_addresses: tuple[str, ...] = ("127.0.0.1",)) -> TlsFiles:
+    """Write ``ca.pem``, ``server.pem`` and ``server.key`` to ``folder`` (valid for a day).
+
+    The leaf names ``localhost`` and ``ip_addresses`` (a server on another interface, such as
+    the kind network's gateway, names that address).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -78,7 +82,10 @@ def make_tls_files(folder: Path) -> TlsFiles:
         signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), key.public_key())
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses),
+                ]
             ),
             critical=False,
         )

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.support.httpd import loopback_server, serving
+from tests.support.tls import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ Handler = Callable[[Request], Response]
 class RecordingServer:
     """A threaded HTTP server; ``handler`` decides each answer; ``requests`` lists what arrived."""
 
-    def __init__(self, handler: Handler):
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", tls: TlsFiles | None = None):
         self.handler = handler
+        self.tls = tls
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         server = self
@@ -83,17 +85,20 @@ class RecordingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = loopback_server(ThreadingHTTPServer, _Handler)
+        self._httpd = loopback_server(ThreadingHTTPServer, _Handler, tls=tls, host=host)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        host, port = self._httpd.server_address[:2]
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
 
 @contextmanager
-def serve(handler: Handler) -> Iterator[RecordingServer]:
+def serve(
+    handler: Handler, host: str = "127.0.0.1", tls: TlsFiles | None = None
+) -> Iterator[RecordingServer]:
     """Run a RecordingServer for the duration of a ``with`` block (always shut down)."""
-    server = RecordingServer(handler)
+    server = RecordingServer(handler, host, tls)
     with serving(server._httpd):
         yield server
 

@@ -95,13 +95,36 @@ def workflow_spec(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def container_templates() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(``<object>/<template>``, template) for every container template rendered."""
+    """(``<namespace>/<object>/<template>``, template) for every template that runs a pod."""
     for _, obj in objects():
         if obj["kind"] not in WORKFLOW_CRDS:
             continue
         for t in workflow_spec(obj)["templates"]:
-            if "container" in t:
+            if "container" in t or "containerSet" in t:
                 yield f"{obj['metadata']['namespace']}/{obj['metadata']['name']}/{t['name']}", t
+
+
+def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(ident, template, container) for every container of every pod template.
+
+    A container template's ident is its template's; a container set's containers are
+    ``<template ident>/<container name>``.
+    """
+    for ident, t in container_templates():
+        if "container" in t:
+            yield ident, t, t["container"]
+        else:
+            for c in t["containerSet"]["containers"]:
+                yield f"{ident}/{c['name']}", t, c
+
+
+def main_container(t: dict[str, Any]) -> dict[str, Any]:
+    """The container whose command is the step's: the only one, or a container set's ``main``."""
+    if "container" in t:
+        container: dict[str, Any] = t["container"]
+        return container
+    (main,) = [c for c in t["containerSet"]["containers"] if c["name"] == "main"]
+    return main
 
 
 # --- the CLI ---------------------------------------------------------------------------------

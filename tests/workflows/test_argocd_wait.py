@@ -14,6 +14,7 @@ from kubernetes import client as k8s
 
 from pipelines.cli import cli
 from pipelines.workflows import argocd
+from tests.workflows.conftest import Origin
 from tests.workflows.fakes import Request, Response, application, kube_status, kubeconfig, serve
 
 APP = "uchicago-cms-minimal"
@@ -197,3 +198,71 @@ def test_cli_wait_exits_1_when_degraded(tmp_path: Path) -> None:
 def test_cli_rejects_a_bad_duration() -> None:
     result = CliRunner().invoke(cli, ["rollout", "wait", "--application", APP, "--timeout", "soon"])
     assert result.exit_code == 2 and "expected a duration" in result.output
+
+
+# --- several sites on one branch (issue 10.4) ------------------------------------------------
+
+
+def two_rollouts(origin: Origin, tmp_path: Path) -> tuple[str, str, str, Path]:
+    """Our rollout commits A to the GitOps branch, a neighbour's rollout then commits B on top.
+
+    Returns (A, B, a commit on another branch that does not contain A, our working copy), the
+    working copy being what our commit step left behind: it has A, not B.
+    """
+    from pipelines.workflows import gitrepo
+
+    source = tmp_path / "rendered"
+    for site in ("uchicago", "geddes"):
+        (source / f"gitops/rendered/{site}/cms/minimal").mkdir(parents=True)
+        (source / f"gitops/rendered/{site}/cms/minimal/deployment.yaml").write_text(f"site: {site}\n")
+    ours = tmp_path / "ours"
+    a = gitrepo.publish(source, ["gitops/rendered/uchicago/cms/minimal"], origin.url, "gitops", "A\n", ours)
+    b = gitrepo.publish(
+        source, ["gitops/rendered/geddes/cms/minimal"], origin.url, "gitops", "B\n", tmp_path / "theirs"
+    )
+    assert a.changed and b.changed and origin.rev("refs/heads/gitops") == b.commit
+    # A commit that is not on top of ours (another branch of the same repository).
+    unrelated = gitrepo.publish(
+        source, ["gitops/rendered/geddes/cms/minimal"], origin.url, "elsewhere", "C\n", tmp_path / "other"
+    )
+    return a.commit, b.commit, unrelated.commit, ours
+
+
+def test_a_later_commit_that_contains_ours_is_our_success(
+    origin: Origin, tmp_path: Path, fast: dict[str, Any]
+) -> None:
+    # All sites follow one branch: after a neighbour's rollout pushed on top of ours, Argo CD
+    # reports their commit (status.sync.revision is the branch head it compared against), and
+    # waiting for ours exactly would time out and revert a good rollout. A commit counts when
+    # `git merge-base --is-ancestor OURS IT` holds (git-merge-base(1)), in a real repository.
+    from pipelines.workflows import gitrepo
+
+    a, b, unrelated, workdir = two_rollouts(origin, tmp_path)
+    contains = gitrepo.Descendants(workdir, "gitops", a)
+    result, _, _ = wait([ok(revision=b)], revision=a, contains=contains, **fast)
+    assert result.verdict == "healthy"  # B was fetched into our working copy and contains A
+    # A commit that does not contain ours is not our success, with or without the oracle.
+    result, seq, _ = wait([ok(revision=unrelated), ok(revision=a)], revision=a, contains=contains, **fast)
+    assert result.verdict == "healthy" and seq.calls == 2
+    assert not contains(unrelated) and contains(b) and not contains("not-a-sha")
+    # Degraded at a later commit that contains ours is our failure (our change is in it).
+    result, _, _ = wait([ok(health="Degraded", revision=b)], revision=a, contains=contains, **fast)
+    assert result.verdict == "degraded"
+    # Negative control: without the oracle, B never counts and the rollout would time out.
+    result, _, _ = wait([ok(revision=b)], revision=a, timeout=0.05, interval=0.01)
+    assert result.verdict == "timeout"
+
+
+def test_cli_wait_with_the_gitops_checkout(origin: Origin, tmp_path: Path) -> None:
+    a, b, _, workdir = two_rollouts(origin, tmp_path)
+    seq = Sequence([ok(revision=b)])
+    with serve(seq) as server:
+        cfg = tmp_path / "kubeconfig"
+        cfg.write_text(kubeconfig(server.url))
+        args = ["rollout", "wait", "--application", APP, "--revision", a, "--interval", "0.01",
+                "--timeout", "30s", "--kubeconfig", str(cfg), "--checkout", str(workdir), "--branch", "gitops"]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"at {b[:12]}, which contains {a[:12]}" in result.output
+    refused = CliRunner().invoke(cli, ["rollout", "wait", "--application", APP, "--checkout", str(workdir)])
+    assert refused.exit_code == 2 and "--checkout needs --revision" in refused.output

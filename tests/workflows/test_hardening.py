@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.workflows import upstream
 from tests.workflows.support import (
     WORKFLOW_CRDS,
-    container_templates,
+    containers,
     objects,
     of_kind,
     settings,
@@ -26,16 +27,15 @@ NETWORK = {
 }  # fmt: skip
 
 
-def words(t: dict[str, Any]) -> tuple[str, ...]:
-    args = t["container"]["args"]
+def words(c: dict[str, Any]) -> tuple[str, ...]:
+    args = c["args"]
     return tuple(args[:1]) if args[0] in ("build-models", "check", "render", "validate") else tuple(args[:2])
 
 
 @pytest.mark.parametrize(
-    ("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else ""
+    ("ident", "template", "c"), list(containers()), ids=lambda x: x if isinstance(x, str) else ""
 )
-def test_every_step_is_bounded_and_hardened(ident: str, template: dict[str, Any]) -> None:
-    c = template["container"]
+def test_every_step_is_bounded_and_hardened(ident: str, template: dict[str, Any], c: dict[str, Any]) -> None:
     assert c["command"] == ["sonic"], ident
     res = c["resources"]
     assert set(res["requests"]) == {"cpu", "memory"} and set(res["limits"]) == {"cpu", "memory"}, ident
@@ -50,7 +50,7 @@ def test_every_step_is_bounded_and_hardened(ident: str, template: dict[str, Any]
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], (
         ident
     )  # read-only root needs a scratch dir
-    if words(template) in NETWORK:
+    if words(c) in NETWORK:
         retry = template.get("retryStrategy")
         assert retry and retry["limit"] >= 2 and retry["backoff"]["duration"], (
             f"{ident}: network step without retries"
@@ -80,9 +80,77 @@ def test_every_workflow_cleans_up_and_runs_as_its_own_non_root_identity(obj: dic
         assert spec["volumeClaimGC"] == {"strategy": "OnWorkflowCompletion"}
 
 
+def accounts() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind("ServiceAccount")}
+
+
+def steps_with_a_token() -> list[str]:
+    """Steps whose pod Kubernetes mounts the ServiceAccount token into, as the controllers decide.
+
+    Argo's setupServiceAccount (workflowpod.go) sets the pod field, Kubernetes' ServiceAccount
+    admission (shouldAutomount) falls back to the account: see tests/workflows/upstream.py.
+    """
+    out = []
+    for _, obj in objects():
+        if obj["kind"] not in WORKFLOW_CRDS:
+            continue
+        spec = workflow_spec(obj)
+        namespace = obj["metadata"]["namespace"]
+        for t in spec["templates"]:
+            if "container" not in t and "containerSet" not in t:
+                continue
+            account = accounts()[(namespace, upstream.pod_service_account(t, spec))]
+            if upstream.kubernetes_mounts_token(upstream.pod_automount(t, spec), account):
+                out.append(f"{namespace}/{obj['metadata']['name']}/{t['name']}")
+    return out
+
+
 def test_only_the_rollout_wait_step_gets_a_kubernetes_token() -> None:
-    with_token = [ident for ident, t in container_templates() if t.get("automountServiceAccountToken")]
-    assert with_token == ["sonic-pipelines/rollout/wait"]
+    # Issue 10.2: the template said true, but Argo copies a template's value to the pod only
+    # when it is false (argo-workflows workflow/controller/workflowpod.go, setupServiceAccount),
+    # and the account said false, so Kubernetes (plugin/pkg/admission/serviceaccount,
+    # shouldAutomount) mounted nothing and `rollout wait` found no in-cluster configuration.
+    assert steps_with_a_token() == ["sonic-pipelines/rollout/wait"]
+
+
+def test_the_token_rule_can_tell_the_difference() -> None:
+    """Negative controls: the old objects give the wait step no token; a missing false gives all."""
+    wait = {"automountServiceAccountToken": True}
+    spec = {"automountServiceAccountToken": False, "serviceAccountName": "sonic-rollout"}
+    assert upstream.pod_automount(wait, spec) is None  # true is never copied to the pod
+    assert not upstream.kubernetes_mounts_token(None, {"automountServiceAccountToken": False})
+    assert upstream.kubernetes_mounts_token(None, {"automountServiceAccountToken": True})
+    assert upstream.pod_automount({}, spec) is False
+    assert upstream.kubernetes_mounts_token(upstream.pod_automount({}, {}), {})  # nothing said: a token
+
+
+def test_every_executor_account_has_the_token_secret_argo_mounts() -> None:
+    # Issue 10.1: with executor.serviceAccountName set, Argo mounts the executor's token from the
+    # Secret util/secrets/secret_name.go names (<account>.service-account-token unless the
+    # account lists one); since Kubernetes 1.24 that Secret exists only when declared
+    # (argo-workflows docs/service-account-secrets.md), else no workflow pod can start.
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind("Secret")}
+    checked = set()
+    for _, obj in objects():
+        if obj["kind"] not in WORKFLOW_CRDS:
+            continue
+        namespace = obj["metadata"]["namespace"]
+        account = accounts()[(namespace, workflow_spec(obj)["executor"]["serviceAccountName"])]
+        name = upstream.executor_token_secret_name(account)
+        secret = secrets.get((namespace, name))
+        assert secret is not None, f"{namespace}/{obj['metadata']['name']}: no Secret {name}"
+        assert secret["type"] == "kubernetes.io/service-account-token"
+        assert secret["metadata"]["annotations"] == {
+            "kubernetes.io/service-account.name": account["metadata"]["name"]
+        }
+        assert "data" not in secret and "stringData" not in secret  # the token controller fills it
+        checked.add(namespace)
+    namespaces = {settings().namespace} | {p.namespace for p in tree().site_deployments()
+                                           if tree().sites[p.site].storage.snapshots}  # fmt: skip
+    assert checked == namespaces
+    # The rule itself: an account that lists a Secret, or names one, is read that way.
+    assert upstream.executor_token_secret_name({"metadata": {"name": "x"}, "secrets": [{"name": "y"}]}) == "y"
+    assert upstream.executor_token_secret_name({"metadata": {"name": "x"}}) == "x.service-account-token"
 
 
 def bindings() -> dict[str, list[dict[str, Any]]]:
@@ -129,8 +197,11 @@ def test_service_accounts_hold_no_token_unless_a_controller_needs_one() -> None:
         (o["metadata"]["namespace"], o["metadata"]["name"]): o["automountServiceAccountToken"]
         for o in of_kind("ServiceAccount")
     }
+    # sonic-rollout allows one because its wait step must get one (see above); the workflow spec
+    # turns it off for every other step.
     for (namespace, name), token in accounts.items():
-        assert token is (name in ("sonic-workflow-executor", "sonic-events-sensor")), (namespace, name)
+        expected = name in ("sonic-workflow-executor", "sonic-events-sensor", "sonic-rollout")
+        assert token is expected, (namespace, name)
     # Every account a workflow or the Sensor names exists in its namespace.
     for _, obj in objects():
         if obj["kind"] in WORKFLOW_CRDS:
@@ -143,8 +214,8 @@ def test_service_accounts_hold_no_token_unless_a_controller_needs_one() -> None:
 
 def test_secrets_are_only_referenced() -> None:
     s = settings()
-    for ident, t in container_templates():
-        for env in t["container"].get("env", []):
+    for ident, _, c in containers():
+        for env in c.get("env", []):
             assert "value" not in env or env["name"] == "HOME", f"{ident}: {env}"
     secret_names = set()
     for _, obj in objects():
@@ -156,15 +227,48 @@ def test_secrets_are_only_referenced() -> None:
     assert secret_names == {
         s.github_token.name,
         s.push_token.name,
-        s.check_token.name,
+        s.check_client,
         s.prometheus_token.name,
     }
     text = yaml.safe_dump([o for _, o in objects()])
     assert "ghp_" not in text and "BEGIN" not in text
+    # The only Secret objects rendered are token requests the control plane fills in.
+    for secret in of_kind("Secret"):
+        assert secret["type"] == "kubernetes.io/service-account-token" and set(secret) == {
+            "apiVersion", "kind", "metadata", "type"
+        }  # fmt: skip
+
+
+def test_jwt_checks_get_a_fresh_token_not_a_stored_one() -> None:
+    # Issue 10.10: a stored JWT expires between scheduled runs; every check of a JWT deployment
+    # gets OAuth2 client credentials (a whole Secret: scope and audience are optional keys)
+    # and asks for a token when it runs (RFC 6749 section 4.4, see tests/checks/test_oauth2.py).
+    s = settings()
+    jwt_checks = 0
+    for ident, _, c in containers():
+        args = c["args"]
+        assert "--token-file" not in args or args[:2] in (["github", "checkout"], ["github", "status"],
+               ["github", "comment"], ["rollout", "commit"], ["rollout", "revert"], ["rollout", "wait"]), ident  # fmt: skip
+        if "--client-credentials" in args:
+            assert args[args.index("--client-credentials") + 1] == "/var/run/secrets/sonic/check-client", (
+                ident
+            )
+            jwt_checks += 1
+    assert jwt_checks >= 2  # the rollout's verify and the scheduled check of the JWT deployment
+    volumes = [v for _, o in objects() if o["kind"] in WORKFLOW_CRDS for v in workflow_spec(o).get("volumes", [])
+               if v["name"] == "check-client"]  # fmt: skip
+    assert volumes and all(
+        v["secret"]["secretName"] == s.check_client and "items" not in v["secret"] for v in volumes
+    )
 
 
 def test_pr_validation_mounts_the_token_only_where_github_is_called() -> None:
-    token_steps = sorted(ident.rsplit("/", 1)[1] for ident, t in container_templates()
-                         if ident.startswith("sonic-pipelines/pr-validation/")
-                         and any(m["name"] == "github-token" for m in t["container"]["volumeMounts"]))  # fmt: skip
-    assert token_steps == ["checkout", "report-comment", "report-pending", "report-status"]
+    prefix = "sonic-pipelines/pr-validation/"
+    token_steps = sorted(ident.removeprefix(prefix) for ident, _, c in containers()
+                         if ident.startswith(prefix)
+                         and any(m["name"] == "github-token" for m in c["volumeMounts"]))  # fmt: skip
+    # build-models-dry-run/checkout: each model build clones the pull request itself; its
+    # `main` container (which runs the pull request's artifact URLs) never sees the token.
+    assert token_steps == [
+        "build-models-dry-run/checkout", "checkout", "report-comment", "report-pending", "report-status"
+    ]  # fmt: skip

@@ -155,3 +155,28 @@ def test_cli_stays_silent_on_irrelevant_pull_requests(origin: Origin, tmp_path: 
         methods = [r.method for r in server.requests]
     assert result.exit_code == 0, result.output
     assert methods == ["GET"] and "not commenting" in result.output
+
+
+def test_cli_explains_a_failed_run_on_an_irrelevant_pull_request(origin: Origin, tmp_path: Path) -> None:
+    """The render check runs on every pull request (issue 10.11); when it fails on one that touches
+    no configuration (a hand edit of gitops/rendered/), the author gets the comment saying why."""
+    sha = origin.pull_request(4, "hand-edit", {"NOTES.md": "n\n"}, "hand edit")
+    dest = tmp_path / "src"
+    args = ["--repository", OWNER_REPO, "--pr", "4"]
+    checkout = CliRunner().invoke(
+        cli, ["github", "checkout", *args, "--server", origin.server, "--ref", sha, "--base-ref", "main",
+              "--dest", str(dest)],
+    )  # fmt: skip
+    assert checkout.exit_code == 0, checkout.output
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    answers = iter([Response(200, []), Response(201, {"id": 1, "html_url": "https://x/1"})])
+    with serve(lambda r: next(answers)) as server:
+        result = CliRunner().invoke(
+            cli,
+            ["github", "comment", *args, "--workflow-status", "Failed", "--checkout", str(dest), "--base-ref", "main",
+             "--relevant", "experiments/", "--skip-if-irrelevant", "--api-url", server.url, "--token-file", str(token)],
+        )  # fmt: skip
+        methods = [r.method for r in server.requests]
+    assert result.exit_code == 0, result.output
+    assert methods == ["GET", "POST"]

@@ -22,6 +22,7 @@ from pipelines.workflows.pushgateway import (
     group_path,
     push,
 )
+from tests.conftest import ROOT
 from tests.workflows.fakes import Response, serve
 
 REPORT = {
@@ -183,6 +184,34 @@ def test_cli_runs_the_real_check_and_pushes_its_result() -> None:
     body = req.body.decode()
     assert "sonic_check_success 0\n" in body and "sonic_check_exit_code 1\n" in body
     assert 'sonic_check_passed{check="server.live",target=""} 0' in body
+
+
+def test_cli_checks_a_rendered_directory_and_labels_even_a_run_without_report(tmp_path: Path) -> None:
+    """The scheduled check's form: the deployment from its GitOps branch directory (issue 10.14)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{s.getsockname()[1]}"
+    rendered = "gitops/rendered/uchicago/cms/minimal"
+    with serve(lambda r: Response(200, "")) as server:
+        result = CliRunner().invoke(
+            cli,
+            ["pushgateway", "check", "--rendered", str(ROOT / rendered), "--url", server.url,
+             "--endpoint", endpoint, "--timeout", "30"],
+        )  # fmt: skip
+        gone = CliRunner().invoke(
+            cli,
+            ["pushgateway", "check", "--rendered", str(tmp_path / "gitops/rendered/geddes/cms/gone"),
+             "--url", server.url, "--endpoint", endpoint, "--timeout", "30"],
+        )  # fmt: skip
+        paths = [r.path for r in server.requests]
+    assert result.exit_code == 1, result.output
+    assert gone.exit_code == 1, gone.output  # never rolled out: a failed check, pushed as one
+    assert paths == [
+        "/metrics/job/sonic_scheduled_validation/site/uchicago/experiment/cms/deployment/minimal",
+        "/metrics/job/sonic_scheduled_validation/site/geddes/experiment/cms/deployment/gone",
+    ]
+    neither = CliRunner().invoke(cli, ["pushgateway", "check", "--url", "http://x", "--endpoint", endpoint])
+    assert neither.exit_code == 2 and "DEPLOYMENT or --rendered" in neither.output
 
 
 def test_cli_push_of_a_saved_report(tmp_path: Path) -> None:

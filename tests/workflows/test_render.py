@@ -18,7 +18,17 @@ from hera.workflows import CronWorkflow, WorkflowTemplate
 from pipelines.cli import cli
 from pipelines.workflows.render import OUT_DIR, drift, render
 from tests.conftest import ROOT
-from tests.workflows.support import CRDS, EVENT_KINDS, WORKFLOW_CRDS, errors, files, objects, settings, tree
+from tests.workflows.support import (
+    CRDS,
+    EVENT_KINDS,
+    WORKFLOW_CRDS,
+    containers,
+    errors,
+    files,
+    objects,
+    settings,
+    tree,
+)
 
 needs_crds = pytest.mark.skipif(not CRDS.is_dir(), reason=f"the shared CRDs are not at {CRDS}")
 # The Kubernetes versions the example sites declare, oldest and newest (kubernetes-validate ships 1.25-1.37).
@@ -127,7 +137,7 @@ def test_core_objects_pass_kubernetes_validate_strict(version: str) -> None:
             except kubernetes_validate.ValidationError as exc:
                 pytest.fail(f"{name}: {obj['kind']} {obj['metadata']['name']}: {exc}")
             kinds.add(obj["kind"])
-    assert kinds == {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
+    assert kinds == {"Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"}
 
 
 def test_kubernetes_validate_strict_rejects_a_typo() -> None:
@@ -140,8 +150,7 @@ def test_kubernetes_validate_strict_rejects_a_typo() -> None:
 def test_settings_come_from_the_repository_file() -> None:
     s = settings()
     assert s.repository == "fastmachinelearning/sonic-gitops" and s.gitops_branch == "gitops"
-    images = {t["container"]["image"] for _, o in objects() if o["kind"] in WORKFLOW_CRDS
-              for t in (o["spec"].get("workflowSpec") or o["spec"])["templates"] if "container" in t}  # fmt: skip
+    images = {c["image"] for _, _, c in containers()}
     assert images == {s.image}
 
 

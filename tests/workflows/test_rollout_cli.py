@@ -47,6 +47,8 @@ def test_target_names_what_the_renderers_name(tmp_path: Path) -> None:
     assert t == {
         "application": "uchicago-cms-minimal",
         "argocd-namespace": "argocd",
+        "argocd-remote": "false",  # Argo CD runs in uchicago's own cluster
+        "argocd-kubeconfig": "",
         "endpoint": "minimal-envoy.cms-af.svc:8001",
         "path": "gitops/rendered/uchicago/cms/minimal",
         "deployment": "cms/minimal",
@@ -56,6 +58,33 @@ def test_target_names_what_the_renderers_name(tmp_path: Path) -> None:
     assert json.loads((ROOT / t["path"] / "application.json").read_text())["name"] == t["application"]
     appset = (ROOT / "gitops" / "argocd" / SITE / "applicationset.yaml").read_text()
     assert "gitops/rendered/uchicago/*/*/application.json" in appset
+
+
+def test_target_at_a_site_managed_by_a_central_argocd(tmp_path: Path, example_tree: Path) -> None:
+    # Issue 10.5: anvil's Applications live in the Argo CD at Geddes (gitops/sites/anvil.yaml,
+    # rollout.argocdKubeconfig): the rollout runs at anvil and reads them through the kubeconfig
+    # the wait-remote step mounts; verify still uses anvil's in-cluster Service.
+    outputs = tmp_path / "anvil"
+    code, output = run("rollout", "target", "--site", "anvil", "--deployment", "cms/particlenet-anvil",
+                       "--root", str(ROOT), "--outputs", str(outputs))  # fmt: skip
+    assert code == 0, output
+    t = {p.name: p.read_text() for p in outputs.iterdir()}
+    assert t["argocd-remote"] == "true"
+    assert t["argocd-kubeconfig"] == "/var/run/secrets/sonic/argocd-kubeconfig/sonic-argocd-geddes/kubeconfig"
+    assert t["endpoint"] == "particlenet-anvil-envoy.cms.svc:8001"
+    # The other topology: the rollout runs beside the central Argo CD (in-cluster wait) and
+    # reaches anvil's deployment through its ingress, over TLS.
+    site = example_tree / "gitops" / "sites" / "anvil.yaml"
+    text = site.read_text().replace("  argocdKubeconfig: {name: sonic-argocd-geddes, key: kubeconfig}\n",
+                                    "  verifyThrough: ingress\n")  # fmt: skip
+    site.write_text(text)
+    outputs = tmp_path / "anvil-ingress"
+    code, output = run("rollout", "target", "--site", "anvil", "--deployment", "cms/particlenet-anvil",
+                       "--root", str(example_tree), "--outputs", str(outputs))  # fmt: skip
+    assert code == 0, output
+    t = {p.name: p.read_text() for p in outputs.iterdir()}
+    assert t["argocd-remote"] == "false" and t["argocd-kubeconfig"] == ""
+    assert t["endpoint"] == "grpcs://sonic-cms.anvil.rcac.purdue.edu:443"
 
 
 def test_target_refuses_a_deployment_not_at_the_site() -> None:

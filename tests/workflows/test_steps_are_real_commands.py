@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines.cli import cli
-from tests.workflows.support import container_templates, missing_arguments, parse, repo_file, resolve
+from tests.workflows.support import containers, missing_arguments, parse, repo_file, resolve
 
 # (subcommand words) of commands other helpers are still writing; empty when all exist.
 PENDING: frozenset[tuple[str, ...]] = frozenset()
@@ -40,11 +40,13 @@ def check_command(args: list[str], where: str) -> click.Command | None:
 
 
 @pytest.mark.parametrize(
-    ("ident", "template"), list(container_templates()), ids=lambda x: x if isinstance(x, str) else ""
+    ("ident", "container"),
+    [(ident, c) for ident, _, c in containers()],
+    ids=lambda x: x if isinstance(x, str) else "",
 )
-def test_every_step_runs_a_real_subcommand(ident: str, template: dict[str, Any]) -> None:
-    assert template["container"]["command"] == ["sonic"]
-    check_command(template["container"]["args"], ident)
+def test_every_step_runs_a_real_subcommand(ident: str, container: dict[str, Any]) -> None:
+    assert container["command"] == ["sonic"]
+    check_command(container["args"], ident)
 
 
 def test_the_checker_catches_a_wrong_option_and_a_wrong_command() -> None:
@@ -74,14 +76,15 @@ def run_lines(text: str) -> list[list[str]]:
 
 
 def test_github_actions_run_real_subcommands() -> None:
-    workflow = yaml.safe_load(repo_file(".github/workflows/validate.yaml").read_text())
     seen = 0
-    for job in workflow["jobs"].values():
-        for step in job["steps"]:
-            for args in run_lines(step.get("run", "")):
-                # ${{ ... }} expressions are values GitHub fills in; they parse as ordinary words.
-                check_command(args, f"validate.yaml: {step.get('name')}")
-                seen += 1
+    for path in sorted(repo_file(".github/workflows").glob("*.yaml")):
+        workflow = yaml.safe_load(path.read_text())
+        for job in workflow["jobs"].values():
+            for step in job["steps"]:
+                for args in run_lines(step.get("run", "")):
+                    # ${{ ... }} expressions are values GitHub fills in; they parse as ordinary words.
+                    check_command(args, f"{path.name}: {step.get('name')}")
+                    seen += 1
     assert seen >= 4
 
 
