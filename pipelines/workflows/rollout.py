@@ -92,8 +92,15 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
     prometheus = prometheus_token(settings, optional=True)
     git_mounts = [WORKSPACE_MOUNT, push.mount()]
     site, deployment = wf_param("site"), wf_param("deployment")
-    target_out = {k: task_output("target", k) for k in TARGET_OUTPUTS}
-    commit_sha = task_output("commit", "commit")
+    # A template reads only its own inputs; the DAG task hands it other tasks' outputs. Argo
+    # resolves {{tasks.*}} in a task's arguments, never inside a template, and refuses the whole
+    # workflow at submission otherwise (argo-workflows workflow/validate/validate.go,
+    # "failed to resolve {{tasks...}}").
+    def inp(name: str) -> str:
+        return f"{{{{inputs.parameters.{name}}}}}"
+
+    def outputs_of(task: str, *names: str, **renamed: str) -> dict[str, str]:
+        return {n: task_output(task, n) for n in names} | {k: task_output(task, v) for k, v in renamed.items()}
     remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push.file}
 
     checkout = checkout_step(
@@ -112,10 +119,10 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
             "rollout",
             "commit",
             source=SRC,
-            path=target_out["path"],
+            path=inp("path"),
             site=site,
-            deployment=task_output("target", "deployment"),
-            source_revision=task_output("checkout", "head"),
+            deployment=inp("deployment"),
+            source_revision=inp("head"),
             workflow="{{workflow.name}}",
             workdir=f"{WORKSPACE}/gitops",
             outputs=OUTPUTS,
@@ -125,17 +132,20 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
         network=True,
         mounts=git_mounts,
         outputs=("commit", "changed"),
+        inputs=("path", "deployment", "head"),
     )
 
-    def wait_step(name: str, kubeconfig: dict[str, str], mounts: list[m.VolumeMount]) -> Container:
+    def wait_step(
+        name: str, kubeconfig: dict[str, str], mounts: list[m.VolumeMount], inputs: tuple[str, ...] = ()
+    ) -> Container:
         return sonic_step(
             name,
             argv(
                 "rollout",
                 "wait",
-                application=target_out["application"],
-                namespace=target_out["argocd-namespace"],
-                revision=commit_sha,
+                application=inp("application"),
+                namespace=inp("argocd-namespace"),
+                revision=inp("commit"),
                 timeout=wf_param("sync-timeout"),
                 # The commit step's working copy: a later commit of a neighbour's rollout that
                 # contains ours is our success too (all sites follow one branch).
@@ -150,6 +160,7 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
             workdir=None,
             # Polling already rides out API hiccups; a failed wait is a verdict, not a glitch.
             retry=pod_error_retry(),
+            inputs=("application", "argocd-namespace", "commit", *inputs),
         )
 
     # Argo CD in this cluster: Applications read with this pod's ServiceAccount token, the only
@@ -164,8 +175,9 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
     wait_remote = (
         wait_step(
             "wait-remote",
-            {"kubeconfig": target_out["argocd-kubeconfig"]},
+            {"kubeconfig": inp("argocd-kubeconfig")},
             [m.VolumeMount(name=volume.name, mount_path=ARGOCD_KUBECONFIG_DIR, read_only=True)],
+            ("argocd-kubeconfig",),
         )
         if volume is not None
         else None
@@ -175,9 +187,9 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
         argv(
             "rollout",
             "verify",
-            task_output("target", "deployment"),
+            inp("deployment"),
             site=site,
-            endpoint=target_out["endpoint"],
+            endpoint=inp("endpoint"),
             report_file=REPORT,
             client_credentials=check.path,
             prometheus_token_file=prometheus.file,
@@ -187,13 +199,14 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
         network=True,
         deadline=1800,
         mounts=[WORKSPACE_MOUNT, check.mount(), prometheus.mount()],
+        inputs=("deployment", "endpoint"),
     )
     revert = sonic_step(
         "revert",
         argv(
             "rollout",
             "revert",
-            commit=commit_sha,
+            commit=inp("commit"),
             report_file=REPORT,
             workflow="{{workflow.name}}",
             workdir=f"{WORKSPACE}/revert",
@@ -202,6 +215,7 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
         settings,
         network=True,
         mounts=git_mounts,
+        inputs=("commit",),
     )
 
     with (
@@ -244,22 +258,40 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
         Task(name="checkout", template=checkout)
         Task(name="render", template=render, depends="checkout.Succeeded")
         Task(name="target", template=target, depends="render.Succeeded")
-        Task(name="commit", template=commit, depends="target.Succeeded")
+        Task(
+            name="commit",
+            template=commit,
+            depends="target.Succeeded",
+            arguments=outputs_of("target", "path", "deployment") | outputs_of("checkout", "head"),
+        )
+        to_wait = outputs_of("target", "application", "argocd-namespace") | outputs_of("commit", "commit")
         argocd_remote = task_output("target", "argocd-remote")
         waits = ["wait"]
         if wait_remote is None:
-            Task(name="wait", template=wait, depends="commit.Succeeded")
+            Task(name="wait", template=wait, depends="commit.Succeeded", arguments=to_wait)
         else:
             # Exactly one of the two runs; the other is Skipped (its `when` is false).
-            Task(name="wait", template=wait, depends="commit.Succeeded", when=f"{argocd_remote} == false")
+            Task(
+                name="wait",
+                template=wait,
+                depends="commit.Succeeded",
+                when=f"{argocd_remote} == false",
+                arguments=to_wait,
+            )
             Task(
                 name="wait-remote",
                 template=wait_remote,
                 depends="commit.Succeeded",
                 when=f"{argocd_remote} == true",
+                arguments=to_wait | outputs_of("target", "argocd-kubeconfig"),
             )
             waits.append("wait-remote")
-        Task(name="verify", template=verify, depends=" || ".join(f"{w}.Succeeded" for w in waits))
+        Task(
+            name="verify",
+            template=verify,
+            depends=" || ".join(f"{w}.Succeeded" for w in waits),
+            arguments=outputs_of("target", "deployment", "endpoint"),
+        )
         failed = [f"{t}.{r}" for t in (*waits, "verify") for r in ("Failed", "Errored")]
         Task(
             name="revert",
@@ -267,6 +299,7 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
             depends=f"({' || '.join(failed)})",
             # Nothing was committed when the branch already matched: there is nothing to undo.
             when=f"{task_output('commit', 'changed')} == true",
+            arguments=outputs_of("commit", "commit"),
         )
     return wt
 

@@ -104,7 +104,7 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
                 size=MEDIUM,
                 network=True,
                 deadline=int(p.checks.timeout) + 300,
-                mounts=[s.mount() for s in secrets],
+                secrets=secrets,
             ),
         )
         for p in placements

@@ -349,7 +349,7 @@ def checked_out_step(
     size: Size = SMALL,
     network: bool = False,
     deadline: int = 600,
-    mounts: Sequence[m.VolumeMount] = (),
+    secrets: Sequence[MountedSecret | MountedSecretDir] = (),
     inputs: Sequence[str] = (),
 ) -> ContainerSet:
     """A step with a checkout of its own: ``sonic github checkout`` then ``sonic ARGS``, in one pod.
@@ -359,7 +359,12 @@ def checked_out_step(
     one pod sharing an emptyDir, "cheap and fast empty-dir volumes instead of persistent volume
     claims" (argo-workflows docs/container-set-template.md). The checkout retries what is worth
     retrying itself; the step's own command runs as ``main`` (whose exit code and outputs count)
-    in ``SRC``, with ``mounts`` (Secrets) that the checkout never sees.
+    in ``SRC``, with ``secrets`` that the checkout never sees.
+
+    Every volume a container mounts is declared on the template itself: for a container set the
+    controller copies workflow-level volumes only for the set-wide ``volumeMounts``, never for
+    a container's own (argo-workflows workflow/controller/workflowpod.go addVolumeReferences
+    and Template.GetVolumeMounts); a pod mounting anything else is refused by the API server.
     """
     checkout = argv(
         "github",
@@ -376,7 +381,7 @@ def checked_out_step(
     own = m.VolumeMount(name=OWN_WORKSPACE.name, mount_path=WORKSPACE)
     return ContainerSet(
         name=name,
-        volumes=[OWN_WORKSPACE],
+        volumes=[TMP_VOLUME, OWN_WORKSPACE, token.volume(), *(s.volume() for s in secrets)],
         containers=[
             ContainerNode(
                 name="checkout",
@@ -397,7 +402,7 @@ def checked_out_step(
                 working_dir=SRC,
                 resources=size.resources(),
                 security_context=container_security(),
-                volume_mounts=[TMP_MOUNT, own, *mounts],
+                volume_mounts=[TMP_MOUNT, own, *(s.mount() for s in secrets)],
                 env=env,
                 dependencies=["checkout"],
             ),

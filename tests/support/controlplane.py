@@ -24,7 +24,10 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
+import http.client
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,38 +124,49 @@ class ControlPlane:
     kubeconfig: Path
     procs: dict[str, Proc] = field(default_factory=dict)
     controllers: tuple[str, ...] = ()  # optional controllers that started (keda, argo-workflows)
+    provisioner: threading.Event | None = None  # set to stop the volume provisioner thread
 
     # --- clients ---------------------------------------------------------------------------------
 
-    def api_client(self, *, impersonate: str | None = None, groups: Sequence[str] = ()) -> Any:
-        """An official `kubernetes` client, as the admin or impersonating a user/ServiceAccount."""
+    def api_client(self) -> Any:
+        """An official `kubernetes` client as the admin."""
         from kubernetes import client, config
 
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
-        api = client.ApiClient(cfg)
-        if impersonate:
-            api.set_default_header("Impersonate-User", impersonate)
-            for g in groups:
-                # The client sends one header value per call to set_default_header; several groups
-                # are joined as Kubernetes accepts repeated headers or a list.
-                api.set_default_header("Impersonate-Group", g)
-        return api
+        return client.ApiClient(cfg)
 
     def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                timeout: float = 30.0) -> tuple[int, Any]:
-        """A raw HTTPS request as the admin: (status, decoded JSON body)."""
+                timeout: float = 30.0, as_user: str | None = None, groups: Sequence[str] = ()) -> tuple[int, Any]:
+        """A raw HTTPS request as the admin, or impersonating ``as_user`` (and ``groups``):
+        (status, decoded JSON body). Impersonation makes the API server authorize the request as
+        that identity, exactly as for its own token."""
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         ctx.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        req = urllib.request.Request(self.server + path, data=data, method=method)
-        req.add_header("Content-Type", content_type)
-        req.add_header("Accept", "application/json")
+        url = urllib.parse.urlsplit(self.server)
+        conn = http.client.HTTPSConnection(url.hostname or "127.0.0.1", url.port, context=ctx, timeout=timeout)
         try:
-            with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
-                return resp.status, _decode(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, _decode(exc.read())
+            conn.putrequest(method, path)
+            conn.putheader("Content-Type", content_type)
+            conn.putheader("Accept", "application/json")
+            conn.putheader("Content-Length", str(len(data or b"")))
+            if as_user:
+                conn.putheader("Impersonate-User", as_user)
+                for g in groups:  # one header per group: the API server reads every value
+                    conn.putheader("Impersonate-Group", g)
+            conn.endheaders(data)
+            resp = conn.getresponse()
+            return resp.status, _decode(resp.read())
+        finally:
+            conn.close()
+
+    def as_service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        """Keyword arguments for :meth:`request` that act as a ServiceAccount (with its groups)."""
+        return {
+            "as_user": f"system:serviceaccount:{namespace}:{name}",
+            "groups": ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+        }
 
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this cluster (and only this one)."""
@@ -332,6 +346,7 @@ def start_control_plane(workdir: Path, bindir: Path, *, controllers: Sequence[st
             interval=0.25,
         )
         install_crds(cp)
+        _start_provisioner(cp)
         started = []
         if "keda" in controllers and not missing_tools(bindir, ("keda-operator",)):
             _start_keda(cp, logs)
@@ -348,6 +363,8 @@ def start_control_plane(workdir: Path, bindir: Path, *, controllers: Sequence[st
 
 def stop_control_plane(cp: ControlPlane, *, keep_workdir: bool = False) -> None:
     """Stop every process by PID (controllers first, etcd last); remove the work directory."""
+    if cp.provisioner is not None:
+        cp.provisioner.set()
     for name in reversed(list(cp.procs)):
         stop(cp.procs[name], grace=5.0)
     for sock in _HELD_SOCKETS.pop(id(cp), []):
@@ -654,6 +671,33 @@ def site_prerequisites(site: Any) -> list[dict[str, Any]]:
                     }
                 )
     return objs
+
+
+# The cluster's default StorageClass (every real cluster has one: Argo's volumeClaimTemplates and
+# claims without a class rely on it). Its volumes are made by the provisioner thread below.
+DEFAULT_STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "cvmfs.csi.cern.ch",
+    "volumeBindingMode": "Immediate",
+}
+
+
+def _start_provisioner(cp: ControlPlane) -> None:
+    """Play a CSI provisioner: bind every pending claim of an existing class, twice a second."""
+    status, body = apply_object(cp, DEFAULT_STORAGE_CLASS, field_manager="site-admin")
+    if status not in (200, 201):
+        raise StartError(f"default StorageClass: HTTP {status}: {body}")
+    stop_event = threading.Event()
+
+    def loop() -> None:
+        while not stop_event.wait(0.5):
+            with contextlib.suppress(Exception):  # the API server going away at teardown
+                provision_claims(cp)
+
+    threading.Thread(target=loop, name="pv-provisioner", daemon=True).start()
+    cp.provisioner = stop_event
 
 
 def provision_claims(cp: ControlPlane) -> int:
