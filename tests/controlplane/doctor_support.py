@@ -39,7 +39,9 @@ from tests.support.tls import TlsFiles, make_tls_files
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).with_name("sonic")
-SONIC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from pipelines.cli import main; main()"]
+SONIC = (
+    [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from pipelines.cli import main; main()"]
+)
 
 PIPELINES_NAMESPACE = "sonic-pipelines"  # gitops/workflows/common.yaml creates it
 # The Secrets docs/workflows.md asks for, where the site's share of gitops/workflows reads them
@@ -59,7 +61,9 @@ def pss_labels() -> dict[str, str]:
     return {f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL for mode in ("enforce", "audit", "warn")}
 
 
-def secret(namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def secret(
+    namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -79,7 +83,11 @@ def argocd_cluster_secret(site: Site) -> dict[str, Any]:
     return secret(
         site.argocd.namespace,
         f"cluster-{site.name}",
-        {"name": site.name, "server": site.argocd.server, "config": json.dumps({"tlsClientConfig": {"insecure": False}})},
+        {
+            "name": site.name,
+            "server": site.argocd.server,
+            "config": json.dumps({"tlsClientConfig": {"insecure": False}}),
+        },
         {"argocd.argoproj.io/secret-type": "cluster"},
     )
 
@@ -123,7 +131,10 @@ def prepare_site(cp: ControlPlane, site: Site, prometheus_token: str) -> None:
                     "apiVersion": "v1",
                     "kind": "PersistentVolumeClaim",
                     "metadata": {"name": site.storage.snapshots.claim, "namespace": ns},
-                    "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}},
+                    "spec": {
+                        "accessModes": ["ReadWriteMany"],
+                        "resources": {"requests": {"storage": "100Gi"}},
+                    },
                 },
             )
         if site.prometheus is not None and site.prometheus.auth is not None:
@@ -156,7 +167,9 @@ def _token_front(backend: str, token: str) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 with urllib.request.urlopen(backend + self.path, timeout=10) as resp:
-                    self._answer(resp.status, resp.read(), resp.headers.get("Content-Type", "application/json"))
+                    self._answer(
+                        resp.status, resp.read(), resp.headers.get("Content-Type", "application/json")
+                    )
             except urllib.error.HTTPError as exc:
                 self._answer(exc.code, exc.read(), exc.headers.get("Content-Type", "text/plain"))
 
@@ -203,15 +216,16 @@ def repo_copy(dest: Path) -> Path:
     return dest
 
 
-def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Load ``path``, let ``change`` modify the data in place, write it back (the first document)."""
-    docs = list(yaml.safe_load_all(path.read_text()))
-    change(docs[0])
+def edit_yaml(path: Path, change: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Load every document of ``path``, let ``change`` modify them in place, write them back."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    change(docs)
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def edit_site(root: Path, site: str, change: Callable[[dict[str, Any]], None]) -> None:
-    edit_yaml(root / "gitops" / "sites" / f"{site}.yaml", change)
+    """Change the site file of the copy at ``root`` (``change`` gets its mapping)."""
+    edit_yaml(root / "gitops" / "sites" / f"{site}.yaml", lambda docs: change(docs[0]))
 
 
 @dataclass(frozen=True)
@@ -231,7 +245,9 @@ class DoctorRun:
     def explain(self) -> str:
         """For assertion messages: what failed, or the raw output."""
         try:
-            return "\n".join(f"{c['check']} {c['target']}: {c['message']} -> {c['fix']}" for c in self.failures())
+            return "\n".join(
+                f"{c['check']} {c['target']}: {c['message']} -> {c['fix']}" for c in self.failures()
+            )
         except ValueError:
             return f"exit {self.code}\n{self.stdout}\n{self.stderr}"
 
@@ -241,7 +257,19 @@ def run_doctor(cp: ControlPlane, site: str, *args: str, root: Path = ROOT, fmt: 
     env = {k: v for k, v in cp.env().items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "SONIC_DEBUG")}
     env.pop("KUBECONFIG", None)  # only what --kubeconfig says
     proc = subprocess.run(
-        [*SONIC, "site", "doctor", site, "--kubeconfig", str(cp.kubeconfig), "--format", fmt, "--root", str(root), *args],
+        [
+            *SONIC,
+            "site",
+            "doctor",
+            site,
+            "--kubeconfig",
+            str(cp.kubeconfig),
+            "--format",
+            fmt,
+            "--root",
+            str(root),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
