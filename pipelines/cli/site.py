@@ -146,8 +146,8 @@ def _print_table(report: Report) -> None:
     t = Table(title=f"site {report.site} at {report.server}", title_justify="left")
     t.add_column("", no_wrap=True)
     t.add_column("check", no_wrap=True)
-    t.add_column("target", overflow="fold")
-    t.add_column("result", overflow="fold")  # paths and commands wrap, never end in an ellipsis
+    t.add_column("target", overflow="fold", max_width=30)
+    t.add_column("result", overflow="fold", min_width=40)  # paths and commands wrap, never end in an ellipsis
     for f in report.findings:
         result = Text(f.message)
         if f.fix:

@@ -73,9 +73,7 @@ def secret_finding(ref: SecretRef, secret: Mapping[str, Any] | None) -> Finding:
             f"Secret {target} lacks key(s) {listing(lacking)} (read by {who}; it has: {listing(sorted(have))})",
             f"add the key(s): kubectl delete secret {ref.name} -n {ref.namespace} && {create_command(ref)}",
         )
-    return passed(
-        CHECK, target, f"exists with {listing(list(ref.keys)) if ref.keys else 'its keys'} (read by {who})"
-    )
+    return passed(CHECK, target, f"exists with {listing(list(ref.keys)) if ref.keys else 'its keys'}")
 
 
 def check_secrets(cluster: Cluster, refs: tuple[SecretRef, ...]) -> list[Finding]:

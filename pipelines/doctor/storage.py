@@ -62,7 +62,7 @@ def class_finding(
 ) -> Finding:
     who = ", ".join(used_by)
     if sc is not None:
-        return passed(CLASS_CHECK, name, f"exists (provisioner {sc.get('provisioner', '?')}; used by {who})")
+        return passed(CLASS_CHECK, name, f"exists (provisioner {sc.get('provisioner', '?')})")
     fix = (
         f"install the CSI driver and StorageClass {name}, or set storage.cvmfs.storageClass in {site_file(site)} "
         "to an existing class and run sonic render"
@@ -107,7 +107,7 @@ def claim_finding(site: Site, claim: NeededClaim, pvc: Mapping[str, Any] | None)
             f"re-create {target} with accessModes [ReadWriteMany] on a StorageClass that offers it (NFS, CephFS ...)",
         )
     # Pending is normal under a WaitForFirstConsumer StorageClass: it binds with its first pod.
-    return passed(CLAIM_CHECK, target, f"exists ({phase}, {listing(modes)}; used by {who})")
+    return passed(CLAIM_CHECK, target, f"exists ({phase}, {listing(modes)})")
 
 
 def check_storage(
