@@ -1,8 +1,8 @@
 """The live cluster, read (and dry-run applied to) with the official ``kubernetes`` client.
 
 Every call goes through the client's ``DynamicClient.request``: one code path for built-in and
-custom kinds, the same across the client's releases (its generated ``ApiClient.call_api`` changed
-signature in v35), and plain JSON answers the checks turn into typed facts themselves. Discovery
+custom kinds, stable across the client's releases (the generated ``ApiClient.call_api`` under it
+has changed signature between them), and plain JSON answers the checks turn into typed facts themselves. Discovery
 (which kinds each API group/version serves) is read once per group/version and kept.
 
 Errors: :class:`ClusterUnavailable` when there is no configuration, the server cannot be reached
@@ -13,6 +13,7 @@ the runner turns into a failed check.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,10 +68,10 @@ class Cluster:
         api_client = _load_config(kubeconfig, context)
         try:
             client.VersionApi(api_client).get_code(_request_timeout=REQUEST_TIMEOUT)
-        except Exception as exc:
+        except Exception as exc:  # refused, unresolvable, TLS, 401: this cluster cannot be used, say why
             api_client.close()
             raise ClusterUnavailable(
-                f"cannot reach the API server at {api_client.configuration.host}: {_why(exc)}"
+                f"cannot use the API server at {api_client.configuration.host}: {_why(exc)}"
             ) from exc
         # The dynamic client caches discovery in a file; keep it ours and remove it with us
         # (a shared /tmp cache can be stale, and belongs to whoever wrote it first).
@@ -79,7 +80,7 @@ class Cluster:
             dynamic = DynamicClient(  # type: ignore[no-untyped-call]
                 api_client, cache_file=str(Path(cache_dir.name) / "discovery.json")
             )
-        except Exception as exc:
+        except Exception as exc:  # as above: discovery is the second request it makes
             cache_dir.cleanup()
             api_client.close()
             raise ClusterUnavailable(
@@ -231,8 +232,6 @@ class Cluster:
 
 def _load_config(kubeconfig: Path | None, context: str | None) -> Any:
     """An ApiClient from ``kubeconfig`` (default: $KUBECONFIG or ~/.kube/config), or in-cluster."""
-    import os
-
     from kubernetes import client, config
 
     if kubeconfig is not None and not kubeconfig.is_file():

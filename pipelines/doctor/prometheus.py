@@ -42,7 +42,10 @@ def ask(url: str, token: str | None, ca_file: Path | None) -> Answer:
     from pipelines.checks.prometheus import parse
 
     # Verification is never turned off: the system's trust store (SSL_CERT_FILE honoured) or --prometheus-ca.
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (ssl.SSLError, OSError) as exc:
+        return Answer("tls", f"cannot use {ca_file} as a CA bundle: {exc}")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         resp = httpx.get(

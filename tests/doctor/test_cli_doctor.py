@@ -81,7 +81,7 @@ def test_cluster_unreachable(tmp_path: Path) -> None:
     server = f"https://127.0.0.1:{free_port()}"
     config = kubeconfig(tmp_path / "kc", server)
     proc = doctor("geddes", "--kubeconfig", str(config), home=tmp_path)
-    assert_environment_error(proc, f"cannot reach the API server at {server}")
+    assert_environment_error(proc, f"cannot use the API server at {server}")
 
 
 def test_help_documents_the_prometheus_override() -> None:

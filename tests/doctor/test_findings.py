@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 from pipelines.doctor.apis import kind_findings, provider
@@ -273,3 +274,16 @@ def test_warning_headers_are_unwrapped() -> None:
         'would violate PodSecurity "restricted:latest": x'
     )
     assert _warning_text("plain") == "plain"
+
+
+def test_asking_prometheus_never_raises(tmp_path: Path) -> None:
+    from pipelines.doctor.prometheus import ask
+    from pipelines.local.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    answer = ask(url, "token", None)
+    assert answer.problem == "unreachable" and "ConnectError" in answer.detail
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    answer = ask(url, "token", bad)
+    assert answer.problem == "tls" and str(bad) in answer.detail
