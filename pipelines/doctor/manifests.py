@@ -177,6 +177,10 @@ def _kustomization(root: Path, directory: Path, namespace: str | None) -> list[M
     return out
 
 
+# The C loader when PyYAML has it: the rendered ConfigMaps hold large embedded files.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _objects(root: Path, path: Path, namespace: str | None) -> list[Manifest]:
     try:
         docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Loader))
@@ -190,10 +194,6 @@ def _objects(root: Path, path: Path, namespace: str | None) -> list[Manifest]:
             raise ShareError(f"{_rel(root, path)}: a document that is not a Kubernetes object")
         out.append(Manifest(_rel(root, path), doc, namespace))
     return out
-
-
-# The C loader when PyYAML has it: the rendered ConfigMaps hold large embedded files.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --- what the objects need (pure) ------------------------------------------------------------------

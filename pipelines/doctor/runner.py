@@ -72,9 +72,10 @@ def diagnose(
         ),
         (ingress.CHECK, lambda: ingress.check_ingress_class(cluster, site)),
         (
-            "storage",
-            lambda: storage.check_storage(cluster, site, storage_classes(manifests), claim_refs(manifests)),
+            storage.CLASS_CHECK,
+            lambda: storage.check_storage_classes(cluster, site, storage_classes(manifests)),
         ),
+        (storage.CLAIM_CHECK, lambda: storage.check_claims(cluster, site, claim_refs(manifests))),
         (
             secrets.CHECK,
             lambda: secrets.check_secrets(cluster, secret_refs(manifests, secrets.promised_secrets(site))),

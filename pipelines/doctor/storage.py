@@ -110,23 +110,29 @@ def claim_finding(site: Site, claim: NeededClaim, pvc: Mapping[str, Any] | None)
     return passed(CLAIM_CHECK, target, f"exists ({phase}, {listing(modes)})")
 
 
-def check_storage(
-    cluster: Cluster, site: Site, classes_from_tree: Mapping[str, tuple[str, ...]], refs: Sequence[ClaimRef]
+def check_storage_classes(
+    cluster: Cluster, site: Site, classes_from_tree: Mapping[str, tuple[str, ...]]
 ) -> list[Finding]:
     out: list[Finding] = []
-    classes = needed_classes(site, classes_from_tree)
-    known: list[str] | None = None
-    for name, used_by in classes.items():
+    known: list[str] | None = None  # listed once, and only to name the alternatives in a failure
+    for name, used_by in needed_classes(site, classes_from_tree).items():
         sc = cluster.get(f"/apis/storage.k8s.io/v1/storageclasses/{name}")
         if sc is None and known is None:
             known = sorted(
                 str(c["metadata"]["name"]) for c in cluster.list("/apis/storage.k8s.io/v1/storageclasses")
             )
         out.append(class_finding(site, name, used_by, sc, known or []))
+    return out
+
+
+def check_claims(cluster: Cluster, site: Site, refs: Sequence[ClaimRef]) -> list[Finding]:
     claims = needed_claims(site, refs)
-    for claim in claims:
-        pvc = cluster.get(f"/api/v1/namespaces/{claim.namespace}/persistentvolumeclaims/{claim.name}")
-        out.append(claim_finding(site, claim, pvc))
+    out = [
+        claim_finding(
+            site, c, cluster.get(f"/api/v1/namespaces/{c.namespace}/persistentvolumeclaims/{c.name}")
+        )
+        for c in claims
+    ]
     mounted = {c.name for c in claims}
     out += [
         skipped(CLAIM_CHECK, name, f"storage.pvcs: nothing at site {site.name} mounts {name} yet")
