@@ -64,6 +64,7 @@ COMMAND_MODULES: dict[str, str] = {
     "render": "render",
     "rollout": "rollout",
     "schema-docs": "schema_docs",
+    "site": "site",
     "validate": "validate",
 }
 
