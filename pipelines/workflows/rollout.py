@@ -92,6 +92,7 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
     prometheus = prometheus_token(settings, optional=True)
     git_mounts = [WORKSPACE_MOUNT, push.mount()]
     site, deployment = wf_param("site"), wf_param("deployment")
+
     # A template reads only its own inputs; the DAG task hands it other tasks' outputs. Argo
     # resolves {{tasks.*}} in a task's arguments, never inside a template, and refuses the whole
     # workflow at submission otherwise (argo-workflows workflow/validate/validate.go,
@@ -100,7 +101,10 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
         return f"{{{{inputs.parameters.{name}}}}}"
 
     def outputs_of(task: str, *names: str, **renamed: str) -> dict[str, str]:
-        return {n: task_output(task, n) for n in names} | {k: task_output(task, v) for k, v in renamed.items()}
+        return {n: task_output(task, n) for n in names} | {
+            k: task_output(task, v) for k, v in renamed.items()
+        }
+
     remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push.file}
 
     checkout = checkout_step(

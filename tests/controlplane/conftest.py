@@ -21,7 +21,9 @@ from pipelines.config.tree import load_tree
 from tests.support.controlplane import (
     ControlPlane,
     ControlPlaneUnavailable,
+    apply_object,
     create_node,
+    ensure_namespace,
     fake_node,
     start_control_plane,
     stop_control_plane,
@@ -47,7 +49,11 @@ def gpu_nodes(site: Site, extra_labels: dict[str, str]) -> list[dict[str, object
     nodes = []
     for cls_name, cls in sorted(site.gpu_classes.items()):
         taints = [
-            {k: v for k, v in {"key": t.key, "value": t.value, "effect": t.effect or "NoSchedule"}.items() if v}
+            {
+                k: v
+                for k, v in {"key": t.key, "value": t.value, "effect": t.effect or "NoSchedule"}.items()
+                if v
+            }
             for t in cls.tolerations
         ]
         for i, product in enumerate(cls.products or ("generic",)):
@@ -80,7 +86,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def control_plane() -> Iterator[ControlPlane]:
     try:
         bindir = tool_bindir()
-    except Exception as exc:  # noqa: BLE001 - any failure means: not built here
+    except Exception as exc:
         pytest.skip(f"control-plane tools unavailable ({exc}); run scripts/controlplane-tools.sh")
     workdir = Path(tempfile.mkdtemp(prefix="sonic-controlplane-"))
     try:
@@ -106,3 +112,17 @@ def needs_controller(cp: ControlPlane, name: str) -> None:
     """Skip (a failure in CI) when an optional controller was not built or did not start."""
     if name not in cp.controllers:
         pytest.skip(f"{name} controller not running; build it with scripts/controlplane-tools.sh")
+
+
+@pytest.fixture(scope="session")
+def rbac(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with every object of gitops/workflows applied (accounts, Roles, bindings)."""
+    for path in sorted((ROOT / "gitops" / "workflows").glob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for ns in sorted({d["metadata"].get("namespace") for d in docs} - {None}):
+            ensure_namespace(control_plane, ns)
+        ensure_namespace(control_plane, "argocd")
+        for doc in sorted(docs, key=lambda d: {"Namespace": 0, "ServiceAccount": 1}.get(d["kind"], 2)):
+            status, body = apply_object(control_plane, doc)
+            assert status in (200, 201), f"{path.name}: {status} {body}"
+    return control_plane

@@ -9,8 +9,8 @@ every Deployment's pods must be admitted and scheduled onto the site's (fake) GP
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,8 @@ def cluster_groups() -> dict[str, list[tuple[Path, dict[str, Any]]]]:
     site_files = {p for p in GITOPS.glob("workflows/build-model-repository-*.yaml")}
     groups["pipelines"] = list(documents(sorted(set(GITOPS.glob("workflows/*.yaml")) - site_files)))
     return {
-        name: sorted(objs, key=lambda po: ORDER.get(po[1]["kind"], 2)) for name, objs in sorted(groups.items())
+        name: sorted(objs, key=lambda po: ORDER.get(po[1]["kind"], 2))
+        for name, objs in sorted(groups.items())
     }
 
 
@@ -80,10 +81,7 @@ def namespaces(objs: list[tuple[Path, dict[str, Any]]]) -> set[str]:
 
 def pss_labels() -> dict[str, str]:
     """The Pod Security Standard labels docs/gitops.md asks site admins to set."""
-    return {
-        f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL
-        for mode in ("enforce", "audit", "warn")
-    }
+    return {f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL for mode in ("enforce", "audit", "warn")}
 
 
 @dataclass
@@ -167,7 +165,9 @@ def test_applying_again_changes_nothing(applied: dict[str, Applied]) -> None:
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in obj.items() if k != "status"}
     out["metadata"] = {
-        k: v for k, v in obj["metadata"].items() if k not in ("managedFields", "resourceVersion", "generation")
+        k: v
+        for k, v in obj["metadata"].items()
+        if k not in ("managedFields", "resourceVersion", "generation")
     }
     return out
 
@@ -175,7 +175,9 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 def _diff(live: dict[str, Any], again: dict[str, Any]) -> str:
     a, b = _comparable(live), _comparable(again)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return "; ".join(f"{k}: live {json.dumps(a.get(k))[:300]} -> applied {json.dumps(b.get(k))[:300]}" for k in keys)
+    return "; ".join(
+        f"{k}: live {json.dumps(a.get(k))[:300]} -> applied {json.dumps(b.get(k))[:300]}" for k in keys
+    )
 
 
 def test_every_deployment_pod_is_admitted_and_scheduled(
@@ -217,7 +219,7 @@ def test_every_deployment_pod_is_admitted_and_scheduled(
 
 
 def _warning_events(cp: ControlPlane) -> str:
-    status, body = cp.request("GET", "/api/v1/events?fieldSelector=type%3DWarning")
+    _status, body = cp.request("GET", "/api/v1/events?fieldSelector=type%3DWarning")
     return "\n".join(
         f"{e['involvedObject'].get('namespace')}/{e['involvedObject']['name']}: {e['reason']}: {e['message']}"
         for e in (body or {}).get("items", [])
@@ -228,7 +230,9 @@ def test_namespaces_really_enforce_pod_security(
     control_plane: ControlPlane, applied: dict[str, Applied]
 ) -> None:
     """The tier is not a rubber stamp: a pod that breaks the promised level is refused."""
-    ns = next(o["metadata"]["namespace"] for a in applied.values() for p, o, _ in a.objects if "rendered" in p.parts)
+    ns = next(
+        o["metadata"]["namespace"] for a in applied.values() for p, o, _ in a.objects if "rendered" in p.parts
+    )
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.controlplane.conftest import needs_controller
 from pipelines.config.tree import load_tree
+from tests.controlplane.conftest import needs_controller
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace, site_prerequisites
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,14 @@ def run_workflow(
     exit_codes = exit_codes or {}
     outputs = outputs or {}
     status, wf = cp.request(
-        "POST", f"{ARGO}/namespaces/{namespace}/workflows", {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "t-"}, "spec": spec}
+        "POST",
+        f"{ARGO}/namespaces/{namespace}/workflows",
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"generateName": "t-"},
+            "spec": spec,
+        },
     )
     assert status == 201, json.dumps(wf)[:2000]
     name = wf["metadata"]["name"]
@@ -101,7 +108,8 @@ def run_workflow(
         if wf.get("status", {}).get("phase") in TERMINAL:
             return Run(wf, pods)
         _, listed = cp.request(
-            "GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector=workflows.argoproj.io/workflow%3D{name}"
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods?labelSelector=workflows.argoproj.io/workflow%3D{name}",
         )
         for pod in listed.get("items", []):
             pod_name = pod["metadata"]["name"]
@@ -113,9 +121,14 @@ def run_workflow(
             done.add(pod_name)
         time.sleep(0.3)
     status_ = wf.get("status", {})
-    stuck = {n["displayName"]: f"{n.get('phase')} {n.get('message', '')}" for n in status_.get("nodes", {}).values()}
+    stuck = {
+        n["displayName"]: f"{n.get('phase')} {n.get('message', '')}"
+        for n in status_.get("nodes", {}).values()
+    }
     stuck["taskResultsCompletionStatus"] = str(status_.get("taskResultsCompletionStatus"))
-    pytest.fail(f"workflow {name} did not finish in {timeout:g}s; unfinished steps: {json.dumps(stuck)[:3000]}")
+    pytest.fail(
+        f"workflow {name} did not finish in {timeout:g}s; unfinished steps: {json.dumps(stuck)[:3000]}"
+    )
 
 
 def finish_step(
@@ -144,7 +157,10 @@ def finish_step(
         "outputs": {"parameters": params, "exitCode": str(exit_code)},
     }
     status, body = cp.request(
-        "POST", f"{ARGO}/namespaces/{namespace}/workflowtaskresults", result, **cp.as_service_account(namespace, executor)
+        "POST",
+        f"{ARGO}/namespaces/{namespace}/workflowtaskresults",
+        result,
+        **cp.as_service_account(namespace, executor),
     )
     assert status == 201, f"executor {executor} may not report step {step_of(pod)}: {status} {body}"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -211,13 +227,20 @@ def template_spec(name: str, **params: str) -> dict[str, Any]:
     }
 
 
-PR = {"repository": "fastmachinelearning/sonic-gitops", "pr-number": "7", "head-sha": "a" * 40,
-      "base-ref": "main", "details-url": "https://example.org/run"}
+PR = {
+    "repository": "fastmachinelearning/sonic-gitops",
+    "pr-number": "7",
+    "head-sha": "a" * 40,
+    "base-ref": "main",
+    "details-url": "https://example.org/run",
+}
 
 
 def test_pr_validation_of_an_irrelevant_change_still_checks_the_render(pipelines: ControlPlane) -> None:
     run = run_workflow(
-        pipelines, "sonic-pipelines", template_spec("pr-validation", **PR),
+        pipelines,
+        "sonic-pipelines",
+        template_spec("pr-validation", **PR),
         outputs={"checkout": {"relevant": "false", "base-sha": "b" * 40, "deployments": "[]"}},
     )
     phases = run.node_phases()
@@ -232,7 +255,9 @@ def test_pr_validation_of_an_irrelevant_change_still_checks_the_render(pipelines
 
 def test_pr_validation_failure_still_runs_the_render_check_and_fails(pipelines: ControlPlane) -> None:
     run = run_workflow(
-        pipelines, "sonic-pipelines", template_spec("pr-validation", **PR),
+        pipelines,
+        "sonic-pipelines",
+        template_spec("pr-validation", **PR),
         exit_codes={"validate": 1},
         outputs={"checkout": {"relevant": "true", "base-sha": "b" * 40, "deployments": "[]"}},
     )
@@ -249,8 +274,11 @@ ROLLOUT = {"site": "geddes", "deployment": "cms/particlenet", "revision": "c" * 
 def rollout_outputs(**overrides: dict[str, str]) -> dict[str, dict[str, str]]:
     """Every output each rollout step declares (a placeholder value), with ``overrides``."""
     out: dict[str, dict[str, str]] = {}
-    template = next(d for d in yaml.safe_load_all((WORKFLOWS / "rollout.yaml").read_text())
-                    if d and d["kind"] == "WorkflowTemplate")
+    template = next(
+        d
+        for d in yaml.safe_load_all((WORKFLOWS / "rollout.yaml").read_text())
+        if d and d["kind"] == "WorkflowTemplate"
+    )
     for tmpl in template["spec"]["templates"]:
         names = [p["name"] for p in tmpl.get("outputs", {}).get("parameters", [])]
         out[tmpl["name"]] = {n: "placeholder" for n in names}
@@ -261,7 +289,9 @@ def rollout_outputs(**overrides: dict[str, str]) -> dict[str, dict[str, str]]:
 
 def test_rollout_wait_gets_a_token_and_a_failed_wait_reverts(pipelines: ControlPlane) -> None:
     run = run_workflow(
-        pipelines, "sonic-pipelines", template_spec("rollout", **ROLLOUT),
+        pipelines,
+        "sonic-pipelines",
+        template_spec("rollout", **ROLLOUT),
         # `sonic rollout revert` exits 1 after reverting: the rollout failed (pipelines/cli/rollout.py).
         exit_codes={"wait": 1, "revert": 1},
         outputs=rollout_outputs(target={"argocd-remote": "false"}, commit={"changed": "true"}),
@@ -280,7 +310,9 @@ def test_rollout_wait_gets_a_token_and_a_failed_wait_reverts(pipelines: ControlP
 
 def test_rollout_that_changed_nothing_is_not_reverted(pipelines: ControlPlane) -> None:
     run = run_workflow(
-        pipelines, "sonic-pipelines", template_spec("rollout", **ROLLOUT),
+        pipelines,
+        "sonic-pipelines",
+        template_spec("rollout", **ROLLOUT),
         exit_codes={"wait": 1},
         outputs=rollout_outputs(target={"argocd-remote": "false"}, commit={"changed": "false"}),
     )
@@ -297,9 +329,15 @@ def test_model_build_runs_in_an_experiment_namespace(pipelines: ControlPlane) ->
     template = next(d for d in docs if d["kind"] == "WorkflowTemplate")
     ns = template["metadata"]["namespace"]
     run = run_workflow(
-        pipelines, ns,
-        template_spec("build-model-repository", experiment="cms", deployment="particlenet",
-                      repository="fastmachinelearning/sonic-gitops", revision="e" * 40),
+        pipelines,
+        ns,
+        template_spec(
+            "build-model-repository",
+            experiment="cms",
+            deployment="particlenet",
+            repository="fastmachinelearning/sonic-gitops",
+            revision="e" * 40,
+        ),
     )
     assert run.phase == "Succeeded", run.node_phases()
     for pod in run.pods.values():

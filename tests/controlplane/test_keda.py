@@ -99,7 +99,9 @@ def prometheus_and_envoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         cfg = local_prometheus.write_files(
             p, run, triton_targets=[], envoy_targets=[f"127.0.0.1:{stats}"], scrape_interval=SCRAPE_SECONDS
         )
-        prom = local_prometheus.start_prometheus(binary, cfg, run / "tsdb", run / "prometheus.log", port=prom_port)
+        prom = local_prometheus.start_prometheus(
+            binary, cfg, run / "tsdb", run / "prometheus.log", port=prom_port
+        )
         procs.append(prom)
         local_prometheus.wait_ready(prom, prom_port, targets=1)
         yield f"http://127.0.0.1:{prom_port}", listen
@@ -168,7 +170,9 @@ def test_keda_runs_the_rendered_scaled_object(
 
     def polled_again() -> bool:
         nonlocal polls
-        assert conditions(get(control_plane, so_path)).get("Ready") == "True", get(control_plane, so_path)["status"]
+        assert conditions(get(control_plane, so_path)).get("Ready") == "True", get(control_plane, so_path)[
+            "status"
+        ]
         polls += 1
         return polls >= 6
 
@@ -199,6 +203,7 @@ def test_scale_to_zero_wakes_on_envoy_traffic(
     assert conditions(get(control_plane, so_path)).get("Active") == "False"
 
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{envoy_port}")
     sent = 0
@@ -206,7 +211,8 @@ def test_scale_to_zero_wakes_on_envoy_traffic(
     def traffic_wakes_it() -> bool:
         nonlocal sent
         for _ in range(5):
-            with pytest.raises(Exception):  # no token, no Triton: refused, but counted by Envoy
+            # No token, no Triton: refused, but counted by Envoy (downstream_rq_total).
+            with pytest.raises(InferenceServerException):
                 client.is_server_live(client_timeout=2)
             sent += 1
         return (get(control_plane, dep_path)["spec"].get("replicas") or 0) >= 1

@@ -15,29 +15,23 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace
+from tests.support.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "gitops" / "workflows"
 PIPELINES_NS = "sonic-pipelines"
 
 
-@pytest.fixture(scope="module")
-def rbac(control_plane: ControlPlane) -> ControlPlane:
-    """Apply every file of gitops/workflows (the build files of one site suffice per namespace)."""
-    for path in sorted(WORKFLOWS.glob("*.yaml")):
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        for ns in sorted({d["metadata"].get("namespace") for d in docs} - {None}):
-            ensure_namespace(control_plane, ns)
-        ensure_namespace(control_plane, "argocd")
-        for doc in sorted(docs, key=lambda d: {"Namespace": 0, "ServiceAccount": 1}.get(d["kind"], 2)):
-            status, body = apply_object(control_plane, doc)
-            assert status in (200, 201), f"{path.name}: {status} {body}"
-    return control_plane
-
-
-def allowed(cp: ControlPlane, sa: tuple[str, str], verb: str, resource: str, *, group: str = "",
-            namespace: str | None = None, subresource: str = "") -> bool:
+def allowed(
+    cp: ControlPlane,
+    sa: tuple[str, str],
+    verb: str,
+    resource: str,
+    *,
+    group: str = "",
+    namespace: str | None = None,
+    subresource: str = "",
+) -> bool:
     ns, name = sa
     attrs: dict[str, Any] = {"verb": verb, "group": group, "resource": resource}
     if namespace is not None:
@@ -101,14 +95,18 @@ def test_executor_reports_results_in_its_own_namespace_only(rbac: ControlPlane, 
 def test_sensor_may_only_submit_workflows(rbac: ControlPlane) -> None:
     assert allowed(rbac, SENSOR, "create", "workflows", group="argoproj.io", namespace=PIPELINES_NS)
     assert not allowed(rbac, SENSOR, "delete", "workflows", group="argoproj.io", namespace=PIPELINES_NS)
-    assert not allowed(rbac, SENSOR, "create", "workflowtemplates", group="argoproj.io", namespace=PIPELINES_NS)
+    assert not allowed(
+        rbac, SENSOR, "create", "workflowtemplates", group="argoproj.io", namespace=PIPELINES_NS
+    )
     assert not allowed(rbac, SENSOR, "get", "secrets", namespace=PIPELINES_NS)
 
 
 @pytest.mark.parametrize(
     "sa", [*STEP_ACCOUNTS, EXECUTOR, SENSOR, *experiment_executors()], ids=lambda s: f"{s[0]}/{s[1]}"
 )
-def test_no_pipeline_account_reaches_secrets_or_cluster_scope(rbac: ControlPlane, sa: tuple[str, str]) -> None:
+def test_no_pipeline_account_reaches_secrets_or_cluster_scope(
+    rbac: ControlPlane, sa: tuple[str, str]
+) -> None:
     """What a compromised step must never do: read Secrets (its own namespace's or another's),
     run pods, or write anything cluster-scoped."""
     for ns in (sa[0], "argocd", "kube-system", "cms"):
@@ -125,7 +123,11 @@ def test_no_pipeline_account_reaches_secrets_or_cluster_scope(rbac: ControlPlane
 def test_step_accounts_have_no_kubernetes_api_access_beyond_rollout(rbac: ControlPlane) -> None:
     """pr-validation and scheduled checks talk to GitHub and the endpoints, not to Kubernetes."""
     for sa in STEP_ACCOUNTS[:2]:
-        for resource, group in (("workflowtaskresults", "argoproj.io"), ("applications", "argoproj.io"),
-                                ("configmaps", ""), ("pods", "")):
+        for resource, group in (
+            ("workflowtaskresults", "argoproj.io"),
+            ("applications", "argoproj.io"),
+            ("configmaps", ""),
+            ("pods", ""),
+        ):
             for ns in (sa[0], "argocd"):
                 assert not allowed(rbac, sa, "list", resource, group=group, namespace=ns), (sa, resource, ns)

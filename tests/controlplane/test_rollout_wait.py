@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from tests.controlplane.test_rbac import rbac  # noqa: F401 - the fixture applying the RBAC objects
 from tests.support.controlplane import ControlPlane
-from tests.workflows.conftest import Origin, origin  # noqa: F401 - a real git origin
+from tests.workflows.conftest import Origin
+from tests.workflows.conftest import origin as origin  # a real git origin (fixture)
 from tests.workflows.test_argocd_wait import two_rollouts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,11 @@ def sa_kubeconfig(cp: ControlPlane, path: Path, namespace: str, name: str) -> Pa
     status, body = cp.request(
         "POST",
         f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
     )
     assert status == 201, body
     ca = base64.b64encode(cp.pki.ca_cert.read_bytes()).decode()
@@ -42,7 +46,9 @@ def sa_kubeconfig(cp: ControlPlane, path: Path, namespace: str, name: str) -> Pa
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": cp.server, "certificate-authority-data": ca}}],
+                "clusters": [
+                    {"name": "c", "cluster": {"server": cp.server, "certificate-authority-data": ca}}
+                ],
                 "users": [{"name": name, "user": {"token": body["status"]["token"]}}],
                 "contexts": [{"name": "c", "context": {"cluster": "c", "user": name}}],
                 "current-context": "c",
@@ -60,14 +66,24 @@ def application(name: str) -> dict[str, Any]:
         "spec": {
             "project": "cms",
             "destination": {"server": "https://kubernetes.default.svc", "namespace": "cms"},
-            "source": {"repoURL": "https://github.com/fastmachinelearning/sonic-gitops.git",
-                       "path": f"gitops/rendered/{name}", "targetRevision": "gitops"},
+            "source": {
+                "repoURL": "https://github.com/fastmachinelearning/sonic-gitops.git",
+                "path": f"gitops/rendered/{name}",
+                "targetRevision": "gitops",
+            },
         },
     }
 
 
-def set_status(cp: ControlPlane, name: str, *, revision: str, sync: str = "Synced", health: str = "Healthy",
-               phase: str = "Succeeded") -> None:
+def set_status(
+    cp: ControlPlane,
+    name: str,
+    *,
+    revision: str,
+    sync: str = "Synced",
+    health: str = "Healthy",
+    phase: str = "Succeeded",
+) -> None:
     """What Argo CD's application controller writes after a sync (fields the CRD requires)."""
     status = {
         "sync": {"status": sync, "revision": revision},
@@ -81,7 +97,9 @@ def set_status(cp: ControlPlane, name: str, *, revision: str, sync: str = "Synce
             "syncResult": {"revision": revision},
         },
     }
-    code, body = cp.request("PATCH", f"{APPS}/{name}", {"status": status}, content_type="application/merge-patch+json")
+    code, body = cp.request(
+        "PATCH", f"{APPS}/{name}", {"status": status}, content_type="application/merge-patch+json"
+    )
     assert code == 200, body
 
 
@@ -91,16 +109,39 @@ def create(cp: ControlPlane, name: str) -> None:
     assert code == 201, body
 
 
-def wait_cli(kubeconfig: Path, app: str, revision: str, *extra: str, timeout: str = "60s") -> subprocess.Popen[str]:
+def wait_cli(
+    kubeconfig: Path, app: str, revision: str, *extra: str, timeout: str = "60s"
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(Path(sys.executable).with_name("sonic")), "rollout", "wait", "--application", app, "--namespace", "argocd",
-         "--revision", revision, "--interval", "0.2", "--timeout", timeout, "--kubeconfig", str(kubeconfig), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        [
+            str(Path(sys.executable).with_name("sonic")),
+            "rollout",
+            "wait",
+            "--application",
+            app,
+            "--namespace",
+            "argocd",
+            "--revision",
+            revision,
+            "--interval",
+            "0.2",
+            "--timeout",
+            timeout,
+            "--kubeconfig",
+            str(kubeconfig),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
     )
 
 
 def test_two_rollouts_from_one_branch_both_succeed(
-    rbac: ControlPlane, origin: Origin, tmp_path: Path  # noqa: F811
+    rbac: ControlPlane,
+    origin: Origin,
+    tmp_path: Path,
 ) -> None:
     """Two sites follow one branch: our commit A, then a neighbour's B on top. Argo CD reports B
     for our Application; the wait must count it (B contains A), not time out and revert."""
@@ -140,4 +181,3 @@ def test_an_account_without_the_role_is_refused_by_name(rbac: ControlPlane, tmp_
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
     assert "refused (HTTP 403)" in out and "needs get on applications.argoproj.io" in out, out
-

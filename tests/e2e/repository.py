@@ -52,7 +52,7 @@ argocd: {{server: https://kubernetes.default.svc}}
 kubernetes: {{minVersion: "1.31", maxVersion: "1.31"}}
 storage:
   snapshots: {{claim: sonic-model-snapshots}}
-prometheus: {{url: "{PROMETHEUS_URL}", operator: false}}
+prometheus: {{url: "{PROMETHEUS_URL}", namespace: monitoring, operator: false}}
 experiments:
   cms: {{namespaces: [{EXTRA_NAMESPACE}], gpuQuota: 0}}
 """,

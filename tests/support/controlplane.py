@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -26,7 +27,6 @@ import ssl
 import subprocess
 import threading
 import time
-import http.client
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -136,8 +136,17 @@ class ControlPlane:
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
         return client.ApiClient(cfg)
 
-    def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                timeout: float = 30.0, as_user: str | None = None, groups: Sequence[str] = ()) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+        as_user: str | None = None,
+        groups: Sequence[str] = (),
+    ) -> tuple[int, Any]:
         """A raw HTTPS request as the admin, or impersonating ``as_user`` (and ``groups``):
         (status, decoded JSON body). Impersonation makes the API server authorize the request as
         that identity, exactly as for its own token."""
@@ -145,7 +154,9 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         url = urllib.parse.urlsplit(self.server)
-        conn = http.client.HTTPSConnection(url.hostname or "127.0.0.1", url.port, context=ctx, timeout=timeout)
+        conn = http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1", url.port, context=ctx, timeout=timeout
+        )
         try:
             conn.putrequest(method, path)
             conn.putheader("Content-Type", content_type)
@@ -165,7 +176,11 @@ class ControlPlane:
         """Keyword arguments for :meth:`request` that act as a ServiceAccount (with its groups)."""
         return {
             "as_user": f"system:serviceaccount:{namespace}:{name}",
-            "groups": ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+            "groups": (
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace}",
+                "system:authenticated",
+            ),
         }
 
     def env(self) -> dict[str, str]:
@@ -198,14 +213,27 @@ def _kubeconfig(path: Path, server: str, pki: ClusterPki, namespace: str = "defa
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "sonic", "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}],
+                "clusters": [
+                    {
+                        "name": "sonic",
+                        "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)},
+                    }
+                ],
                 "users": [
                     {
                         "name": "admin",
-                        "user": {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)},
+                        "user": {
+                            "client-certificate-data": b64(pki.admin_cert),
+                            "client-key-data": b64(pki.admin_key),
+                        },
                     }
                 ],
-                "contexts": [{"name": "sonic", "context": {"cluster": "sonic", "user": "admin", "namespace": namespace}}],
+                "contexts": [
+                    {
+                        "name": "sonic",
+                        "context": {"cluster": "sonic", "user": "admin", "namespace": namespace},
+                    }
+                ],
                 "current-context": "sonic",
             },
             sort_keys=False,
@@ -219,7 +247,9 @@ def _healthy(cp: ControlPlane, path: str) -> bool:
     return status == 200
 
 
-def start_control_plane(workdir: Path, bindir: Path, *, controllers: Sequence[str] = ("keda", "argo-workflows")) -> ControlPlane:
+def start_control_plane(
+    workdir: Path, bindir: Path, *, controllers: Sequence[str] = ("keda", "argo-workflows")
+) -> ControlPlane:
     """Start everything; on any failure stop what started and raise StartError with the logs."""
     missing = missing_tools(bindir)
     if missing:
@@ -340,7 +370,9 @@ def start_control_plane(workdir: Path, bindir: Path, *, controllers: Sequence[st
         )
         wait_until(
             "the default ServiceAccount (controller-manager running)",
-            lambda: cp.request("GET", "/api/v1/namespaces/default/serviceaccounts/default", timeout=5)[0] == 200,
+            lambda: (
+                cp.request("GET", "/api/v1/namespaces/default/serviceaccounts/default", timeout=5)[0] == 200
+            ),
             timeout=START_TIMEOUT,
             procs=list(cp.procs.values()),
             interval=0.25,
@@ -388,10 +420,22 @@ def crd_documents() -> list[dict[str, Any]]:
         if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
             docs[doc["metadata"]["name"]] = doc
     extra = [
-        (module_dir("github.com/argoproj/argo-workflows/v4", pinned_version("argo-workflows", "github.com/argoproj/argo-workflows/v4"))
-         / "manifests" / "base" / "crds" / "minimal"),
-        (module_dir("github.com/kedacore/keda/v2", pinned_version("keda", "github.com/kedacore/keda/v2"))
-         / "config" / "crd" / "bases"),
+        (
+            module_dir(
+                "github.com/argoproj/argo-workflows/v4",
+                pinned_version("argo-workflows", "github.com/argoproj/argo-workflows/v4"),
+            )
+            / "manifests"
+            / "base"
+            / "crds"
+            / "minimal"
+        ),
+        (
+            module_dir("github.com/kedacore/keda/v2", pinned_version("keda", "github.com/kedacore/keda/v2"))
+            / "config"
+            / "crd"
+            / "bases"
+        ),
     ]
     for folder in extra:
         for path in sorted(folder.glob("*.yaml")):
@@ -408,7 +452,9 @@ def install_crds(cp: ControlPlane) -> None:
 
     def create(doc: dict[str, Any]) -> str | None:
         doc.get("metadata", {}).pop("creationTimestamp", None)
-        status, body = cp.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc, timeout=120)
+        status, body = cp.request(
+            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc, timeout=120
+        )
         if status in (201, 409):
             return None
         return f"installing CRD {doc['metadata']['name']}: HTTP {status}: {str(body)[:500]}"
@@ -442,15 +488,18 @@ def ensure_namespace(cp: ControlPlane, name: str, labels: Mapping[str, str] | No
     status, resp = cp.request("POST", "/api/v1/namespaces", body)
     if status == 409 and labels:
         status, resp = cp.request(
-            "PATCH", f"/api/v1/namespaces/{name}", {"metadata": {"labels": dict(labels)}},
+            "PATCH",
+            f"/api/v1/namespaces/{name}",
+            {"metadata": {"labels": dict(labels)}},
             content_type="application/merge-patch+json",
         )
     if status not in (200, 201, 409):
         raise RuntimeError(f"namespace {name}: HTTP {status}: {resp}")
 
 
-def apply_object(cp: ControlPlane, obj: Mapping[str, Any], *, dry_run: bool = False,
-                 field_manager: str = "sonic-tests") -> tuple[int, Any]:
+def apply_object(
+    cp: ControlPlane, obj: Mapping[str, Any], *, dry_run: bool = False, field_manager: str = "sonic-tests"
+) -> tuple[int, Any]:
     """Server-side apply one object (the path `kubectl apply --server-side` takes)."""
     path = object_path(cp, obj)
     query = f"?fieldManager={field_manager}&force=true" + ("&dryRun=All" if dry_run else "")
@@ -482,8 +531,12 @@ def object_path(cp: ControlPlane, obj: Mapping[str, Any]) -> str:
 # --- nodes ---------------------------------------------------------------------------------------
 
 
-def fake_node(name: str, labels: Mapping[str, str], taints: Sequence[Mapping[str, str]] = (),
-              gpus: Mapping[str, int] | None = None) -> dict[str, Any]:
+def fake_node(
+    name: str,
+    labels: Mapping[str, str],
+    taints: Sequence[Mapping[str, str]] = (),
+    gpus: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
     """A Node kwok plays: Ready, with the capacity a GPU worker reports through its device plugin."""
     capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti"}
     capacity.update({k: str(v) for k, v in (gpus or {}).items()})
@@ -492,7 +545,10 @@ def fake_node(name: str, labels: Mapping[str, str], taints: Sequence[Mapping[str
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {
+                KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
@@ -514,7 +570,7 @@ def create_node(cp: ControlPlane, node: Mapping[str, Any]) -> None:
 
 def wait_nodes_ready(cp: ControlPlane, names: Sequence[str], timeout: float = 60) -> None:
     def ready() -> bool:
-        status, body = cp.request("GET", "/api/v1/nodes")
+        _status, body = cp.request("GET", "/api/v1/nodes")
         conds = {
             n["metadata"]["name"]: {c["type"]: c["status"] for c in n.get("status", {}).get("conditions", [])}
             for n in body["items"]
@@ -706,7 +762,7 @@ def provision_claims(cp: ControlPlane) -> int:
     kwok runs no CSI driver; the PV controller still does the binding, so a claim that names a
     StorageClass that does not exist, or asks for what no volume offers, stays Pending.
     """
-    status, body = cp.request("GET", "/api/v1/persistentvolumeclaims")
+    _status, body = cp.request("GET", "/api/v1/persistentvolumeclaims")
     made = 0
     for pvc in body.get("items", []):
         spec, meta = pvc["spec"], pvc["metadata"]

@@ -85,13 +85,17 @@ def make_cluster_pki(folder: Path) -> ClusterPki:
         .sign(ca_key, hashes.SHA256())
     )
 
-    def leaf(subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> tuple[bytes, bytes]:
+    def leaf(
+        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> tuple[bytes, bytes]:
         key = ec.generate_private_key(ec.SECP256R1())
         b = (
             builder(subject, key.public_key())
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
         )
         if sans:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -100,7 +104,8 @@ def make_cluster_pki(folder: Path) -> ClusterPki:
     serving = leaf(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
         ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.DNSName(n) for n in SERVING_NAMES] + [x509.IPAddress(ipaddress.ip_address(i)) for i in SERVING_IPS],
+        [x509.DNSName(n) for n in SERVING_NAMES]
+        + [x509.IPAddress(ipaddress.ip_address(i)) for i in SERVING_IPS],
     )
     # system:masters bypasses authorization: only the harness itself (installing CRDs, creating
     # namespaces and nodes) and the controllers use it; tests of permissions impersonate.
@@ -133,7 +138,9 @@ def make_cluster_pki(folder: Path) -> ClusterPki:
     pki.admin_key.write_bytes(admin[1])
     pki.sa_private.write_bytes(_pem_key(sa_key))
     pki.sa_public.write_bytes(
-        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     for key_file in (pki.ca_key, pki.serving_key, pki.admin_key, pki.sa_private):
         key_file.chmod(0o600)

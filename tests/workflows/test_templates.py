@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -175,6 +176,10 @@ def test_sensor_filters_accept_exactly_the_declared_events() -> None:
     assert not upstream.data_filter_passes(whole_list, delivery("pull_request", "opened", repo))
 
 
+def task_arguments(task: dict[str, Any]) -> dict[str, str]:
+    return {p["name"]: p["value"] for p in task.get("arguments", {}).get("parameters", [])}
+
+
 def test_rollout_flow_reverts_only_what_it_committed() -> None:
     wt = template("rollout")
     tasks = dag(wt)
@@ -190,12 +195,20 @@ def test_rollout_flow_reverts_only_what_it_committed() -> None:
                    " || verify.Failed || verify.Errored)"),
     ]  # fmt: skip
     assert tasks["revert"]["when"] == "{{tasks.commit.outputs.parameters.changed}} == true"
+    # Templates read inputs; the DAG task hands them the other tasks' outputs (Argo resolves
+    # {{tasks.*}} only in a task's arguments: workflow/validate/validate.go).
     for name in ("wait", "wait-remote"):
         wait = args(wt, name)
-        assert wait[wait.index("--revision") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
+        assert wait[wait.index("--revision") + 1] == "{{inputs.parameters.commit}}"
         assert wait[wait.index("--checkout") + 1] == "/work/gitops"
+        assert task_arguments(tasks[name])["commit"] == "{{tasks.commit.outputs.parameters.commit}}"
     revert = args(wt, "revert")
-    assert revert[revert.index("--commit") + 1] == "{{tasks.commit.outputs.parameters.commit}}"
+    assert revert[revert.index("--commit") + 1] == "{{inputs.parameters.commit}}"
+    assert task_arguments(tasks["revert"])["commit"] == "{{tasks.commit.outputs.parameters.commit}}"
+    for t in wt["spec"]["templates"]:
+        assert "{{tasks." not in json.dumps(t.get("container", {})), (
+            f"{t['name']} reads another task's output"
+        )
     assert wt["spec"]["synchronization"] == {"mutexes": [{"name": "rollout-{{workflow.parameters.site}}"}]}
     branch = {p["name"]: p.get("value") for p in wt["spec"]["arguments"]["parameters"]}["gitops-branch"]
     assert branch == settings().gitops_branch
@@ -229,7 +242,9 @@ def test_rollout_waits_where_the_sites_argocd_runs() -> None:
     # token of this cluster; wait gets the token (tests/workflows/test_hardening.py).
     remote_step = step(wt, "wait-remote")
     a = main_container(remote_step)["args"]
-    assert a[a.index("--kubeconfig") + 1] == "{{tasks.target.outputs.parameters.argocd-kubeconfig}}"
+    assert a[a.index("--kubeconfig") + 1] == "{{inputs.parameters.argocd-kubeconfig}}"
+    kubeconfig_arg = task_arguments(tasks["wait-remote"])["argocd-kubeconfig"]
+    assert kubeconfig_arg == "{{tasks.target.outputs.parameters.argocd-kubeconfig}}"
     assert "automountServiceAccountToken" not in remote_step
     mount = next(m for m in main_container(remote_step)["volumeMounts"] if m["name"] == "argocd-kubeconfig")
     assert mount == {
@@ -374,9 +389,16 @@ def test_no_two_pods_that_may_run_together_share_the_read_write_once_workspace()
             checked += 1
         for t in templates.values():
             if "containerSet" in t:  # its own, per-pod workspace
-                assert [v["name"] for v in t["volumes"]] == ["own-workspace"] and "emptyDir" in t["volumes"][
-                    0
-                ]
+                own = [v for v in t["volumes"] if v["name"] == "own-workspace"]
+                assert len(own) == 1 and "emptyDir" in own[0]
+                assert not [v for v in t["volumes"] if "persistentVolumeClaim" in v]
+                # Every volume a container mounts is declared on the template: Argo adds
+                # workflow-level volumes to a container set's pod only for the set-wide
+                # volumeMounts (workflow/controller/workflowpod.go addVolumeReferences).
+                mounted = {
+                    m["name"] for c in t["containerSet"]["containers"] for m in c.get("volumeMounts", [])
+                }
+                assert mounted <= {v["name"] for v in t["volumes"]}, t["name"]
     assert checked >= 5
     # Negative controls: the previous wiring (a shared checkout before parallel tasks) is caught.
     fan_out = {"checkout": {}, "build": {"depends": "checkout.Succeeded", "withParam": "[]"}}
