@@ -36,11 +36,12 @@ e2e: setup
 	$(PY) -m pytest -m kind tests/e2e -rs
 
 # Benchmarks (not tests): each prints a Markdown table; recorded figures are in docs/benchmarks.md.
-bench: setup
+bench: setup controlplane-tools
 	$(PY) bench/validate_bench.py --markdown
 	$(PY) bench/render_bench.py --markdown
 	$(PY) bench/modelrepo_bench.py --markdown
 	$(PY) bench/dataplane.py --markdown
+	$(PY) bench/controlplane_bench.py --markdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
