@@ -34,7 +34,7 @@ class TlsFiles:
         return ctx
 
 
-def _ca_key_usage() -> x509.KeyUsage:
+def ca_key_usage() -> x509.KeyUsage:
     """Signs certificates and CRLs, nothing else (strict verifiers want a CA to say so)."""
     unused = ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
     return x509.KeyUsage(
@@ -73,7 +73,7 @@ def make_tls_files(folder: Path, ip_addresses: tuple[str, ...] = ("127.0.0.1",))
     ca = (
         signed(ca_name, ca_key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
