@@ -19,10 +19,11 @@ demo: setup
 	$(SONIC) demo
 
 test: setup controlplane-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines tests bench
+	$(VENV)/bin/ruff format --check pipelines tests bench
 	$(VENV)/bin/mypy
 
 render: setup

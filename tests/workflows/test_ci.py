@@ -27,9 +27,18 @@ def runs(job: dict[str, Any]) -> str:
 
 
 def test_ci_runs_what_dot_ci_run_runs() -> None:
-    # Issue 10.8: CI keeps running .ci/run (make test: every test), now on GitHub Actions too.
-    assert repo_file(".ci/run").read_text().rstrip().endswith("make test")
+    # Issue 10.8: CI keeps running .ci/run (make test: every test), now on GitHub Actions too;
+    # issue 13.8: lint first, tests with coverage, the control-plane tools built (and cached).
+    lines = [ln for ln in repo_file(".ci/run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[-2:] == [
+        "make lint",
+        'make test PYTEST_ARGS="--cov=pipelines --cov-branch --cov-report=term:skip-covered"',
+    ]
+    assert "time ./scripts/controlplane-tools.sh" in lines
     test = ci()["jobs"]["test"]
+    assert any(str(s.get("uses", "")).startswith("actions/setup-go@") for s in test["steps"])
+    cache = next(s for s in test["steps"] if str(s.get("uses", "")).startswith("actions/cache@"))
+    assert cache["with"]["path"] == "~/.cache/sonic-gitops/controlplane"
     assert "sonic-gitops/.ci/run" in runs(test)
     # The tests read ../shared/crds beside the clone: the checkout and the CRDs are siblings.
     checkout = next(s for s in test["steps"] if str(s.get("uses", "")).startswith("actions/checkout@"))
@@ -86,3 +95,14 @@ def test_fetched_crds_are_the_ones_the_tests_use() -> None:
     for name, _, _, _, blob in fetch.FILES:
         assert fetch.blob_id((SHARED / "crds" / name).read_bytes()) == blob, name
     assert fetch.blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
+
+
+def test_docs_show_the_executor_configuration_the_tests_run_with() -> None:
+    # The control-plane tier runs the Argo controller with pipelines.workflows.controller's
+    # executor settings; site admins copy them from docs/workflows.md: the two must not drift.
+    from pipelines.workflows.controller import configmap_data
+
+    doc = repo_file("docs/workflows.md").read_text()
+    block = doc.split("   data:\n     executor: |\n", 1)[1].split("   ```", 1)[0]
+    shown = "\n".join(line[7:] for line in block.splitlines())
+    assert yaml.safe_load(shown) == yaml.safe_load(configmap_data()["executor"])

@@ -1,0 +1,33 @@
+"""What the Argo Workflows controller of a cluster running these pipelines must be configured with.
+
+The controller adds its own containers to every workflow pod (``init`` and ``wait``, the
+executor). Their security context comes only from the controller's ConfigMap
+(``workflow-controller-configmap``, key ``executor``; argo-workflows
+workflow/controller/workflowpod.go newExecContainer), not from the workflow. In a namespace that
+enforces the Pod Security Standard ``restricted`` (pipelines.render.names.POD_SECURITY_LEVEL, which
+docs/gitops.md asks admins to label) the API server refuses every workflow pod unless the
+executor containers also drop all capabilities, forbid privilege escalation and run as non-root
+with the RuntimeDefault seccomp profile: the control-plane tier found exactly that refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+# The `executor` entry of workflow-controller-configmap (docs/workflows.md shows it verbatim).
+EXECUTOR: dict[str, Any] = {
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 8737,  # the argoexec image's non-root user
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+
+
+def configmap_data() -> dict[str, str]:
+    """The ConfigMap keys to merge into ``workflow-controller-configmap``."""
+    return {"executor": yaml.safe_dump(EXECUTOR, sort_keys=False)}
