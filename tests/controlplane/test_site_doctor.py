@@ -344,7 +344,7 @@ def test_a_secret_the_workflows_read_is_missing(doctor: Doctor, control_plane: C
         ),
         (
             {"tolerations": []},
-            "nodes of A100 are tainted and the class does not tolerate it: geddes-a100-0 has "
+            "nodes of A100 are tainted and the class does not tolerate it: geddes-a100-0-0 has "
             "hub.jupyter.org/dedicated=cms-af:NoSchedule",
             "add the toleration to gpuClasses.A100.tolerations",
         ),
