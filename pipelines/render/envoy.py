@@ -10,7 +10,8 @@ Layout of the result::
 
     admin             127.0.0.1:admin_port only (never reachable from outside the pod)
     listener grpc     listen_port: connection limit, connection token bucket, HTTP/2 connection
-                      manager -> jwt_authn, local_ratelimit, admission gate (Lua), router
+                      manager -> jwt_authn, local_ratelimit, admission gate (Lua), router;
+                      routes: only the client gRPC methods (CLIENT_METHODS), all else 404
     listener stats    stats_port: only GET /stats/prometheus and GET /ready, proxied to the admin
     cluster triton    HTTP/2, LB policy, gRPC health checks, outlier detection, circuit breakers,
                       retry budget
