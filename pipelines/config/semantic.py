@@ -12,9 +12,11 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipelines.config.errors import ConfigError, JsonPath, display_path
 from pipelines.config.model import Deployment, SiteDeployment
+from pipelines.config.promql import promql_problems
 from pipelines.config.secrets import find_inline_secrets
 from pipelines.config.tree import Tree
 
@@ -322,6 +324,26 @@ def query_ranges(tree: Tree) -> Iterator[ConfigError]:
 
 
 @rule
+def query_scope(tree: Tree) -> Iterator[ConfigError]:
+    """A deployment's own PromQL reads only its own namespace, over a bounded window.
+
+    The queries run with the site Prometheus' reach (KEDA's trigger, the admission gate): an
+    unrestricted one could read other experiments' series or load Prometheus with days of data.
+    """
+    for _, p in _live(tree):
+        if p.autoscaling is None:
+            continue
+        for field, query in (
+            ("query", p.autoscaling.query),
+            ("activationQuery", p.autoscaling.activation_query),
+        ):
+            if not query:
+                continue
+            for problem in promql_problems(query, p.namespace):
+                yield _err(tree, p.source, ("autoscaling", field), f"at site {p.site!r}: {problem}")
+
+
+@rule
 def unique_names(tree: Tree) -> Iterator[ConfigError]:
     seen: dict[tuple[str, str], Path] = {}
     for d in tree.deployments:
@@ -350,24 +372,53 @@ def unique_names(tree: Tree) -> Iterator[ConfigError]:
                 models[m["name"]] = i
 
 
+def _site_hosts(tree: Tree) -> dict[str, str]:
+    """Every host named by a URL in a site file (its API server, Prometheus, ...): host -> where."""
+    hosts: dict[str, str] = {}
+
+    def walk(value: object, path: str, site: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k), site)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]", site)
+        elif isinstance(value, str) and "://" in value:
+            host = urlsplit(value).hostname
+            if host:
+                hosts.setdefault(host.lower(), f"{path} of site {site!r}")
+
+    for site in tree.sites.values():
+        walk(tree.documents[site.source].data, "", site.name)
+    return hosts
+
+
 @rule
 def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
-    claimed: dict[str, SiteDeployment] = {}
+    """Ingress hosts: not a site's own, prefixed with the experiment, and each claimed once.
+
+    A conflict is reported in every file that claims the host, so the victim is not the only
+    one told (and the pull request that takes the host fails its own validation).
+    """
+    reserved = _site_hosts(tree)
+    claims: dict[str, list[SiteDeployment]] = defaultdict(list)
     for _, p in _live(tree):
         ing = p.envoy.ingress
         if ing is None:
             continue
+        host = ing.host.lower()
         where = (*_where(tree, p, "envoy", "ingress"), "host")
-        other = claimed.get(ing.host)
-        if other is not None and (other.source, other.site) != (p.source, p.site):
+        claims[host].append(p)
+        if host in reserved:
+            yield _err(tree, p.source, where, f"host {ing.host!r} is reserved: it is the {reserved[host]}")
+        if not host.split(".", 1)[0].startswith(f"{p.experiment}-"):
             yield _err(
                 tree,
                 p.source,
                 where,
-                f"ingress host {ing.host!r} is already claimed by "
-                f"{other.experiment}/{other.name} at {other.site!r}",
+                f"host {ing.host!r} must start with '{p.experiment}-' (the experiment's prefix, "
+                f"e.g. '{p.experiment}-{p.name}.…'): hosts of one experiment cannot be taken by another",
             )
-        claimed.setdefault(ing.host, p)
         site = tree.sites.get(p.site)
         if site is None:
             continue
@@ -375,12 +426,30 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
             yield _err(
                 tree, p.source, where, f"site {p.site!r} offers no ingress (no 'ingress' in its site file)"
             )
-        elif not ing.host.endswith("." + site.ingress.domain):
+        elif not host.endswith("." + site.ingress.domain.lower()):
             yield _err(
                 tree,
                 p.source,
                 where,
                 f"host {ing.host!r} must be under the site's ingress domain {site.ingress.domain!r}",
+            )
+    for host, users in claims.items():
+        owners = {(u.source, u.site) for u in users}
+        if len(owners) < 2:
+            continue
+        for p in users:
+            others = ", ".join(
+                sorted(
+                    f"{o.experiment}/{o.name} at {o.site!r} ({display_path(o.source)})"
+                    for o in users
+                    if (o.source, o.site) != (p.source, p.site)
+                )
+            )
+            yield _err(
+                tree,
+                p.source,
+                (*_where(tree, p, "envoy", "ingress"), "host"),
+                f"ingress host {host!r} is also claimed by {others}: each host belongs to one deployment",
             )
 
 

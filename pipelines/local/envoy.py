@@ -7,7 +7,7 @@ import copy
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +101,16 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def start_envoy(name: str, config_path: Path, log: Path, *, workers: int | None) -> Proc:
+def start_envoy(
+    name: str, config_path: Path, log: Path, *, workers: int | None, env: Mapping[str, str] | None = None
+) -> Proc:
     """Start Envoy on ``config_path`` with ``workers`` worker threads (None: Envoy's default, one
     per hardware thread); hot restart off, as several Envoys share this machine."""
     command = [str(envoy_binary()), "-c", str(config_path), "--disable-hot-restart"]
     if workers is not None:
         command += ["--concurrency", str(workers)]
     command += ["--log-level", "warn", "--drain-time-s", "1"]
-    return start(name, command, log)
+    return start(name, command, log, env=env)
 
 
 def run_config(
@@ -119,6 +121,7 @@ def run_config(
     hosts: int,
     workers: int | None,
     timeout: float = START_TIMEOUT,
+    env: Mapping[str, str] | None = None,
 ) -> Proc:
     """Write ``config`` as ``<name>.yaml``, start Envoy on it with ``workers`` worker threads
     (see start_envoy), wait until ready with ``hosts`` healthy upstreams (0: do not wait for
@@ -129,7 +132,7 @@ def run_config(
     """
     admin = int(config["admin"]["address"]["socket_address"]["port_value"])
     path = write_config(config, directory / f"{name}.yaml")
-    proc = start_envoy(name, path, directory / f"{name}.log", workers=workers)
+    proc = start_envoy(name, path, directory / f"{name}.log", workers=workers, env=env)
     try:
         if hosts:
             wait_ready(proc, admin, hosts, timeout=timeout)

@@ -13,6 +13,8 @@ addresses changed: the point is to exercise what the cluster will run.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import shutil
 import signal
 import threading
@@ -35,6 +37,10 @@ from pipelines.local.state import StackState, StateError, TritonPorts, load, run
 from pipelines.local.triton import SHM_DIR, SHM_PREFIX, find_install, prepare_backends, triton_env
 from pipelines.local.triton import command as triton_command
 from pipelines.render.envoyproxy import envoy_workers
+from pipelines.render.names import TRITON_ADMIN_ENV
+from pipelines.render.triton import restricted_protocol_args
+
+ADMIN_KEY_FILE = "triton-admin.key"  # the local stand-in for the namespace's Secret
 
 Say = Callable[[str], None]
 START_TIMEOUT = 120.0
@@ -194,7 +200,14 @@ def _start_tritons(
         http, grpc, metrics = free_ports(3)
         prefix = f"{SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
         prefixes.append(prefix)
-        argv = triton_command(install, [repository.resolve()], backends, (http, grpc, metrics), prefix)
+        argv = triton_command(
+            install,
+            [repository.resolve()],
+            backends,
+            (http, grpc, metrics),
+            prefix,
+            extra_args=restricted_protocol_args(_admin_key(directory)),
+        )
         started.append(start(name, argv, workdir / "triton.log", env=triton_env(install)))
         tritons.append(TritonPorts(name, http, grpc, metrics))
     procs = list(started[-n:])
@@ -212,6 +225,19 @@ def _start_tritons(
     except StartError as exc:
         raise StackError(f"Triton did not become ready: {exc}") from None
     return tuple(tritons)
+
+
+def _admin_key(directory: Path) -> str:
+    """The stack's Triton management key: made once per run directory, read by every Envoy after.
+
+    The local stand-in for the namespace's Secret (docs/security.md); a file, so an Envoy started
+    by a later command (``extra_envoy``) finds the same key.
+    """
+    path = directory / ADMIN_KEY_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(16))
+    return path.read_text()
 
 
 def _start_envoy(
@@ -242,7 +268,13 @@ def _start_envoy(
         # As many workers as the rendered Deployment gives Envoy.
         workers = envoy_workers(p)
         proc = local_envoy.run_config(
-            config, directory, name, hosts=len(tritons), workers=workers, timeout=timeout
+            config,
+            directory,
+            name,
+            hosts=len(tritons),
+            workers=workers,
+            timeout=timeout,
+            env={**os.environ, TRITON_ADMIN_ENV: _admin_key(directory)},
         )
     except StartError as exc:
         raise StackError(f"Envoy: {exc}") from None

@@ -10,7 +10,8 @@ Layout of the result::
 
     admin             127.0.0.1:admin_port only (never reachable from outside the pod)
     listener grpc     listen_port: connection limit, connection token bucket, HTTP/2 connection
-                      manager -> jwt_authn, local_ratelimit, admission gate (Lua), router
+                      manager -> jwt_authn, local_ratelimit, admission gate (Lua), router;
+                      routes: only the client gRPC methods (CLIENT_METHODS), all else 404
     listener stats    stats_port: only GET /stats/prometheus and GET /ready, proxied to the admin
     cluster triton    HTTP/2, LB policy, gRPC health checks, outlier detection, circuit breakers,
                       retry budget
@@ -35,6 +36,8 @@ from pipelines.render.names import (
     ENVOY_HTTP_PREFIX,
     ENVOY_STATS,
     ENVOY_UPSTREAM_CLUSTER,
+    TRITON_ADMIN_ENV,
+    TRITON_ADMIN_GRPC_HEADER,
     TRITON_GRPC,
     envoy_name,
     triton_service_host,
@@ -43,6 +46,7 @@ from pipelines.render.yamlout import dump_as_built
 
 __all__ = [
     "ADMIN_CLUSTER",
+    "CLIENT_METHODS",
     "GATE_ROUTE_PATH",
     "LUA_FILTER",
     "PROMETHEUS_CLUSTER",
@@ -62,7 +66,24 @@ PROMETHEUS_TOKEN_PATH = "/etc/sonic/prometheus/token"
 # CA bundle of the Envoy image (distroless and Debian images alike) used to verify upstream TLS.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
-GATE_ROUTE_PATH = "/inference.GRPCInferenceService/RepositoryIndex"
+GRPC_SERVICE = "/inference.GRPCInferenceService/"
+GATE_ROUTE_PATH = GRPC_SERVICE + "RepositoryIndex"
+# The only methods routed to Triton; everything else (model load/unload, shared memory, logging,
+# trace settings, and any path Triton may add later) is answered 404 by Envoy, which gRPC clients
+# see as UNIMPLEMENTED. The list is what SONIC clients call: CMSSW's HeterogeneousCore/SonicTriton
+# TritonService.cc (ServerMetadata, RepositoryIndex, ServerLive, ServerReady, ModelStatistics) and
+# TritonClient.cc (ModelMetadata, ModelConfig, ModelInfer, ModelStatistics), plus ModelReady for
+# readiness checks. ModelStreamInfer is left out: no SONIC client streams.
+CLIENT_METHODS = (
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelConfig",
+    "ModelStatistics",
+    "ModelInfer",
+)
 LUA_FILTER = "envoy.filters.http.lua"  # filter name = per-route config key = route metadata namespace
 PROMETHEUS_CLUSTER = "prometheus"
 ADMIN_CLUSTER = "envoy_admin"
@@ -261,27 +282,48 @@ def _gate_metadata(p: SiteDeployment, site: SiteConfig, prometheus_url: str | No
     }
 
 
+def _admin_key_header() -> list[Json]:
+    """Triton's management key, read by Envoy from its environment (the namespace's Secret).
+
+    RepositoryIndex belongs to Triton's restricted model-repository protocol, yet SONIC clients
+    call it first: this route alone adds the key; Load/Unload have no route at all.
+    """
+    return [
+        {
+            "header": {"key": TRITON_ADMIN_GRPC_HEADER, "value": f"%ENVIRONMENT({TRITON_ADMIN_ENV})%"},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }
+    ]
+
+
 def _routes(p: SiteDeployment, site: SiteConfig, prometheus_url: str | None, token_path: str) -> list[Json]:
-    routes: list[Json] = []
     gate_on = _gate_enabled(p)
+    index: Json = {
+        "name": "repository-index-admission-gate" if gate_on else "repository-index",
+        "match": {"path": GATE_ROUTE_PATH},
+        "route": _route_action(p),
+        "request_headers_to_add": _admin_key_header(),
+    }
     if gate_on:
-        routes.append(
-            {
-                "name": "repository-index-admission-gate",
-                "match": {"path": GATE_ROUTE_PATH},
-                "route": _route_action(p),
-                "metadata": {
-                    "filter_metadata": {LUA_FILTER: _gate_metadata(p, site, prometheus_url, token_path)}
-                },
-            }
-        )
-    default: Json = {"name": "triton", "match": {"prefix": "/"}, "route": _route_action(p)}
+        index["metadata"] = {
+            "filter_metadata": {LUA_FILTER: _gate_metadata(p, site, prometheus_url, token_path)}
+        }
+    routes: list[Json] = [index]
+    paths = [*HEALTH_PATHS, *(GRPC_SERVICE + m for m in CLIENT_METHODS)]
+    routes += [{"name": "triton", "match": {"path": path}, "route": _route_action(p)} for path in paths]
+    routes.append(
+        {
+            "name": "not-routed",
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}},
+        }
+    )
     if gate_on:
         # Ordinary inference never enters the Lua filter.
-        default["typed_per_filter_config"] = {
-            LUA_FILTER: _typed("extensions.filters.http.lua.v3.LuaPerRoute", disabled=True)
-        }
-    routes.append(default)
+        for route in routes[1:]:
+            route["typed_per_filter_config"] = {
+                LUA_FILTER: _typed("extensions.filters.http.lua.v3.LuaPerRoute", disabled=True)
+            }
     return routes
 
 

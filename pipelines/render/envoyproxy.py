@@ -115,7 +115,11 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
             "--log-level",
             "info",
         ],
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            # The RepositoryIndex route adds Triton's management key from here (never rendered).
+            names.triton_admin_env(),
+        ],
         "ports": [
             {"name": "grpc", "containerPort": names.ENVOY_GRPC, "protocol": "TCP"},
             {"name": "stats", "containerPort": names.ENVOY_STATS, "protocol": "TCP"},

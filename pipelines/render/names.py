@@ -24,6 +24,25 @@ GRPC_TLS_SCHEME = "grpcs://"
 ENVOY_UPSTREAM_CLUSTER = "triton"
 ENVOY_HTTP_PREFIX = "triton_grpc"  # stat_prefix of the client-facing connection manager
 
+# Triton's management protocols answer only calls carrying the gRPC header
+# "triton-grpc-protocol-<TRITON_ADMIN_HEADER>" with the key of the namespace's Secret. The key
+# reaches Triton's command line and Envoy's route through this environment variable, never as a
+# value in the rendered files. The site admins create the Secret (docs/security.md).
+TRITON_RESTRICTED_PROTOCOLS = ("model-repository", "shared-memory", "trace", "logging")
+TRITON_ADMIN_HEADER = "sonic-admin"
+TRITON_ADMIN_GRPC_HEADER = f"triton-grpc-protocol-{TRITON_ADMIN_HEADER}"
+TRITON_ADMIN_SECRET = "sonic-triton-admin"
+TRITON_ADMIN_SECRET_KEY = "key"
+TRITON_ADMIN_ENV = "SONIC_TRITON_ADMIN_KEY"
+
+
+def triton_admin_env() -> dict[str, object]:
+    """The container environment entry that carries the management key (Triton and Envoy alike)."""
+    return {
+        "name": TRITON_ADMIN_ENV,
+        "valueFrom": {"secretKeyRef": {"name": TRITON_ADMIN_SECRET, "key": TRITON_ADMIN_SECRET_KEY}},
+    }
+
 
 def triton_name(p: SiteDeployment) -> str:
     return f"{p.name}-triton"

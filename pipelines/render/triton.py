@@ -37,6 +37,19 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+def restricted_protocol_args(key: str) -> list[str]:
+    """Triton's management protocols (gRPC and HTTP) behind the admin header with value ``key``.
+
+    In the cluster ``key`` is ``$(SONIC_TRITON_ADMIN_KEY)``, which the kubelet expands from the
+    container's environment (the namespace's Secret): the key itself is never rendered.
+    """
+    groups = ",".join(names.TRITON_RESTRICTED_PROTOCOLS)
+    return [
+        f"--grpc-restricted-protocol={groups}:{names.TRITON_ADMIN_HEADER}={key}",
+        f"--http-restricted-api={groups}:{names.TRITON_ADMIN_HEADER}={key}",
+    ]
+
+
 def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
     """``tritonserver`` arguments, one list element each (never a shell string)."""
     s = p.triton.server
@@ -52,6 +65,7 @@ def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
         f"--exit-on-error={_flag(s.exit_on_error)}",
         f"--exit-timeout-secs={whole_seconds(s.exit_timeout)}",
         f"--model-control-mode={s.model_control_mode}",
+        *restricted_protocol_args(f"$({names.TRITON_ADMIN_ENV})"),
     ]
     if s.model_control_mode == "poll":
         args.append(f"--repository-poll-secs={whole_seconds(s.poll_interval, 1)}")
@@ -165,7 +179,7 @@ def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict
         )
     sources = model_sources(p, site, lock)
     gpu_resources, scheduling = _scheduling(p, site)
-    env = list(sources.env)
+    env = [*sources.env, names.triton_admin_env()]
     if not gpu_resources:
         # The NGC image sets NVIDIA_VISIBLE_DEVICES=all: without this a CPU pod on a GPU node sees every GPU.
         env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})

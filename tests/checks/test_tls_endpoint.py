@@ -76,8 +76,8 @@ def test_grpcs_endpoint_speaks_tls_and_verifies_the_certificate(tls_server: tupl
 
 
 def test_endpoint_strings() -> None:
-    assert Endpoint.parse("grpcs://sonic-cms.nrp-nautilus.io:443") == Endpoint(
-        "sonic-cms.nrp-nautilus.io", 443, tls=True
+    assert Endpoint.parse("grpcs://cms-sonic.nrp-nautilus.io:443") == Endpoint(
+        "cms-sonic.nrp-nautilus.io", 443, tls=True
     )
     assert str(Endpoint.parse("grpcs://h:443")) == "grpcs://h:443" and Endpoint.parse("h:8001").tls is False
     with pytest.raises(EndpointError, match=r"grpcs://HOST:PORT"):

@@ -55,6 +55,7 @@ WORKFLOW_SECRETS = {
     },
 }
 BUILD_SECRET = ("sonic-github-token", "token")  # in each namespace that builds models
+TRITON_ADMIN_SECRET = ("sonic-triton-admin", "key")  # in each granted namespace (docs/security.md)
 
 
 def pss_labels() -> dict[str, str]:
@@ -141,6 +142,7 @@ def prepare_site(cp: ControlPlane, site: Site, prometheus_token: str) -> None:
             ref = site.prometheus.auth.secret_ref
             must_apply(cp, secret(ns, ref.name, {ref.key: prometheus_token}))
         must_apply(cp, secret(ns, BUILD_SECRET[0], {BUILD_SECRET[1]: "github-token"}))
+        must_apply(cp, secret(ns, TRITON_ADMIN_SECRET[0], {TRITON_ADMIN_SECRET[1]: "triton-admin-key"}))
     for ns, secrets in WORKFLOW_SECRETS.items():
         for name, key in secrets.items():
             must_apply(cp, secret(ns, name, {key: "pipeline-token"}))

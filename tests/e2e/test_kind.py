@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from pipelines.checks import Endpoint
+from pipelines.render import names
 from pipelines.render.argocd import APPLICATION_FILE
 from pipelines.workflows.settings import load_settings
 from tests.conftest import ROOT
@@ -292,6 +293,9 @@ def test_deployments_and_pipelines_on_a_real_cluster(
             cluster.secret(settings.webhook_secret.name, settings.namespace, {settings.webhook_secret.key: WEBHOOK_SECRET}),
             cluster.event_bus(settings.namespace),
             repository_secret(repo_url),
+            # Triton's management key (docs/security.md): the site admins' Secret in each namespace.
+            *(cluster.secret(names.TRITON_ADMIN_SECRET, ns, {names.TRITON_ADMIN_SECRET_KEY: "e2e-admin-key"})
+              for ns in (NAMESPACE, EXTRA_NAMESPACE)),
         )  # fmt: skip
 
         # Publish the three deployments to the GitOps branch, as a rollout's commit step does;

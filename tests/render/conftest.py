@@ -39,11 +39,16 @@ import pytest
 
 from pipelines.local.processes import free_port
 from pipelines.render.envoy import envoy_yaml
+from pipelines.render.names import TRITON_ADMIN_ENV
+from pipelines.render.triton import restricted_protocol_args
 from tests.support.httpd import loopback_server, serving
 from tests.support.tls import TlsFiles, make_tls_files
 
 START_TIMEOUT = 20.0  # seconds for Envoy to become ready
 TRITON_START_TIMEOUT = 90.0
+# The key the test Triton's management protocols require; the test Envoys get it from their
+# environment, like the rendered Deployments get it from the namespace's Secret.
+TRITON_ADMIN_KEY = f"test-{uuid.uuid4().hex}"
 
 
 def http_get(
@@ -160,6 +165,7 @@ def run_envoy(envoy_binary: Path, tmp_path: Path) -> Iterator[Callable[[dict[str
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, TRITON_ADMIN_ENV: TRITON_ADMIN_KEY},
                 start_new_session=True,
             )
         env = EnvoyProcess(proc, cfg_path, log_path, admin_port)
@@ -265,6 +271,8 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
                 f"--grpc-port={ports[1]}",
                 f"--metrics-port={ports[2]}",
                 "--exit-timeout-secs=1",
+                # As rendered: management protocols need the admin key (Envoy adds it for RepositoryIndex).
+                *restricted_protocol_args(TRITON_ADMIN_KEY),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -20,6 +20,7 @@ from pipelines.config.tree import Tree, load_tree
 from pipelines.render import names
 from pipelines.render.envoy import (
     ADMIN_CLUSTER,
+    CLIENT_METHODS,
     GATE_ROUTE_PATH,
     LUA_FILTER,
     PROMETHEUS_TOKEN_PATH,
@@ -73,6 +74,11 @@ def hcm(cfg: Json, name: str = "grpc") -> Json:
 def routes(cfg: Json, name: str = "grpc") -> list[Json]:
     routes: list[Json] = hcm(cfg, name)["route_config"]["virtual_hosts"][0]["routes"]
     return routes
+
+
+def proxied(cfg: Json) -> list[Json]:
+    """The routes that forward to Triton (not the final 404)."""
+    return [r for r in routes(cfg) if "route" in r]
 
 
 def http_filter(cfg: Json, name: str) -> Json | None:
@@ -216,7 +222,7 @@ def test_retry_policy_maps_the_conditions_and_avoids_the_failed_pod() -> None:
             update={"on": ("unavailable", "refused-stream"), "attempts": 3, "per_try_timeout": 2.5}
         ),
     )
-    for route in routes(envoy_config(p, site)):
+    for route in proxied(envoy_config(p, site)):
         retry = route["route"]["retry_policy"]
         assert retry["retry_on"] == "unavailable,refused-stream"
         assert retry["num_retries"] == 3
@@ -227,16 +233,16 @@ def test_retry_policy_maps_the_conditions_and_avoids_the_failed_pod() -> None:
 def test_zero_attempts_means_no_retry_policy() -> None:
     p, site = by_name("minimal")
     p = with_envoy(p, retries=p.envoy.retries.model_copy(update={"attempts": 0}))
-    assert all("retry_policy" not in r["route"] for r in routes(envoy_config(p, site)))
+    assert all("retry_policy" not in r["route"] for r in proxied(envoy_config(p, site)))
 
 
 def test_route_timeout_zero_means_none_and_caps_grpc_timeout() -> None:
     p, site = by_name("particlenet", "nautilus")  # route timeout 5s at this site
-    [route] = [r for r in routes(envoy_config(p, site)) if r["name"] == "triton"]
+    route = next(r for r in routes(envoy_config(p, site)) if r["name"] == "triton")
     assert route["route"]["timeout"] == "5s"
     assert route["route"]["max_stream_duration"] == {"grpc_timeout_header_max": "5s"}
     p, site = by_name("minimal")
-    assert all(r["route"]["timeout"] == "0s" for r in routes(envoy_config(p, site)))
+    assert all(r["route"]["timeout"] == "0s" for r in proxied(envoy_config(p, site)))
 
 
 @pytest.mark.parametrize("policy", ["RING_HASH", "MAGLEV"])
@@ -244,7 +250,7 @@ def test_consistent_hashing_gets_a_hash_policy(policy: str) -> None:
     p, site = by_name("minimal")
     cfg = envoy_config(with_envoy(p, lb_policy=policy), site)
     assert cluster(cfg, "triton")["lb_policy"] == policy
-    for route in routes(cfg):
+    for route in proxied(cfg):
         hashes = route["route"]["hash_policy"]
         assert hashes[0]["header"]["header_name"] == "x-session-id"
         assert hashes[-1] == {"connection_properties": {"source_ip": True}}
@@ -252,7 +258,7 @@ def test_consistent_hashing_gets_a_hash_policy(policy: str) -> None:
 
 def test_other_policies_have_no_hash_policy() -> None:
     p, site = by_name("minimal")
-    assert all("hash_policy" not in r["route"] for r in routes(envoy_config(p, site)))
+    assert all("hash_policy" not in r["route"] for r in proxied(envoy_config(p, site)))
 
 
 # --- listener --------------------------------------------------------------------------------------
@@ -655,3 +661,104 @@ def test_jwks_from_an_untrusted_certificate_is_refused(
             metadata=[("authorization", f"Bearer {mint(key, issuer, 'sonic')}")],
         )
     assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# --- only the client methods reach Triton (issue 11, finding 3) -------------------------------------
+
+ECHO = "echo"
+
+
+def _management_calls(stub: Any) -> dict[str, Any]:
+    """Triton methods a client must never reach through Envoy, each as a thunk."""
+    return {
+        "LogSettings": lambda **kw: stub.LogSettings(service_pb2.LogSettingsRequest(), timeout=10, **kw),
+        "SystemSharedMemoryRegister": lambda **kw: stub.SystemSharedMemoryRegister(
+            service_pb2.SystemSharedMemoryRegisterRequest(name="x", key="/x", byte_size=64), timeout=10, **kw
+        ),
+        "CudaSharedMemoryStatus": lambda **kw: stub.CudaSharedMemoryStatus(
+            service_pb2.CudaSharedMemoryStatusRequest(), timeout=10, **kw
+        ),
+        "RepositoryModelLoad": lambda **kw: stub.RepositoryModelLoad(
+            service_pb2.RepositoryModelLoadRequest(model_name=ECHO), timeout=10, **kw
+        ),
+        "RepositoryModelUnload": lambda **kw: stub.RepositoryModelUnload(
+            service_pb2.RepositoryModelUnloadRequest(model_name=ECHO), timeout=10, **kw
+        ),
+        "TraceSetting": lambda **kw: stub.TraceSetting(service_pb2.TraceSettingRequest(), timeout=10, **kw),
+    }
+
+
+def test_only_client_methods_are_routed() -> None:
+    p, site = by_name("traccc")
+    paths = [r["match"].get("path") for r in routes(envoy_config(p, site))]
+    assert paths[0] == GATE_ROUTE_PATH and paths[-1] is None  # RepositoryIndex first, 404 last
+    methods = {path.rsplit("/", 1)[1] for path in paths[1:-1] if path.startswith("/inference.")}
+    assert methods == set(CLIENT_METHODS)
+    assert routes(envoy_config(p, site))[-1]["direct_response"]["status"] == 404
+    assert not any(r["match"].get("prefix") == "/" and "route" in r for r in routes(envoy_config(p, site)))
+
+
+def test_only_the_repository_index_route_carries_the_admin_key_and_only_by_reference() -> None:
+    for p in PLACEMENTS:
+        site = TREE.sites[p.site]
+        cfg = envoy_config(p, site)
+        with_key = [r for r in routes(cfg) if "request_headers_to_add" in r]
+        assert [r["match"]["path"] for r in with_key] == [GATE_ROUTE_PATH]
+        (header,) = with_key[0]["request_headers_to_add"]
+        assert header["header"] == {
+            "key": names.TRITON_ADMIN_GRPC_HEADER,
+            "value": f"%ENVIRONMENT({names.TRITON_ADMIN_ENV})%",
+        }
+        assert header["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"  # a client cannot pick the value
+
+
+@pytest.mark.integration
+def test_management_api_is_not_reachable_through_envoy(run_envoy: Any, triton_server: Any) -> None:
+    """Real Envoy in front of a real Triton whose management protocols need the admin key."""
+    p, site = by_name("traccc")
+    ports = LocalPorts.pick()
+    env = run_envoy(local_config(p, site, triton_server.grpc_port, ports))
+    with grpc_inference(ports.listen) as stub:
+        # What SONIC clients call works, RepositoryIndex included (Envoy adds the key for it).
+        assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10).live
+        assert stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=10).ready
+        assert stub.ModelReady(service_pb2.ModelReadyRequest(name=ECHO), timeout=10).ready
+        assert stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=10).name
+        assert stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=ECHO), timeout=10).name == ECHO
+        assert stub.ModelConfig(service_pb2.ModelConfigRequest(name=ECHO), timeout=10).config.name == ECHO
+        stub.ModelStatistics(service_pb2.ModelStatisticsRequest(name=ECHO), timeout=10)
+        index = stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=10)
+        assert [m.name for m in index.models] == [ECHO]
+        reply = stub.ModelInfer(echo_request(np.arange(3, dtype=np.float32)), timeout=10)
+        assert np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).tolist() == [0, 1, 2]
+
+        forwarded = env.stat("cluster.triton.upstream_rq_total")
+        # Everything else is answered by Envoy itself (404 = UNIMPLEMENTED), even with a guessed key.
+        guessed = [(names.TRITON_ADMIN_GRPC_HEADER, "guess")]
+        for name, call in _management_calls(stub).items():
+            for metadata in (None, guessed):
+                with pytest.raises(grpc.RpcError) as err:
+                    call(metadata=metadata)
+                assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, name
+        assert env.stat("cluster.triton.upstream_rq_total") == forwarded, "a management call reached Triton"
+
+
+@pytest.mark.integration
+def test_triton_refuses_management_calls_without_the_key(triton_server: Any) -> None:
+    """Defense in depth: a caller that bypasses Envoy (another pod) still needs the Secret's key."""
+    from tests.render.conftest import TRITON_ADMIN_KEY
+
+    with grpc_inference(triton_server.grpc_port) as stub:
+        for name, call in _management_calls(stub).items():
+            if name.startswith("Repository"):
+                continue  # checked below without changing the server's models
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert "restricted" in (err.value.details() or ""), name
+        with pytest.raises(grpc.RpcError) as err:
+            stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=10)
+        assert "restricted" in (err.value.details() or "")
+        # The flag's syntax is what Triton expects: with the key the same calls are served.
+        key = [(names.TRITON_ADMIN_GRPC_HEADER, TRITON_ADMIN_KEY)]
+        stub.LogSettings(service_pb2.LogSettingsRequest(), timeout=10, metadata=key)
+        assert stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=10, metadata=key).models

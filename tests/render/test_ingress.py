@@ -48,7 +48,7 @@ def test_default_certificate_renders_a_tls_entry_without_a_secret() -> None:
     p, site = placement("nautilus", "cnn-classifier")
     assert site.ingress is not None and site.ingress.default_certificate and not site.ingress.tls_secret
     ing = find(rendered(p), "Ingress")
-    assert ing["spec"]["tls"] == [{"hosts": ["sonic-icecube.nrp-nautilus.io"]}]
+    assert ing["spec"]["tls"] == [{"hosts": ["icecube-sonic.nrp-nautilus.io"]}]
 
 
 def test_tls_secret_precedence() -> None:
