@@ -107,8 +107,15 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
 
     remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push.file}
 
+    # Only a commit on the protected base branch may roll out: the branch is fixed here, not a
+    # parameter, so whoever submits the workflow cannot name a pull request's commit instead.
     checkout = checkout_step(
-        settings, push, repository=wf_param("repository"), ref=wf_param("revision"), outputs=("head",)
+        settings,
+        push,
+        repository=wf_param("repository"),
+        ref=wf_param("revision"),
+        on_branch=settings.base_branch,
+        outputs=("head",),
     )
     render = sonic_step("render", ["render"], settings, size=MEDIUM)
     target = sonic_step(
