@@ -34,7 +34,13 @@ def cache(tmp_path: Path) -> Cache:
     return c
 
 
+def loopback(server: HttpsServer) -> frozenset[str]:
+    """The test-only exemption from the public-address check, for exactly this server."""
+    return frozenset({server.url.removeprefix("https://")})
+
+
 def policy(server: HttpsServer, **kw: object) -> FetchPolicy:
+    kw.setdefault("allow_internal_for_tests", loopback(server))
     return FetchPolicy(ca_bundle=server.ca, attempts=3, backoff=0.01, backoff_max=0.05, timeout=10, **kw)  # type: ignore[arg-type]
 
 
@@ -53,17 +59,21 @@ def blobs(cache: Cache) -> list[str]:
 # --- sources -------------------------------------------------------------------------------------
 
 
-def test_relative_paths_must_stay_in_the_repository(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    base = root / "experiments" / "demo"
-    assert resolve("models/m.onnx", base, root).path == (base / "models" / "m.onnx").resolve()
-    with pytest.raises(FetchError, match="points outside the repository"):
-        resolve("../../../etc/passwd", base, root)
-    assert resolve("file:///srv/models/m.onnx", base, root).path == Path("/srv/models/m.onnx")
-    with pytest.raises(FetchError, match="unsupported scheme 's3'"):
-        resolve("s3://bucket/m.onnx", base, root)
+def test_only_https_and_the_experiments_own_files_are_sources(tmp_path: Path) -> None:
+    experiment = tmp_path / "repo" / "experiments" / "demo"
+    (experiment / "models").mkdir(parents=True)
+    (experiment / "models" / "passwd").symlink_to("/etc/passwd")
+    assert resolve("models/m.onnx", experiment, experiment).path == (experiment / "models" / "m.onnx").resolve()
+    for bad in ("../../../etc/passwd", "../other/m.onnx", "/etc/passwd", "models/passwd"):
+        with pytest.raises(FetchError, match="points outside the experiment's folder"):
+            resolve(bad, experiment, experiment)
+    for bad in ("file:///etc/passwd", "file://localhost/etc/passwd", "http://example.org/m.onnx"):
+        with pytest.raises(FetchError, match=r"^\w+:// sources are not allowed: give an https:// URL"):
+            resolve(bad, experiment, experiment)
+    with pytest.raises(FetchError, match="s3:// sources are not allowed"):
+        resolve("s3://bucket/m.onnx", experiment, experiment)
     with pytest.raises(FetchError, match="credentials in the URL"):
-        resolve("https://user:secret@example.org/m.onnx", base, root)
+        resolve("https://user:secret@example.org/m.onnx", experiment, experiment)
 
 
 def test_local_file_is_copied_hashed_and_then_trusted_while_unchanged(tmp_path: Path, cache: Cache) -> None:
@@ -71,7 +81,7 @@ def test_local_file_is_copied_hashed_and_then_trusted_while_unchanged(tmp_path: 
     data = os.urandom(3 * MiB + 17)
     src.write_bytes(data)
     stats = StatCache(cache.root / "stat-cache.json")
-    source = resolve(f"file://{src}", tmp_path, tmp_path)
+    source = resolve("m.bin", tmp_path, tmp_path)
     first = fetch(source, sha256(data), len(data), cache, stats, FetchPolicy(), Quiet(), "k")
     assert first.transferred == len(data) and first.path == cache.blob(sha256(data))
     assert first.path.read_bytes() == data
@@ -82,6 +92,19 @@ def test_local_file_is_copied_hashed_and_then_trusted_while_unchanged(tmp_path: 
     src.write_bytes(b"x" * len(data))
     with pytest.raises(FetchError, match="sha256 mismatch"):
         fetch(source, sha256(data), len(data), cache, stats, FetchPolicy(), Quiet(), "k")
+
+
+def test_a_file_url_in_a_deployment_reveals_nothing_about_the_file(
+    repo: Repo, tagger_bytes: bytes, dest: Path, build_errors: Callable[..., list[ConfigError]]
+) -> None:
+    # Issue 11, finding 6: the error used to print /etc/passwd's size and sha256.
+    repo.deployment([tagger_entry(tagger_bytes, source="file:///etc/passwd")])
+    (e,) = build_errors()
+    assert e.path == "models[0].artifact.source"
+    assert "file:// sources are not allowed" in e.message
+    passwd = Path("/etc/passwd").read_bytes()
+    assert sha256(passwd) not in e.message and str(len(passwd)) not in e.message
+    assert list((dest / "cache" / "sha256").iterdir()) == []
 
 
 def test_tampered_local_artifact_publishes_nothing(
@@ -123,8 +146,9 @@ def test_untrusted_certificate_is_refused_without_retrying(
     source = resolve(server.url + "/m.onnx", tmp_path, tmp_path)
     stat = StatCache(cache.root / "stat-cache.json")
     # The system trust store does not know the test CA.
+    untrusting = FetchPolicy(attempts=3, backoff=0.01, allow_internal_for_tests=loopback(server))
     with pytest.raises(FetchError) as info:
-        fetch(source, sha256(data), None, cache, stat, FetchPolicy(attempts=3, backoff=0.01), Quiet(), "k")
+        fetch(source, sha256(data), len(data), cache, stat, untrusting, Quiet(), "k")
     assert str(info.value) == "download failed after 1 attempt: TLS verification failed"
     assert server.behaviour.requests == [] and blobs(cache) == []
 
@@ -179,8 +203,9 @@ def test_streaming_stops_at_the_size_limit(server: HttpsServer, cache: Cache) ->
     data = os.urandom(32 * MiB)
     server.behaviour.files["/big"] = data
     server.behaviour.no_length.add("/big")  # the limit must hold while streaming, without a header
+    # The server lies: it was declared 256 KiB and sends 32 MiB.
     with pytest.raises(FetchError) as info:
-        get(server, cache, "/big", data, max_size=256 * 1024)
+        get(server, cache, "/big", data, size=256 * 1024)
     assert str(info.value) == "the download exceeds the limit of 262144 bytes; stopped"
     assert blobs(cache) == [] and not cache.part(sha256(data)).exists()
     assert server.behaviour.sent.get("/big", 0) < len(data)  # the client hung up early
@@ -190,10 +215,10 @@ def test_server_errors_are_retried_client_errors_are_not(server: HttpsServer, ca
     data = os.urandom(1000)
     server.behaviour.files["/m.onnx"] = data
     server.behaviour.errors["/m.onnx"] = [503, 502]
-    assert get(server, cache, "/m.onnx", data).path.read_bytes() == data
+    assert get(server, cache, "/m.onnx", data, len(data)).path.read_bytes() == data
     assert len(server.behaviour.requests) == 3
     with pytest.raises(FetchError) as info:
-        get(server, cache, "/missing.onnx", b"other")
+        get(server, cache, "/missing.onnx", b"other", 5)
     assert str(info.value).startswith("HTTP 404 Not Found from https://127.0.0.1:")
     assert [p for p, _ in server.behaviour.requests].count("/missing.onnx") == 1
 
@@ -203,14 +228,14 @@ def test_persistent_server_errors_give_up_after_the_attempts(server: HttpsServer
     server.behaviour.files["/m.onnx"] = data
     server.behaviour.errors["/m.onnx"] = [503] * 5
     with pytest.raises(FetchError) as info:
-        get(server, cache, "/m.onnx", data)
+        get(server, cache, "/m.onnx", data, len(data))
     assert str(info.value).startswith("download failed after 3 attempts: HTTP 503")
 
 
 def test_redirect_to_plain_http_is_refused(server: HttpsServer, cache: Cache) -> None:
     server.behaviour.redirects["/m.onnx"] = "http://127.0.0.1:9/m.onnx"
     with pytest.raises(FetchError) as info:
-        get(server, cache, "/m.onnx", b"x")
+        get(server, cache, "/m.onnx", b"x", 1)
     assert str(info.value) == "refusing to follow a redirect to a non-https URL (http://127.0.0.1:9/m.onnx)"
 
 
