@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,8 +41,11 @@ def loopback(server: HttpsServer) -> frozenset[str]:
 
 
 def policy(server: HttpsServer, **kw: object) -> FetchPolicy:
-    kw.setdefault("allow_internal_for_tests", loopback(server))
-    return FetchPolicy(ca_bundle=server.ca, attempts=3, backoff=0.01, backoff_max=0.05, timeout=10, **kw)  # type: ignore[arg-type]
+    defaults: dict[str, object] = {
+        "ca_bundle": server.ca, "attempts": 3, "backoff": 0.01, "backoff_max": 0.05, "timeout": 10,
+        "allow_internal_for_tests": loopback(server),
+    }  # fmt: skip
+    return FetchPolicy(**(defaults | kw))  # type: ignore[arg-type]
 
 
 def get(
@@ -258,3 +262,147 @@ def test_https_artifact_in_a_deployment(
     assert result.lock is not None and result.lock.models[0].source == url
     assert result.snapshot is not None
     assert (result.snapshot / "tagger" / "1" / "model.onnx").read_bytes() == tagger_bytes
+
+
+# --- hostile servers and URLs (issue 11, finding 6) ----------------------------------------------
+
+
+@pytest.fixture
+def other(tmp_path: Path) -> Iterator[HttpsServer]:
+    """A second server on 127.0.0.1 standing in for an internal service: it must never be asked."""
+    with https_server(tmp_path / "tls-other") as s:
+        yield s
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("https://169.254.169.254/latest/meta-data/", "169.254.169.254"),  # cloud metadata (link-local)
+        ("https://10.0.0.1/m.onnx", "10.0.0.1"),
+        ("https://192.168.1.1/m.onnx", "192.168.1.1"),
+        ("https://100.64.0.1/m.onnx", "100.64.0.1"),  # carrier-grade NAT
+        ("https://[::1]/m.onnx", "::1"),
+        ("https://[fd00::1]/m.onnx", "fd00::1"),
+        ("https://[::ffff:10.0.0.1]/m.onnx", "10.0.0.1"),  # IPv4-mapped IPv6
+        ("https://0.0.0.0/m.onnx", "0.0.0.0"),
+    ],
+)
+def test_a_redirect_to_an_internal_address_is_refused(
+    server: HttpsServer, cache: Cache, target: str, shown: str
+) -> None:
+    server.behaviour.redirects["/m.onnx"] = target
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/m.onnx", b"x", 1)
+    assert str(info.value).startswith("refusing to connect to ") and f"({shown})" in str(info.value)
+    assert "not a public address" in str(info.value)
+    assert [p for p, _ in server.behaviour.requests] == ["/m.onnx"]  # refused, not retried
+    assert blobs(cache) == [] and not cache.part(sha256(b"x")).exists()
+
+
+def test_a_redirect_to_a_name_of_an_internal_host_is_refused_before_connecting(
+    server: HttpsServer, other: HttpsServer, cache: Cache
+) -> None:
+    # Every hop is resolved and checked: a host name is no way around the check, nor is a
+    # loopback service on another port than the one the test allows.
+    data = b"secret of an internal service"
+    other.behaviour.files["/internal"] = data
+    port = other.url.rsplit(":", 1)[1]
+    for target in (f"https://localhost:{port}/internal", f"{other.url}/internal"):
+        server.behaviour.redirects["/m.onnx"] = target
+        with pytest.raises(FetchError, match=r"refusing to connect to (localhost|127\.0\.0\.1) \("):
+            get(server, cache, "/m.onnx", data, len(data))
+    assert other.behaviour.requests == []
+    # A redirect to an allowed endpoint is followed: the address check is what refused.
+    server.behaviour.files["/moved"] = data
+    server.behaviour.redirects["/m.onnx"] = f"{server.url}/moved"
+    assert get(server, cache, "/m.onnx", data, len(data)).path.read_bytes() == data
+
+
+def test_an_internal_first_url_is_refused_too(server: HttpsServer, cache: Cache) -> None:
+    server.behaviour.files["/m.onnx"] = b"x"
+    with pytest.raises(FetchError, match=r"refusing to connect to 127\.0\.0\.1 \(127\.0\.0\.1\)"):
+        get(server, cache, "/m.onnx", b"x", 1, allow_internal_for_tests=frozenset())
+    assert server.behaviour.requests == []
+
+
+def test_too_many_redirects_are_refused(server: HttpsServer, cache: Cache) -> None:
+    for i in range(10):
+        server.behaviour.redirects[f"/r{i}"] = f"{server.url}/r{i + 1}"
+    with pytest.raises(FetchError, match="more than 5 redirects; not downloaded"):
+        get(server, cache, "/r0", b"x", 1)
+    assert len(server.behaviour.requests) == 6
+
+
+def test_a_trickling_server_cannot_hold_the_build(server: HttpsServer, cache: Cache) -> None:
+    # One byte every 0.2 s: no read ever times out (timeout 10 s), only the deadline stops it.
+    data = os.urandom(1000)
+    server.behaviour.files["/slow"] = data
+    server.behaviour.trickle["/slow"] = 0.2
+    started = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/slow", data, len(data), deadline=1.5)
+    took = time.monotonic() - started
+    assert str(info.value) == "the download did not finish within 1.5s; stopped"
+    assert 1.4 < took < 5, took
+    assert 0 < server.behaviour.sent["/slow"] < len(data)
+    assert blobs(cache) == [] and not cache.part(sha256(data)).exists()  # nothing left behind
+
+
+def test_a_server_that_stalls_is_bounded_by_the_deadline_not_the_read_timeout(
+    server: HttpsServer, cache: Cache
+) -> None:
+    data = os.urandom(10)
+    server.behaviour.files["/stall"] = data
+    server.behaviour.trickle["/stall"] = 30.0  # one byte, then silence
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not finish within 1s"):
+        get(server, cache, "/stall", data, len(data), deadline=1.0, timeout=30)
+    assert time.monotonic() - started < 5
+    assert not cache.part(sha256(data)).exists()
+
+
+def test_a_url_artifact_without_a_size_or_above_the_limit_is_not_requested(
+    server: HttpsServer, cache: Cache
+) -> None:
+    data = os.urandom(1000)
+    server.behaviour.files["/m.onnx"] = data
+    with pytest.raises(FetchError, match=r"needs its size in bytes \(artifact.size\)"):
+        get(server, cache, "/m.onnx", data)
+    with pytest.raises(FetchError) as info:
+        get(server, cache, "/m.onnx", data, len(data), max_size=999)
+    assert str(info.value) == "the declared size (1000 bytes) is above the limit of 999 bytes; not fetched"
+    assert server.behaviour.requests == []
+
+
+def test_a_server_announcing_less_than_declared_is_refused_and_nothing_kept(
+    server: HttpsServer, cache: Cache
+) -> None:
+    data = os.urandom(1000)
+    server.behaviour.files["/m.onnx"] = data
+    with pytest.raises(FetchError, match="size mismatch: declared 5000 bytes, the server announces 1000"):
+        get(server, cache, "/m.onnx", data, 5000)
+    assert blobs(cache) == [] and not cache.part(sha256(data)).exists()
+
+
+def test_a_failed_download_leaves_no_partial_file(server: HttpsServer, cache: Cache) -> None:
+    # Half a file (a dropped connection of an earlier try), then only errors: the retries give
+    # up, and the half file goes too.
+    data = os.urandom(MiB)
+    server.behaviour.files["/m.onnx"] = data
+    cache.part(sha256(data)).write_bytes(data[:300_000])
+    server.behaviour.errors["/m.onnx"] = [503] * 5
+    with pytest.raises(FetchError, match="download failed after 3 attempts"):
+        get(server, cache, "/m.onnx", data, len(data))
+    assert server.behaviour.requests[0] == ("/m.onnx", "bytes=300000-")
+    assert not cache.part(sha256(data)).exists()
+    assert list(cache.root.rglob("*.part")) == []
+
+
+def test_the_loopback_exemption_is_for_tests_only() -> None:
+    # Neither the CLI nor any rendered workflow can turn the address check off.
+    root = Path(__file__).resolve().parents[2]
+    for folder in ("pipelines/cli", "gitops/workflows", "gitops/rendered"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file():
+                assert "allow_internal" not in path.read_text(errors="replace"), path
+    assert FetchPolicy().allow_internal_for_tests == frozenset()
