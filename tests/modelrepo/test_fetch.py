@@ -9,15 +9,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipelines.config.errors import ConfigError
+from pipelines.config.errors import ConfigError, ConfigErrors
 from pipelines.modelrepo.build import BuildResult
 from pipelines.modelrepo.cache import Cache, StatCache
 from pipelines.modelrepo.fetch import Fetched, FetchError, FetchPolicy, fetch, resolve
 from pipelines.modelrepo.progress import Quiet
 from pipelines.modelrepo.snapshot import list_snapshots
 from tests.modelrepo.https_server import HttpsServer, https_server
-from tests.modelrepo.support import Repo, sha256, tagger_entry
+from tests.modelrepo.support import SITE, Repo, sha256, tagger_entry
 
 MiB = 1024 * 1024
 
@@ -406,3 +407,23 @@ def test_the_loopback_exemption_is_for_tests_only() -> None:
             if path.is_file():
                 assert "allow_internal" not in path.read_text(errors="replace"), path
     assert FetchPolicy().allow_internal_for_tests == frozenset()
+
+
+def test_the_sites_artifact_limit_bounds_every_download_of_a_build(
+    server: HttpsServer, repo: Repo, tagger_bytes: bytes, run_build: Callable[..., BuildResult]
+) -> None:
+    # A site accepts artifacts up to storage.maxArtifactSize: validation says so, and the build
+    # holds to it even when asked to build what validation refused.
+    site = {**SITE, "storage": {**SITE["storage"], "maxArtifactSize": len(tagger_bytes) - 1}}
+    repo.write("gitops/sites/lab.yaml", yaml.safe_dump(site, sort_keys=False))
+    server.behaviour.files["/models/tagger.onnx"] = tagger_bytes
+    repo.deployment([tagger_entry(tagger_bytes, source=f"{server.url}/models/tagger.onnx")])
+    assert any("above the limit for one artifact at site 'lab'" in e for e in repo.errors())
+    with pytest.raises(ConfigErrors) as info:
+        run_build(policy=policy(server))
+    (e,) = info.value.errors
+    assert e.message.endswith(
+        f"the declared size ({len(tagger_bytes)} bytes) is above the limit of {len(tagger_bytes) - 1} bytes; "
+        "not fetched"
+    )
+    assert server.behaviour.requests == []
