@@ -104,7 +104,6 @@ class _Handler(BaseHTTPRequestHandler):
         if drop is not None:
             self.close_connection = True  # a dropped connection: the client saw a short body
 
-
     def _trickle(self, path: str, body: bytes, interval: float) -> None:
         """A byte at a time, until the client hangs up: no read ever waits long enough to time out."""
         b = self.server.behaviour

@@ -68,7 +68,9 @@ def test_only_https_and_the_experiments_own_files_are_sources(tmp_path: Path) ->
     experiment = tmp_path / "repo" / "experiments" / "demo"
     (experiment / "models").mkdir(parents=True)
     (experiment / "models" / "passwd").symlink_to("/etc/passwd")
-    assert resolve("models/m.onnx", experiment, experiment).path == (experiment / "models" / "m.onnx").resolve()
+    assert (
+        resolve("models/m.onnx", experiment, experiment).path == (experiment / "models" / "m.onnx").resolve()
+    )
     for bad in ("../../../etc/passwd", "../other/m.onnx", "/etc/passwd", "models/passwd"):
         with pytest.raises(FetchError, match="points outside the experiment's folder"):
             resolve(bad, experiment, experiment)
