@@ -259,9 +259,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ip
 
 
-def _refuse(
-    host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, policy: FetchPolicy
-) -> bool:
+def _refuse(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, policy: FetchPolicy) -> bool:
     if f"{ip}:{port}" in policy.allow_internal_for_tests:
         return False
     # is_global is False for private (10/8, 172.16/12, 192.168/16, fc00::/7), loopback,
@@ -281,7 +279,7 @@ def check_address(host: str, port: int, policy: FetchPolicy) -> None:
         raise _Transient(f"cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from None
     for *_, sockaddr in infos:
         ip = _ip(str(sockaddr[0]))
-        if _refuse(host, ip, port, policy):
+        if _refuse(ip, port, policy):
             raise FetchError(
                 f"refusing to connect to {host} ({ip}): not a public address "
                 "(private, loopback, link-local or reserved)"
@@ -294,7 +292,7 @@ def _check_peer(r: httpx.Response, host: str, port: int, policy: FetchPolicy) ->
     addr = stream.get_extra_info("server_addr") if stream is not None else None
     if addr:
         ip = _ip(str(addr[0]))
-        if _refuse(host, ip, port, policy):
+        if _refuse(ip, port, policy):
             raise FetchError(f"refusing {host}: it connected to {ip}, not a public address")
 
 
