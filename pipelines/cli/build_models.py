@@ -218,7 +218,7 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
     type=ByteSize(),
     default=None,
     show_default="32GiB",
-    help="Largest artifact accepted when it declares no size.",
+    help="Largest artifact accepted (lower still when a site's storage.maxArtifactSize is).",
 )
 @dir_option(
     "--cvmfs-root",
@@ -242,7 +242,8 @@ def build_models(
     """Build DEPLOYMENT's Triton model repository from verified artifacts.
 
     DEPLOYMENT is a name, experiment/name, or the deployment's YAML file. For each model with an
-    artifact: fetch it (file, relative path or https; resumable, size-limited), check its sha256,
+    artifact: fetch it (a file of the experiment, or https with a declared size; resumable, size-limited,
+    public addresses only), check its sha256,
     generate config.pbtxt (or check the supplied one), cross-check it with the ONNX graph, and
     publish the repository atomically as DEST/snapshots/<digest>/. The lock file
     experiments/<experiment>/locks/<name>.repository.lock.json records what was built; rendering

@@ -87,6 +87,12 @@ def _token(token_file: Path | None, required: bool = True) -> str | None:
     metavar="PREFIX",
     help="Path prefix whose changes need validation (repeatable; default: any change).",
 )
+@click.option(
+    "--on-branch",
+    metavar="BRANCH",
+    help="Refuse (exit 1) unless the commit is on BRANCH (an ancestor of its head): what a rollout "
+    "checks, so only merged commits reach the clusters.",
+)
 @dir_option("--dest", required=True, help="Empty directory.")
 @click.option("--server", default="https://github.com", show_default=True, help="Git server URL.")
 @dir_option(
@@ -111,6 +117,7 @@ def checkout(
     pull_request: int | None,
     base_ref: str | None,
     prefixes: tuple[str, ...],
+    on_branch: str | None,
     dest: Path,
     server: str,
     outputs: Path | None,
@@ -133,7 +140,9 @@ def checkout(
     url = f"{server.rstrip('/')}/{repository}.git"
     for attempt in range(1, attempts + 1):
         try:
-            co = gitrepo.checkout(url, dest, ref, pull_request=pull_request, base_ref=base_ref, token=token)
+            co = gitrepo.checkout(
+                url, dest, ref, pull_request=pull_request, base_ref=base_ref, on_branch=on_branch, token=token
+            )
             break
         except gitrepo.GitError as exc:
             if not exc.transient or attempt == attempts:

@@ -114,6 +114,7 @@ class Storage(Frozen):
     cvmfs: Cvmfs | None = None
     nfs: Nfs | None = None
     pvcs: tuple[str, ...]
+    max_artifact_size: int = 32 * 1024**3  # bytes (schema default); every artifact declared here must fit
     snapshots: SnapshotStore | None = None
     s3: S3 | None = None
 

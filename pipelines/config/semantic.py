@@ -580,6 +580,8 @@ def model_rules(tree: Tree) -> Iterator[ConfigError]:
                 )
             if m.artifact is not None and "://" not in m.artifact.source:
                 yield from _local_file(tree, p, (*at, "artifact", "source"), m.artifact.source)
+            elif m.artifact is not None:
+                yield from _remote_artifact(tree, p, (*at, "artifact"), m.artifact.source, m.artifact.size)
             if m.config_file is not None:
                 yield from _local_file(tree, p, (*at, "configFile"), m.config_file)
         for d_p in d.placements:
@@ -614,6 +616,31 @@ def _local_file(tree: Tree, p: SiteDeployment, path: JsonPath, rel: str) -> Iter
         yield _err(tree, p.source, path, f"file {rel!r} not found next to the deployment")
 
 
+def _remote_artifact(
+    tree: Tree, p: SiteDeployment, at: JsonPath, source: str, size: int | None
+) -> Iterator[ConfigError]:
+    """A URL artifact is https, and says how big it is (the build stops reading there).
+
+    ``file://`` would let a pull request make the build read any file of the build machine, and
+    a download without a declared size could fill the snapshots volume.
+    """
+    if not source.startswith("https://"):
+        yield _err(
+            tree,
+            p.source,
+            (*at, "source"),
+            f"{source.split('://', 1)[0]}:// sources are not allowed: give an https:// URL or a path "
+            "relative to the deployment file, inside the experiment's folder",
+        )
+    elif size is None:
+        yield _err(
+            tree,
+            p.source,
+            at,
+            "an https:// artifact needs its size in bytes (artifact.size): the download stops there",
+        )
+
+
 def _has_in_place(p: SiteDeployment) -> bool:
     r = p.model_repository
     return bool(r.cvmfs or r.pvc or r.nfs or r.baked)
@@ -646,6 +673,16 @@ def storage_available(tree: Tree) -> Iterator[ConfigError]:
                 f"models built from artifacts are published as snapshots, but site {p.site!r} offers no "
                 "snapshot storage (storage.snapshots or storage.s3)",
             )
+        cap = site.storage.max_artifact_size
+        for i, m in enumerate(p.models):
+            if m.artifact is not None and m.artifact.size is not None and m.artifact.size > cap:
+                yield _err(
+                    tree,
+                    p.source,
+                    ("models", i, "artifact", "size"),
+                    f"{m.artifact.size} bytes is above the limit for one artifact at site {p.site!r} "
+                    f"({cap} bytes, storage.maxArtifactSize)",
+                )
         for i, pvc in enumerate(repo.pvc):
             if pvc.claim not in site.storage.pvcs:
                 yield _err(

@@ -218,6 +218,7 @@ def build(
     """
     observer = observer or Quiet()
     placements = select_placements(deployment, options.sites)
+    options = _site_limits(options, placements, tree)
     first = deployment.placements[0]  # models are deployment-wide: the same at every site
     display = display_path(deployment.source)
     base = deployment.source.parent
@@ -248,7 +249,7 @@ def build(
         errors.extend(check_config(cfg, where, targets, strict=strict))
         filename = _filename(m, cfg, decl, errors)
         try:
-            source = resolve(m.artifact.source, base, tree.root)
+            source = resolve(m.artifact.source, base, base)  # only the experiment's own files
         except FetchError as exc:
             errors.append(decl.error("artifact", f"artifact {m.artifact.source!r}: {exc}"))
             continue
@@ -263,6 +264,14 @@ def build(
             return _build_locked(deployment, first, prepared, reports, statuses, errors, options, observer)
     except StoreBusy as exc:
         raise UsageError(str(exc)) from None
+
+
+def _site_limits(options: BuildOptions, placements: Sequence[SiteDeployment], tree: Tree) -> BuildOptions:
+    """No artifact above the smallest ``storage.maxArtifactSize`` of the sites built for."""
+    caps = [tree.sites[p.site].storage.max_artifact_size for p in placements if p.site in tree.sites]
+    if not caps or min(caps) >= options.policy.max_size:
+        return options
+    return dataclasses.replace(options, policy=dataclasses.replace(options.policy, max_size=min(caps)))
 
 
 def _build_locked(

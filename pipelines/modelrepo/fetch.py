@@ -1,27 +1,36 @@
-"""Bring a model artifact into the cache, verified: local files and ``https://`` downloads.
+"""Bring a model artifact into the cache, verified: files of the experiment and ``https://`` downloads.
 
 Guarantees, whatever the source:
 
 * the bytes are hashed as they are copied (one pass), and enter the cache only when their sha256
   equals the declared one; a mismatch deletes them and raises :class:`FetchError`;
-* reading stops at the declared size, or at ``FetchPolicy.max_size`` when no size is declared;
-* downloads verify TLS (system trust store, or ``ca_bundle``), refuse redirects away from
-  https, are streamed into ``cache/partial/<sha256>.part`` and resume from it with an HTTP Range
-  request, after a dropped connection within a run (retries with exponential backoff, by
-  ``tenacity``) or in the next run after a crash.
+* reading stops at the declared size (required for downloads), never beyond ``FetchPolicy.max_size``
+  (the site's ``storage.maxArtifactSize``);
+* downloads verify TLS (system trust store, or ``ca_bundle``), follow at most a few redirects,
+  each to https and, like the first URL, to a host whose every address is public (not private,
+  loopback, link-local, ...: see :func:`check_address`), are streamed into
+  ``cache/partial/<sha256>.part`` and resume from it with an HTTP Range request after a dropped
+  connection within a run (retries with exponential backoff, by ``tenacity``) or in the next run
+  after a crash; one artifact gets ``FetchPolicy.deadline`` seconds in all (a server trickling a
+  byte at a time cannot hold the build), and a failed download leaves no partial file.
 
-Sources: ``https://host/path``, ``file:///abs/path``, or a path relative to the deployment file
-that must stay inside the repository. ``s3://`` is not supported (no S3 server to test against).
+Sources: ``https://host/path``, or a path relative to the deployment file that must stay inside
+the experiment's folder. ``file://`` is refused (a pull request could make the build read any
+file of the machine); ``s3://`` is not supported (no S3 server to test against).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
+import socket
 import ssl
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +45,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 DEFAULT_MAX_SIZE = 32 * GiB
 CHUNK = 1 * MiB
+MAX_REDIRECTS = 5
 
 
 class FetchError(Exception):
@@ -50,13 +60,17 @@ class _Transient(Exception):
 class FetchPolicy:
     """Limits and retry behaviour for artifact transfers."""
 
-    max_size: int = DEFAULT_MAX_SIZE  # cap when an artifact declares no size
+    max_size: int = DEFAULT_MAX_SIZE  # no artifact may be larger (the site's storage.maxArtifactSize)
     ca_bundle: Path | None = None  # trust anchors (PEM) used instead of the system trust store
     attempts: int = 5
     backoff: float = 0.5  # first wait in seconds, doubling up to backoff_max
     backoff_max: float = 20.0
     timeout: float = 30.0  # per network operation (connect, each read)
+    deadline: float = 3600.0  # seconds for one artifact, all attempts and redirects included
     chunk: int = CHUNK
+    # TESTS ONLY: "ip:port" endpoints exempt from the address check, so tests can serve from
+    # 127.0.0.1. Not reachable from the CLI or the rendered workflows (tests check both).
+    allow_internal_for_tests: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,10 @@ class Fetched:
 
 
 def resolve(source: str, base: Path, root: Path) -> Source:
-    """Resolve a declared artifact source; relative paths are taken from ``base`` and must stay in ``root``."""
+    """Resolve a declared artifact source; relative paths are taken from ``base`` and must stay in ``root``.
+
+    ``root`` is the experiment's folder: a pull request may point only at its own files.
+    """
     if source.startswith("https://"):
         parts = urllib.parse.urlsplit(source)
         if parts.username or parts.password:
@@ -87,20 +104,15 @@ def resolve(source: str, base: Path, root: Path) -> Source:
         if not parts.hostname:
             raise FetchError(f"{source!r} has no host")
         return Source("https", source)
-    if source.startswith("file://"):
-        parts = urllib.parse.urlsplit(source)
-        if parts.netloc not in ("", "localhost"):
-            raise FetchError(f"file URL {source!r} names a host; use file:///absolute/path")
-        path = Path(urllib.parse.unquote(parts.path))
-        return Source("file", str(path), path)
     if "://" in source:
         scheme = source.split("://", 1)[0]
         raise FetchError(
-            f"unsupported scheme {scheme!r}: use https://, file:// or a path relative to the deployment"
+            f"{scheme}:// sources are not allowed: give an https:// URL or a path relative to the "
+            "deployment file, inside the experiment's folder"
         )
-    path = (base / source).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise FetchError(f"{source!r} points outside the repository ({path}); use a file:// URL for that")
+    path = (base / source).resolve()  # symlinks followed: a link out of the folder is caught too
+    if Path(source).is_absolute() or not path.is_relative_to(root.resolve()):
+        raise FetchError(f"{source!r} points outside the experiment's folder ({root.name}/)")
     return Source("file", str(path), path)
 
 
@@ -141,6 +153,10 @@ def copy_and_hash(
 
 
 def _limit(declared: int | None, policy: FetchPolicy) -> int:
+    if declared is not None and declared > policy.max_size:
+        raise FetchError(
+            f"the declared size ({declared} bytes) is above the limit of {policy.max_size} bytes; not fetched"
+        )
     return declared if declared is not None else policy.max_size
 
 
@@ -164,6 +180,8 @@ def fetch(
     if source.kind == "file":
         assert source.path is not None
         return _fetch_file(source.path, sha256, size, cache, stat_cache, policy, observer, key, verify_only)
+    if size is None:
+        raise FetchError("an https:// artifact needs its size in bytes (artifact.size); not downloaded")
     cached = cache.lookup(sha256, size)
     if cached is not None:
         return Fetched(cached, cached.stat().st_size, sha256, 0)
@@ -234,9 +252,69 @@ def _tls_context(policy: FetchPolicy) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(policy.ca_bundle) if policy.ca_bundle else None)
 
 
-def _https_only(request: httpx.Request) -> None:
-    if request.url.scheme != "https":
-        raise FetchError(f"refusing to follow a redirect to a non-https URL ({request.url})")
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    return ip
+
+
+def _refuse(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, policy: FetchPolicy) -> bool:
+    if f"{ip}:{port}" in policy.allow_internal_for_tests:
+        return False
+    # is_global is False for private (10/8, 172.16/12, 192.168/16, fc00::/7), loopback,
+    # link-local (169.254/16: cloud metadata; fe80::/10), shared (100.64/10), reserved, unspecified.
+    return not ip.is_global or ip.is_multicast
+
+
+def check_address(host: str, port: int, policy: FetchPolicy) -> None:
+    """Refuse ``host`` unless every address it resolves to is a public one.
+
+    A pull request names the URL: without this, the build (inside the cluster) would fetch from
+    internal services or the cloud metadata endpoint for it, and report what it found.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise _Transient(f"cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from None
+    for *_, sockaddr in infos:
+        ip = _ip(str(sockaddr[0]))
+        if _refuse(ip, port, policy):
+            raise FetchError(
+                f"refusing to connect to {host} ({ip}): not a public address "
+                "(private, loopback, link-local or reserved)"
+            )
+
+
+def _check_peer(r: httpx.Response, host: str, port: int, policy: FetchPolicy) -> None:
+    """The address actually connected to passes the same check (a DNS answer may change in between)."""
+    stream = r.extensions.get("network_stream")
+    addr = stream.get_extra_info("server_addr") if stream is not None else None
+    if addr:
+        ip = _ip(str(addr[0]))
+        if _refuse(ip, port, policy):
+            raise FetchError(f"refusing {host}: it connected to {ip}, not a public address")
+
+
+@contextmanager
+def _open(
+    client: httpx.Client, url: str, headers: dict[str, str], policy: FetchPolicy, timeout: float
+) -> Iterator[httpx.Response]:
+    """GET ``url``, following redirects by hand: every hop https and checked (:func:`check_address`)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        target = httpx.URL(url)
+        if target.scheme != "https":
+            raise FetchError(f"refusing to follow a redirect to a non-https URL ({url})")
+        port = target.port or 443
+        check_address(target.host, port, policy)
+        with client.stream("GET", target, headers=headers, timeout=timeout) as r:
+            _check_peer(r, target.host, port, policy)
+            if r.is_redirect:
+                url = str(r.url.join(r.headers["location"]))
+                continue
+            yield r
+            return
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects; not downloaded")
 
 
 def _tls_failure(exc: BaseException) -> bool:
@@ -265,18 +343,20 @@ def _download(
 ) -> Fetched:
     part = cache.part(sha256)
     limit = _limit(size, policy)
+    deadline = time.monotonic() + policy.deadline
     observer.begin(key, f"download {url.rsplit('/', 1)[-1] or url}", size)
     try:
         with httpx.Client(
             verify=_tls_context(policy),
             timeout=httpx.Timeout(policy.timeout),
-            follow_redirects=True,
-            max_redirects=5,
-            event_hooks={"request": [_https_only]},
+            follow_redirects=False,  # followed by _open, which checks every hop
+            trust_env=False,  # no proxy, .netrc or certificate settings from the environment
             headers={"Accept-Encoding": "identity"},  # byte ranges of the file itself, not of a gzip stream
         ) as client:
             for fresh in (False, True):
-                resumed = _download_with_retries(client, url, part, size, limit, policy, observer, key, fresh)
+                resumed = _download_with_retries(
+                    client, url, part, size, limit, policy, observer, key, fresh, deadline
+                )
                 got, n = hash_file(part, policy.chunk)
                 if got == sha256 and (size is None or n == size):
                     return Fetched(cache.admit(part, sha256), n, sha256, n)
@@ -286,6 +366,10 @@ def _download(
         if got != sha256:
             raise _mismatch(sha256, got)
         raise FetchError(f"size mismatch: declared {size} bytes, downloaded {n}; nothing was published")
+    except (FetchError, OSError):
+        # A failed download leaves nothing behind (only a killed run leaves a part file to resume).
+        part.unlink(missing_ok=True)
+        raise
     finally:
         observer.end(key)
 
@@ -300,6 +384,7 @@ def _download_with_retries(
     observer: Observer,
     key: str,
     fresh: bool,
+    deadline: float,
 ) -> bool:
     """Download into ``part`` until complete; True if any attempt resumed a partial file."""
     if fresh:
@@ -314,7 +399,7 @@ def _download_with_retries(
     try:
         for attempt in retrying:
             with attempt:
-                resumed |= _download_once(client, url, part, size, limit, policy, observer, key)
+                resumed |= _download_once(client, url, part, size, limit, policy, observer, key, deadline)
     except FetchError:
         raise
     except (_Transient, httpx.HTTPError) as exc:
@@ -333,13 +418,18 @@ def _download_once(
     policy: FetchPolicy,
     observer: Observer,
     key: str,
+    deadline: float,
 ) -> bool:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _late(policy)
     offset = part.stat().st_size if part.exists() else 0
     if offset > limit:
         part.unlink()
         offset = 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
-    with client.stream("GET", url, headers=headers) as r:
+    # No single network operation may outlast the artifact's deadline either.
+    with _open(client, url, headers, policy, min(policy.timeout, left)) as r:
         if r.status_code == 416 and offset:
             return True  # the partial file is already complete; the hash check decides
         if r.status_code in (408, 429) or r.status_code >= 500:
@@ -373,7 +463,9 @@ def _download_once(
         observer.reset(key, offset)
         written = offset
         with open(part, mode) as f:
-            for chunk in r.iter_raw(policy.chunk):
+            for chunk in r.iter_raw():  # as the bytes arrive: a trickle cannot hide in a buffer
+                if time.monotonic() > deadline:
+                    raise _late(policy)
                 written += len(chunk)
                 if written > limit:
                     f.close()
@@ -384,3 +476,7 @@ def _download_once(
             f.flush()
             os.fsync(f.fileno())
     return offset > 0
+
+
+def _late(policy: FetchPolicy) -> FetchError:
+    return FetchError(f"the download did not finish within {policy.deadline:g}s; stopped")

@@ -54,6 +54,14 @@ SCHEMA: dict[str, Any] = {
             "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
             "default": "sonic-check-client",
         },
+        "githubReadToken": {
+            "description": "Secret (key `token`) with a GitHub token that may only read the repository: the "
+            "one token mounted in experiment namespaces (the checkout of build-model-repository). The "
+            "token that writes commit statuses and comments stays in the pipelines namespace.",
+            "type": "string",
+            "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+            "default": "sonic-github-read-token",
+        },
     },
 }
 
@@ -67,6 +75,7 @@ class Repository:
     pipeline_image: str
     pipeline_user: int = 10001
     check_client_secret: str = "sonic-check-client"
+    github_read_token_secret: str = "sonic-github-read-token"
 
 
 DEFAULT = Repository(
@@ -118,4 +127,5 @@ def load_repository(root: Path) -> Repository:
         pipeline_image=data["pipelineImage"],
         pipeline_user=int(data.get("pipelineUser", DEFAULT.pipeline_user)),
         check_client_secret=str(data.get("checkClientSecret", DEFAULT.check_client_secret)),
+        github_read_token_secret=str(data.get("githubReadToken", DEFAULT.github_read_token_secret)),
     )

@@ -29,7 +29,7 @@ from pipelines.workflows.steps import (
     WORKSPACE_MOUNT,
     argv,
     checkout_step,
-    github_token,
+    github_read_token,
     repository_parameter,
     sonic_step,
     wf_param,
@@ -43,7 +43,8 @@ SNAPSHOTS = "/snapshots"
 def template(settings: PipelineSettings, site: Site, namespace: str) -> WorkflowTemplate:
     """The template in one namespace of ``site``, writing to the site's snapshots claim."""
     assert site.storage.snapshots is not None
-    token = github_token(settings)
+    # The experiment namespace runs code a pull request may have written: a read-only token only.
+    token = github_read_token(settings)
     experiment, deployment = wf_param("experiment"), wf_param("deployment")
     # The directory the renderers mount into Triton (render.names.snapshot_subpath).
     dest = f"{SNAPSHOTS}/{experiment}/{deployment}"

@@ -140,6 +140,7 @@ def checkout(
     *,
     pull_request: int | None = None,
     base_ref: str | None = None,
+    on_branch: str | None = None,
     token: str | None = None,
 ) -> Checkout:
     """Fetch ``ref`` (a commit SHA, branch or tag) from ``url`` into ``dest`` and check it out.
@@ -148,6 +149,9 @@ def checkout(
     forks work) and ``ref`` must be a commit of it: a pull request pushed again since the event
     still validates the exact commit the event named. With ``base_ref``, the merge base with that
     branch and the files changed since it are computed, as GitHub shows them in the pull request.
+    With ``on_branch``, the commit must be reachable from that branch's head (``git merge-base
+    --is-ancestor``): a rollout deploys only commits merged into the protected branch, never a
+    pull request's or another branch's.
     """
     _fresh(dest)
     git = Git(dest, token)
@@ -173,6 +177,15 @@ def checkout(
     else:
         git("fetch", "--quiet", "--no-tags", "origin", ref)
         head = git.rev("FETCH_HEAD")
+    if on_branch:
+        protected = f"refs/remotes/origin/{on_branch}"
+        if on_branch != base_ref:
+            git("fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{on_branch}:{protected}")
+        if not _is_ancestor(git, head, protected):
+            raise GitError(
+                f"commit {head[:12]} ({ref}) is not on branch {on_branch!r}: only commits merged there "
+                "may be rolled out"
+            )
     git("checkout", "--quiet", "--detach", head)
     base = changed = None
     if base_ref:

@@ -41,7 +41,6 @@ from pipelines.workflows.steps import (
     pod_error_retry,
     prometheus_token,
     push_token,
-    repository_parameter,
     sonic_step,
     task_output,
     wf_param,
@@ -107,8 +106,16 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
 
     remote = {"remote": settings.clone_url, "branch": wf_param("gitops-branch"), "token_file": push.file}
 
+    # Only a commit on the protected base branch of the configuration repository may roll out:
+    # both are fixed here, not parameters, so whoever submits the workflow can name neither a
+    # pull request's commit nor a fork whose branch holds anything.
     checkout = checkout_step(
-        settings, push, repository=wf_param("repository"), ref=wf_param("revision"), outputs=("head",)
+        settings,
+        push,
+        repository=settings.repository,
+        ref=wf_param("revision"),
+        on_branch=settings.base_branch,
+        outputs=("head",),
     )
     render = sonic_step("render", ["render"], settings, size=MEDIUM)
     target = sonic_step(
@@ -237,7 +244,6 @@ def template(settings: PipelineSettings, tree: Tree | None = None) -> WorkflowTe
                     description="reviewed commit (or branch) to roll out",
                     value=settings.base_branch,
                 ),
-                repository_parameter(settings),
                 Parameter(
                     name="gitops-branch",
                     description="branch Argo CD syncs from",

@@ -40,9 +40,11 @@ class PipelineSettings:
     # copies one deployment's rendered directory to this branch, so a failed rollout is one revert.
     gitops_branch: str = "gitops"
     # Secrets (by reference): a token that may read the repository, set commit statuses and
-    # write pull-request comments; a token that may push to the GitOps branch; the webhook
-    # secret GitHub signs deliveries with.
+    # write pull-request comments (pipelines namespace only); a token that may only read the
+    # repository, the one mounted in experiment namespaces, where a pull request's code runs;
+    # a token that may push to the GitOps branch; the webhook secret GitHub signs deliveries with.
     github_token: SecretRef = SecretRef("sonic-github-token", "token")
+    github_read_token: SecretRef = SecretRef("sonic-github-read-token", "token")
     push_token: SecretRef = SecretRef("sonic-gitops-push-token", "token")
     webhook_secret: SecretRef = SecretRef("sonic-github-webhook", "secret")
     # OAuth2 client credentials (keys token-url, client-id, client-secret; scope, audience
@@ -92,6 +94,7 @@ def from_repository(repo: Repository, base: PipelineSettings = DEFAULT) -> Pipel
         github_api=api,
         gitops_branch=repo.branch,
         check_client=repo.check_client_secret,
+        github_read_token=SecretRef(repo.github_read_token_secret, "token"),
     )
 
 

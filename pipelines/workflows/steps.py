@@ -138,8 +138,17 @@ class MountedSecretDir:
 
 
 def github_token(settings: PipelineSettings) -> MountedSecret:
-    """Reads the repository, sets commit statuses, writes pull-request comments."""
+    """Reads the repository, sets commit statuses, writes pull-request comments.
+
+    Only for steps in the pipelines namespace: a pod in an experiment namespace runs what a pull
+    request wrote, and could hand this token to anyone (see :func:`github_read_token`).
+    """
     return MountedSecret("github-token", settings.github_token)
+
+
+def github_read_token(settings: PipelineSettings) -> MountedSecret:
+    """Only reads the repository: the token for steps in experiment namespaces (issue 11)."""
+    return MountedSecret("github-read-token", settings.github_read_token)
 
 
 def push_token(settings: PipelineSettings) -> MountedSecret:
@@ -312,14 +321,15 @@ def checkout_step(
     ref: str,
     pr: str | None = None,
     base_ref: str | None = None,
+    on_branch: str | None = None,
     relevant: Sequence[str] = (),
     outputs: Sequence[str] = (),
 ) -> Container:
     """The ``checkout`` step every pipeline starts with: ``repository`` at ``ref`` into ``SRC``.
 
     ``pr`` fetches that pull request's head ref (forks work); ``base_ref`` and ``relevant`` let
-    the step say what the pull request touches; ``outputs`` name what it reports (see
-    ``sonic github checkout --help``).
+    the step say what the pull request touches; ``on_branch`` refuses a commit that is not on
+    that branch; ``outputs`` name what it reports (see ``sonic github checkout --help``).
     """
     args = argv(
         "github",
@@ -330,6 +340,7 @@ def checkout_step(
         ref=ref,
         base_ref=base_ref or False,
         relevant=relevant,
+        on_branch=on_branch or False,
         dest=SRC,
         outputs=OUTPUTS if outputs else False,
         token_file=token.file,

@@ -57,6 +57,7 @@ def test_check_shapes_fill_dynamic_dims_and_remote_artifacts_are_not_looked_up(e
             "    maxBatchSize: 8\n",
             "    artifact:\n      source: https://models.example.org/m1/model.onnx\n"
             "      sha256: 357317f8dfc5ddc196b0de82a4ddad9deffb930fe0940f3204124844b6bc35d8\n"
+            "      size: 1000\n"
             "    maxBatchSize: 8\n",
         )
         + "checks:\n  models:\n    - {name: m1, batchSize: 8, shapes: {x: [100, 4]}}\n",

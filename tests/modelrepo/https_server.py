@@ -1,13 +1,14 @@
 """A real HTTPS file server on 127.0.0.1 with a certificate from a CA made for the test.
 
 It speaks plain HTTP/1.1 over TLS, honours ``Range: bytes=N-`` and can misbehave on request:
-drop the connection part-way, answer with errors first, omit Content-Length, redirect.
+drop the connection part-way, answer with errors first, omit Content-Length, redirect, trickle.
 """
 
 from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Behaviour:
     errors: dict[str, list[int]] = field(default_factory=dict)  # statuses to answer first, in order
     no_length: set[str] = field(default_factory=set)  # no Content-Length: body until the connection closes
     redirects: dict[str, str] = field(default_factory=dict)
+    trickle: dict[str, float] = field(default_factory=dict)  # send one body byte per this many seconds
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     sent: dict[str, int] = field(default_factory=dict)  # body bytes written per path
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -86,6 +88,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         limit = len(body) if drop is None else min(drop, len(body))
+        if path in b.trickle:
+            self._trickle(path, body[:limit], b.trickle[path])
+            return
         try:
             for at in range(0, limit, BLOCK):
                 piece = body[at : min(at + BLOCK, limit)]
@@ -98,6 +103,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if drop is not None:
             self.close_connection = True  # a dropped connection: the client saw a short body
+
+    def _trickle(self, path: str, body: bytes, interval: float) -> None:
+        """A byte at a time, until the client hangs up: no read ever waits long enough to time out."""
+        b = self.server.behaviour
+        self.close_connection = True
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                with b.lock:
+                    b.sent[path] = b.sent.get(path, 0) + 1
+                time.sleep(interval)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            return
 
 
 class _Server(ThreadingHTTPServer):

@@ -80,6 +80,42 @@ def test_a_commit_outside_the_pull_request_is_refused(origin: Origin, tmp_path: 
     assert co.head == main and co.changed == ()
 
 
+def test_a_rollout_checkout_refuses_a_commit_that_is_not_on_the_base_branch(
+    origin: Origin, tmp_path: Path
+) -> None:
+    # Issue 11, finding 15: a rollout names a revision; only commits merged into main may deploy.
+    reviewed = origin.rev("refs/heads/main")
+    unmerged = open_pull_request(origin)  # on refs/pull/7/head and branch more-replicas, not main
+    origin.push("refs/heads/more-replicas")
+    git(origin.work, "checkout", "--quiet", "main")
+    (origin.work / "README.md").write_text("merged later\n")
+    later = origin.commit_all("merged change")
+    origin.push("refs/heads/main")
+
+    def checkout(ref: str, dest: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            cli,
+            ["github", "checkout", "--repository", OWNER_REPO, "--server", origin.server, "--ref", ref,
+             "--on-branch", "main", "--dest", str(tmp_path / dest), "--outputs", str(tmp_path / f"{dest}-out")],
+        )  # fmt: skip
+        return result.exit_code, result.output
+
+    for ref in (unmerged, "more-replicas", "refs/pull/7/head"):
+        code, output = checkout(ref, ref.replace("/", "-"))
+        assert code == 1, output  # a verdict, not worth a retry (exit 2)
+        assert "is not on branch 'main'" in output and unmerged[:12] in output
+    # The branch head, an older commit of it and the branch name itself all pass.
+    for ref, want in ((later, later), (reviewed, reviewed), ("main", later)):
+        code, output = checkout(ref, f"ok-{ref[:8]}")
+        assert code == 0, output
+        assert (tmp_path / f"ok-{ref[:8]}-out" / "head").read_text() == want
+    # Without --on-branch the same unmerged commit checks out (what pull-request validation needs).
+    co = gitrepo.checkout(origin.url, tmp_path / "plain", "more-replicas")
+    assert co.head == unmerged
+    with pytest.raises(gitrepo.GitError, match="not on branch 'main'"):
+        gitrepo.checkout(origin.url, tmp_path / "api", unmerged, on_branch="main")
+
+
 def test_the_token_travels_as_a_header_and_never_lands_on_disk(origin: Origin, tmp_path: Path) -> None:
     token = "ghs_secret0123456789abcdef"
     # A git smart-HTTP server that refuses everything: enough to see what git sent.

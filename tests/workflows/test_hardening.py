@@ -226,6 +226,7 @@ def test_secrets_are_only_referenced() -> None:
                     secret_names.add(v["secret"]["secretName"])
     assert secret_names == {
         s.github_token.name,
+        s.github_read_token.name,
         s.push_token.name,
         s.check_client,
         s.prometheus_token.name,
@@ -272,3 +273,78 @@ def test_pr_validation_mounts_the_token_only_where_github_is_called() -> None:
     assert token_steps == [
         "build-models-dry-run/checkout", "checkout", "report-comment", "report-pending", "report-status"
     ]  # fmt: skip
+
+
+def referenced_secrets(node: Any) -> set[str]:
+    """Every Secret an object references: volumes, projections, env and envFrom."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "secret" and isinstance(value, dict):
+                found.add(value.get("secretName") or value.get("name") or "")
+            elif key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
+                found.add(value.get("name", ""))
+            found |= referenced_secrets(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= referenced_secrets(item)
+    return found
+
+
+def experiment_namespace_objects(docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    pipelines = settings().namespace
+    return [
+        (f, o) for f, o in docs
+        if o["kind"] != "Namespace" and o["metadata"].get("namespace", pipelines) != pipelines
+    ]  # fmt: skip
+
+
+def test_experiment_namespaces_never_see_the_token_that_writes_statuses_and_comments() -> None:
+    # Issue 11, finding 1: a pod in an experiment namespace runs what a (fork's) pull request
+    # wrote; the token mounted there may read the repository, nothing more.
+    write, read = settings().github_token.name, settings().github_read_token.name
+    assert write != read
+    docs = list(objects())
+    inside = experiment_namespace_objects(docs)
+    assert {f for f, _ in inside} >= {"build-model-repository-uchicago.yaml"}  # the check looks somewhere
+    for f, o in inside:
+        assert write not in referenced_secrets(o), f"{f}: {o['kind']} {o['metadata']['name']} mounts {write}"
+        assert write not in yaml.safe_dump(o), f"{f}: {o['metadata']['name']} names {write}"
+    builds = [o for f, o in inside if o["kind"] == "WorkflowTemplate"]
+    assert builds and all(read in referenced_secrets(o) for o in builds)
+    # The status and comment steps still get the write token, in the pipelines namespace only.
+    (pr,) = [o for f, o in docs if f == "pr-validation.yaml" and o["kind"] == "WorkflowTemplate"]
+    assert pr["metadata"]["namespace"] == settings().namespace and write in referenced_secrets(pr)
+
+
+def test_the_token_check_fails_on_the_old_build_template() -> None:
+    # Negative control: the build template as it was (the write token in the checkout) is caught.
+    from dataclasses import replace
+
+    from pipelines.workflows import build_model_repository
+
+    old = replace(settings(), github_read_token=settings().github_token)
+    site = tree().sites["uchicago"]
+    docs = [("old.yaml", o) for o in build_model_repository.objects(old, tree(), site)]
+    inside = experiment_namespace_objects(docs)
+    assert any(settings().github_token.name in referenced_secrets(o) for _, o in inside)
+
+
+def test_the_read_token_secret_is_a_repository_setting(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from pipelines.render.gitrepo import load_repository
+    from pipelines.workflows.settings import from_repository
+    from tests.conftest import ROOT
+
+    root = Path(tmp_path)
+    (root / "gitops").mkdir()
+    text = "".join(
+        line for line in (ROOT / "gitops" / "repository.yaml").read_text().splitlines(keepends=True)
+        if not line.startswith("githubReadToken:")
+    )  # fmt: skip
+    (root / "gitops" / "repository.yaml").write_text(text + "githubReadToken: cms-readonly\n")
+    assert from_repository(load_repository(root)).github_read_token.name == "cms-readonly"
+    (root / "gitops" / "repository.yaml").write_text(text + "githubReadToken: Not_A_Name\n")
+    with pytest.raises(Exception, match="githubReadToken"):
+        load_repository(root)

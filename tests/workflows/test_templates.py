@@ -195,6 +195,11 @@ def test_rollout_flow_reverts_only_what_it_committed() -> None:
                    " || verify.Failed || verify.Errored)"),
     ]  # fmt: skip
     assert tasks["revert"]["when"] == "{{tasks.commit.outputs.parameters.changed}} == true"
+    # Only commits on the base branch roll out; the branch is fixed in the template, not a parameter.
+    checkout = args(wt, "checkout")
+    assert checkout[checkout.index("--on-branch") + 1] == settings().base_branch
+    assert checkout[checkout.index("--repository") + 1] == settings().repository
+    assert "repository" not in {p["name"] for p in wt["spec"]["arguments"]["parameters"]}
     # Templates read inputs; the DAG task hands them the other tasks' outputs (Argo resolves
     # {{tasks.*}} only in a task's arguments: workflow/validate/validate.go).
     for name in ("wait", "wait-remote"):
