@@ -32,7 +32,8 @@ from jwt.algorithms import RSAAlgorithm
 from pipelines.config.tree import load_tree
 from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
-from pipelines.local.processes import Proc, free_ports, stop, wait_until
+from pipelines.local.processes import Proc, StartError, free_ports, stop, wait_until
+from pipelines.render.names import TRITON_ADMIN_SECRET
 from tests.controlplane.conftest import needs_controller
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace
 
@@ -122,14 +123,18 @@ def conditions(obj: dict[str, Any]) -> dict[str, str]:
 
 def deploy(cp: ControlPlane, directory: Path, namespace: str, prometheus: str) -> dict[str, Any]:
     ensure_namespace(cp, namespace)
-    # The token Secret the site admin creates (docs/gitops.md); the value is never rendered.
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "prometheus-token", "namespace": namespace},
-        "stringData": {"token": "not-a-real-token"},
-    }
-    apply_object(cp, secret)
+    # The Secrets the site admin creates in a deployment namespace (docs/gitops.md); values are
+    # never rendered. KEDA needs them too: it resolves the scale target's env, Secret references
+    # included, and a missing one turns the ScaledObject Ready=False
+    # (keda pkg/scaling/resolver/scale_resolvers.go resolveEnv).
+    for name, key in (("prometheus-token", "token"), (TRITON_ADMIN_SECRET, "key")):
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": {key: "not-a-real-value"},
+        }
+        apply_object(cp, secret)
     scaled = None
     for obj in for_test(directory, namespace, prometheus):
         status, body = apply_object(cp, obj)
@@ -158,7 +163,10 @@ def test_keda_runs_the_rendered_scaled_object(
         status, _ = control_plane.request("GET", hpa_path)
         return status == 200 and conditions(get(control_plane, so_path)).get("Ready") == "True"
 
-    wait_until(f"{name}: Ready and its HPA created", hpa_and_ready, timeout=60, interval=0.5)
+    try:
+        wait_until(f"{name}: Ready and its HPA created", hpa_and_ready, timeout=60, interval=0.5)
+    except StartError:
+        pytest.fail(f"{name}: {json.dumps(get(control_plane, so_path).get('status'))[:1500]}")
     hpa = get(control_plane, hpa_path)["spec"]
     spec = scaled["spec"]
     assert hpa["maxReplicas"] == spec["maxReplicaCount"]

@@ -288,11 +288,11 @@ def test_the_ingress_class_does_not_exist(doctor: Doctor, copy: Path) -> None:
 
 
 def test_the_storage_class_does_not_exist(doctor: Doctor, copy: Path) -> None:
-    edit_site(copy, SITE, lambda s: s["storage"]["cvmfs"].update(storageClass="csi-cvmfs"))
+    edit_site(copy, SITE, lambda s: s["storage"]["cvmfs"].update(storageClass="csi-cvmfs-absent"))
     f = only_failure(doctor(root=copy), "storage.class")
-    assert f["target"] == "csi-cvmfs"
-    assert "StorageClass csi-cvmfs (used by storage.cvmfs.storageClass) does not exist" in f["message"]
-    assert "install the CSI driver and StorageClass csi-cvmfs" in f["fix"]
+    assert f["target"] == "csi-cvmfs-absent"
+    assert "StorageClass csi-cvmfs-absent (used by storage.cvmfs.storageClass) does not exist" in f["message"]
+    assert "install the CSI driver and StorageClass csi-cvmfs-absent" in f["fix"]
 
 
 def test_the_snapshot_claim_does_not_exist(doctor: Doctor, copy: Path) -> None:

@@ -708,9 +708,11 @@ def site_prerequisites(site: Any) -> list[dict[str, Any]]:
                 "kind": "StorageClass",
                 "metadata": {"name": storage.cvmfs.storage_class},
                 # The CVMFS CSI driver's name; kwok has no CSI, so claims are bound statically
-                # (provision_claims) as a pre-provisioned volume would be.
+                # (provision_claims) as a pre-provisioned volume would be. WaitForFirstConsumer:
+                # the mode that deadlocked early sync waves (issue 10.14), and the one the doctor
+                # tests' site uses too (one StorageClass per name in a cluster: it is immutable).
                 "provisioner": "cvmfs.csi.cern.ch",
-                "volumeBindingMode": "Immediate",
+                "volumeBindingMode": "WaitForFirstConsumer",
             }
         )
     claims = list(storage.pvcs) + ([storage.snapshots.claim] if storage.snapshots else [])
