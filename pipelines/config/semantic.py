@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipelines.config.errors import ConfigError, JsonPath, display_path
 from pipelines.config.model import Deployment, SiteDeployment
+from pipelines.config.schedule import schedule_problem
 from pipelines.config.secrets import find_inline_secrets
 from pipelines.config.tree import Tree
 
@@ -643,6 +644,20 @@ def checks_refer_to_models(tree: Tree) -> Iterator[ConfigError]:
             if c.reference is not None:
                 for part in ("inputs", "outputs"):
                     yield from _local_file(tree, p, (*at, "reference", part), getattr(c.reference, part))
+
+
+@rule
+def schedule_is_sane(tree: Tree) -> Iterator[ConfigError]:
+    """A schedule Argo cannot parse, or one too frequent, would break every check of the site."""
+    seen: set[tuple[Path, JsonPath]] = set()
+    for _, p in _live(tree):
+        where = _where(tree, p, "checks", "schedule")
+        if (p.source, where) in seen:
+            continue
+        seen.add((p.source, where))
+        problem = schedule_problem(p.checks.schedule)
+        if problem:
+            yield _err(tree, p.source, where, problem + " (the deployment's authors can change it here)")
 
 
 @rule
