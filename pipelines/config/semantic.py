@@ -660,6 +660,15 @@ def schedule_is_sane(tree: Tree) -> Iterator[ConfigError]:
             yield _err(tree, p.source, where, problem + " (the deployment's authors can change it here)")
 
 
+def _owners(source: Path) -> str:
+    """Who edits ``source``, by where it lives (sites' files, experiments' files, deployments)."""
+    if source.parent.name == "sites":
+        return "the site's administrators"
+    if source.name == "experiment.yaml":
+        return "the experiment's coordinators"
+    return "the deployment's authors"
+
+
 @rule
 def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
     for source, doc in tree.documents.items():
@@ -669,5 +678,6 @@ def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
                 source,
                 path,
                 f"this looks like {what}: never commit credentials; put them in a "
-                "Kubernetes Secret and reference it (secretRef)",
+                f"Kubernetes Secret and reference it (secretRef); {_owners(source)} must remove it "
+                "and revoke it, since the pull request already published it",
             )
