@@ -338,6 +338,20 @@ def read_git_tree(root: Path, ref: str) -> dict[str, str]:
             die(f"git {' '.join(args)} failed: {exc.stderr.strip()}")
         return proc.stdout
 
-    names = [n for n in git("ls-tree", "-r", "--name-only", ref, "--", *MANAGED).splitlines() if n]
+    names: list[str] = []
+    problems: list[str] = []
+    for entry in git("ls-tree", "-r", "-z", ref, "--", *MANAGED).split("\0"):
+        if not entry:
+            continue
+        meta, name = entry.split("\t", 1)
+        if meta.split()[0] in ("100644", "100755"):
+            names.append(name)
+        else:  # 120000 is a symbolic link, 160000 a submodule: neither is a rendered file
+            what = "a symbolic link" if meta.startswith("120000") else "not a regular file"
+            problems.append(f"{name}: is {what} at {ref}; {_REFUSED}")
+    if problems:
+        for problem in problems:
+            err.print(f"sonic: {problem}", markup=False)
+        sys.exit(EXIT_INVALID)
     # ls-tree names are relative to ``root``; "<ref>:./<name>" resolves them the same way.
     return {name: git("show", f"{ref}:./{name}") for name in names}

@@ -244,3 +244,27 @@ def test_a_named_pipe_is_refused_without_blocking(repo: Path) -> None:
     result = run("render", "--check", "--root", str(repo))
     assert result.exit_code == 1
     assert "sonic: gitops/rendered/nautilus/cms/particlenet/pipe.yaml: is a named pipe" in result.output
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git")
+def test_diff_against_a_ref_refuses_a_committed_symlink(repo: Path, outside: Path) -> None:
+    link = repo / "gitops/rendered/nautilus/cms/particlenet/deployment.yaml"
+    link.unlink()
+    link.symlink_to(outside)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    link.unlink()
+    link.write_text("kind: Deployment\n")
+    result = run("diff", "--against", "HEAD", "--root", str(repo))
+    assert result.exit_code == 1
+    assert (
+        "sonic: gitops/rendered/nautilus/cms/particlenet/deployment.yaml: is a symbolic link at HEAD; "
+        "only regular files and directories belong under gitops/rendered and gitops/argocd"
+    ) in result.output
+    assert "outside-the-repository-marker" not in result.output
