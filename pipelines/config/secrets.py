@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -127,6 +128,7 @@ def _entropy(text: str, digest_field: bool) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)  # trees repeat values (dtypes, images, hosts) across deployments
 def what_secret(text: str, key: str = "") -> str | None:
     """What ``text`` (the value of ``key``) looks like, when it looks like a credential."""
     for detector in _DETECTORS:
@@ -152,6 +154,6 @@ def find_inline_secrets(data: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPa
             yield from find_inline_secrets(item, (*path, i))
     elif isinstance(data, str):
         key = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
-        what = what_secret(data, key)
+        what = what_secret(data, key if key in _DIGEST_KEYS else "")
         if what:
             yield path, what
