@@ -15,6 +15,7 @@ import difflib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,17 +40,87 @@ _root_option = root_option("Repository to render.")
 # --- reading and writing the tree ------------------------------------------------------------------
 
 
+class UnsafeTreeError(Exception):
+    """The rendered tree holds something other than regular files and directories."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+_REFUSED = "only regular files and directories belong under " + " and ".join(MANAGED)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    return "not a regular file"
+
+
+def _read_regular(path: Path) -> str:
+    """The text of ``path``, refusing to follow a link swapped in after it was listed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return fh.read().decode("utf-8")
+
+
 def read_tree(root: Path, prefixes: Iterable[str] = MANAGED) -> dict[str, str]:
-    """The files under ``prefixes`` (repository-relative directories) as ``{path: text}``."""
+    """The files under ``prefixes`` (repository-relative directories) as ``{path: text}``.
+
+    The tree comes from a pull request, so it is untrusted: a symbolic link (or pipe, socket,
+    device) anywhere under it, including the directories themselves, is refused rather than
+    followed, so ``sonic render --check`` can never print a file from outside the tree.
+    Raises UnsafeTreeError naming every such path.
+    """
     files: dict[str, str] = {}
+    problems: list[str] = []
+
+    def refuse(path: Path, what: str) -> None:
+        rel = path.relative_to(root).as_posix()
+        problems.append(
+            f"{rel}: is {what}; {_REFUSED} (the pull request's author can fix it: "
+            f"`git rm {rel}`, then `sonic render` and commit)"
+        )
+
     for prefix in prefixes:
         base = root / prefix
+        # Every directory on the way down, not only the last, must be a real directory.
+        chain = [root / Path(*Path(prefix).parts[: i + 1]) for i in range(len(Path(prefix).parts))]
+        link = next((d for d in chain if d.is_symlink()), None)
+        if link is not None:
+            refuse(link, _kind(link.lstat().st_mode))
+            continue
         if not base.is_dir():
             continue
-        for path in sorted(base.rglob("*")):
-            if path.is_file():
-                files[path.relative_to(root).as_posix()] = path.read_text(encoding="utf-8")
-    return files
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            here = Path(dirpath)
+            for name in sorted(dirnames):
+                if (here / name).is_symlink():
+                    refuse(here / name, "a symbolic link")
+            dirnames[:] = sorted(d for d in dirnames if not (here / d).is_symlink())
+            for name in sorted(filenames):
+                path = here / name
+                mode = path.lstat().st_mode
+                if not stat.S_ISREG(mode):
+                    refuse(path, _kind(mode))
+                    continue
+                try:
+                    files[path.relative_to(root).as_posix()] = _read_regular(path)
+                except UnicodeDecodeError:
+                    refuse(path, "not UTF-8 text")
+                except OSError:
+                    refuse(path, "not a regular file")
+    if problems:
+        raise UnsafeTreeError(sorted(problems))
+    return dict(sorted(files.items()))
 
 
 def _in_scope(path: str, scope: Iterable[str]) -> bool:
@@ -141,6 +212,16 @@ def _load(root: Path) -> tuple[Path, Tree, Repository]:
     return root, tree, repo
 
 
+def _read_or_exit(root: Path) -> dict[str, str]:
+    """The committed rendered tree, or every unsafe path in it and exit 1."""
+    try:
+        return read_tree(root)
+    except UnsafeTreeError as exc:
+        for problem in exc.problems:
+            err.print(f"sonic: {problem}", markup=False)
+        sys.exit(EXIT_INVALID)
+
+
 def _render(tree: Tree, repo: Repository, only: set[str] | None = None) -> dict[str, str]:
     try:
         return render_tree(tree, repo=repo, only=only)
@@ -190,7 +271,7 @@ def render(check: bool, only: str | None, root: Path) -> None:
             + [ARGOCD]
         )
     fresh = _render(tree, repo, refs)
-    current = read_tree(root)
+    current = _read_or_exit(root)
     wanted = {k: v for k, v in current.items() if not _in_scope(k, scope)} | fresh
     if check:
         lines = unified_diff(current, wanted)
@@ -227,7 +308,7 @@ def diff(ref: str | None, fmt: str, root: Path) -> None:
     (replicas 2 -> 5, image tags, autoscaling limits, thresholds, resources). Exit 0 either way.
     """
     root, tree, repo = _load(root)
-    before = read_git_tree(root, ref) if ref else read_tree(root)
+    before = read_git_tree(root, ref) if ref else _read_or_exit(root)
     after = _render(tree, repo)
     summary = summarize(before, after)
     if fmt == "json":
@@ -257,6 +338,20 @@ def read_git_tree(root: Path, ref: str) -> dict[str, str]:
             die(f"git {' '.join(args)} failed: {exc.stderr.strip()}")
         return proc.stdout
 
-    names = [n for n in git("ls-tree", "-r", "--name-only", ref, "--", *MANAGED).splitlines() if n]
+    names: list[str] = []
+    problems: list[str] = []
+    for entry in git("ls-tree", "-r", "-z", ref, "--", *MANAGED).split("\0"):
+        if not entry:
+            continue
+        meta, name = entry.split("\t", 1)
+        if meta.split()[0] in ("100644", "100755"):
+            names.append(name)
+        else:  # 120000 is a symbolic link, 160000 a submodule: neither is a rendered file
+            what = "a symbolic link" if meta.startswith("120000") else "not a regular file"
+            problems.append(f"{name}: is {what} at {ref}; {_REFUSED}")
+    if problems:
+        for problem in problems:
+            err.print(f"sonic: {problem}", markup=False)
+        sys.exit(EXIT_INVALID)
     # ls-tree names are relative to ``root``; "<ref>:./<name>" resolves them the same way.
     return {name: git("show", f"{ref}:./{name}") for name in names}

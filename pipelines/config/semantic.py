@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pipelines.config.errors import ConfigError, JsonPath, display_path
 from pipelines.config.model import Deployment, SiteDeployment
 from pipelines.config.promql import promql_problems
+from pipelines.config.schedule import schedule_problem
 from pipelines.config.secrets import find_inline_secrets
 from pipelines.config.tree import Tree
 
@@ -752,6 +753,29 @@ def checks_refer_to_models(tree: Tree) -> Iterator[ConfigError]:
 
 
 @rule
+def schedule_is_sane(tree: Tree) -> Iterator[ConfigError]:
+    """A schedule Argo cannot parse, or one too frequent, would break every check of the site."""
+    seen: set[tuple[Path, JsonPath]] = set()
+    for _, p in _live(tree):
+        where = _where(tree, p, "checks", "schedule")
+        if (p.source, where) in seen:
+            continue
+        seen.add((p.source, where))
+        problem = schedule_problem(p.checks.schedule)
+        if problem:
+            yield _err(tree, p.source, where, problem + " (the deployment's authors can change it here)")
+
+
+def _owners(source: Path) -> str:
+    """Who edits ``source``, by where it lives (sites' files, experiments' files, deployments)."""
+    if source.parent.name == "sites":
+        return "the site's administrators"
+    if source.name == "experiment.yaml":
+        return "the experiment's coordinators"
+    return "the deployment's authors"
+
+
+@rule
 def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
     for source, doc in tree.documents.items():
         for path, what in find_inline_secrets(doc.data):
@@ -760,5 +784,6 @@ def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
                 source,
                 path,
                 f"this looks like {what}: never commit credentials; put them in a "
-                "Kubernetes Secret and reference it (secretRef)",
+                f"Kubernetes Secret and reference it (secretRef); {_owners(source)} must remove it "
+                "and revoke it, since the pull request already published it",
             )

@@ -106,6 +106,15 @@ def cvmfs_claim_name(p: SiteDeployment) -> str:
     return f"{p.name}-cvmfs"
 
 
+def nfs_export_path(p: SiteDeployment, export: str) -> str:
+    """The only directory of the site's NFS export a deployment mounts: its experiment's own.
+
+    The volume itself points there (not the whole export plus a subPath), so the node mounts
+    ``<export>/<experiment>`` and the pod can never reach another experiment's models.
+    """
+    return f"{export.rstrip('/')}/{p.experiment}"
+
+
 def snapshot_subpath(p: SiteDeployment) -> str:
     """Directory of this deployment's built snapshots inside the site's snapshot claim."""
     return f"{p.experiment}/{p.name}"

@@ -42,6 +42,12 @@ class ModelSources:
 Handler = Callable[[SiteDeployment, Site, ModelSources], None]
 
 
+def _stays_inside(p: SiteDeployment, field: str, path: str) -> None:
+    """Refuse '.' and '..' segments: the schema already does, this guards typed input from elsewhere."""
+    if any(part in (".", "..") for part in path.split("/")):
+        raise problem(p, f"{field}: {path!r} has a '.' or '..' segment; paths must stay inside their volume")
+
+
 def _cvmfs_claim(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     cvmfs = site.storage.cvmfs
     assert cvmfs is not None and cvmfs.storage_class is not None
@@ -89,6 +95,8 @@ def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
             "mountPropagation": "HostToContainer",
         }
     )
+    for i, path in enumerate(p.model_repository.cvmfs):
+        _stays_inside(p, f"modelRepository.cvmfs[{i}]", path)
     out.repositories.extend(p.model_repository.cvmfs)
 
 
@@ -112,6 +120,7 @@ def _pvc(p: SiteDeployment, site: Site, out: ModelSources) -> None:
             "readOnly": True,
         }
         if entry.path.strip("/"):
+            _stays_inside(p, f"modelRepository.pvc[{i}].path", entry.path)
             mount["subPath"] = entry.path.strip("/")
         out.mounts.append(mount)
         out.repositories.append(path)
@@ -123,14 +132,21 @@ def _nfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     nfs = site.storage.nfs
     if nfs is None:
         raise problem(p, "modelRepository.nfs: the site offers no NFS export (storage.nfs)")
+    for i, rel in enumerate(p.model_repository.nfs):
+        _stays_inside(p, f"modelRepository.nfs[{i}]", rel)
     out.volumes.append(
-        {"name": "models-nfs", "nfs": {"server": nfs.server, "path": nfs.path, "readOnly": True}}
+        {
+            "name": "models-nfs",
+            "nfs": {"server": nfs.server, "path": names.nfs_export_path(p, nfs.path), "readOnly": True},
+        }
     )
     out.mounts.append({"name": "models-nfs", "mountPath": names.NFS_MOUNT, "readOnly": True})
     out.repositories.extend(f"{names.NFS_MOUNT}/{rel.strip('/')}" for rel in p.model_repository.nfs)
 
 
 def _baked(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+    for i, path in enumerate(p.model_repository.baked):
+        _stays_inside(p, f"modelRepository.baked[{i}]", path)
     out.repositories.extend(p.model_repository.baked)
 
 

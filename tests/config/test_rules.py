@@ -93,10 +93,67 @@ def test_secret_references_in_annotations_are_not_secrets() -> None:
     ("value", "what"),
     [
         ("https://svc:hunter2@prometheus.example.org", "a password in a URL"),
-        ("Bearer abcdefghijklmnopqrstuvwxyz012345", "a bearer token"),
+        ("Bearer 8fJ2kLq9ZpX4vN7bR1tY6wM3sC0dHgEa", "a random-looking (high-entropy base64) string"),
         ("xoxb-1234567890-abcdefghij", "a Slack token"),
-        ("github_pat_" + "A" * 40, "a GitHub token"),
+        ("ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1eF3hJ5", "a GitHub token"),
+        (
+            "github_pat_11ABCDEFG0aBcDeFgHiJkL_mNoPqRsTuVwXyZ0123456789aBcDeFgHiJkLmNoPqRsT",
+            "a random-looking",
+        ),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "a random-looking"),
+        ("https://ghp_x@github.com/cms/models.git", "a credential in a URL (user information before '@')"),
+        (
+            "https://h.example.org/m.onnx?access_token=abc",
+            "a credential in a URL (query parameter 'access_token')",
+        ),
+        ("https://a.blob.core.windows.net/m/x.onnx?sv=2022-11-02&sig=abc", "(query parameter 'sig')"),
+        ("https://s3.example.org/m/x.onnx?X-Amz-Signature=abc", "(query parameter 'X-Amz-Signature')"),
     ],
 )
 def test_inline_credentials_are_recognised(value: str, what: str) -> None:
-    assert list(find_inline_secrets({"description": value})) == [(("description",), what)]
+    ((path, found),) = find_inline_secrets({"description": value})
+    assert path == ("description",)
+    assert what in found
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/cvmfs/cms.cern.ch/el9_amd64_gcc12/cms/cmssw/CMSSW_14_1_0_pre7/external/el9_amd64_gcc12/data/RecoBTag/Combined/data/models",
+        "nvcr.io/nvidia/tritonserver:24.08-py3@sha256:" + "0123456789abcdef" * 4,
+        "https://keycloak.example.org/realms/cms/protocol/openid-connect/certs?kid=abc",
+        "123e4567-e89b-12d3-a456-426614174000",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+        "${SONIC_TOKEN}",
+    ],
+)
+def test_ordinary_values_are_not_secrets(value: str) -> None:
+    assert list(find_inline_secrets({"description": value})) == []
+
+
+def test_a_digest_field_is_not_a_hex_secret() -> None:
+    assert (
+        list(
+            find_inline_secrets(
+                {"artifact": {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}
+            )
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "flagged"),
+    [
+        ("pwd", True),
+        ("auth", True),
+        ("example.org/api-token", True),
+        ("client_key", True),
+        ("nginx.ingress.kubernetes.io/auth-url", False),
+        ("nginx.ingress.kubernetes.io/session-cookie-name", False),
+        ("nginx.ingress.kubernetes.io/auth-type", False),
+    ],
+)
+def test_secret_like_keys_in_free_form_maps(key: str, flagged: bool) -> None:
+    found = list(find_inline_secrets({"ingress": {"annotations": {key: "basic"}}}))
+    assert bool(found) is flagged, found

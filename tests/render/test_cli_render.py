@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -189,3 +190,81 @@ def test_diff_against_a_git_ref(repo: Path) -> None:
     assert "atlas/traccc (removed)" in result.output
     assert "- Deployment traccc-triton" in result.output
     assert "run `sonic render`" not in result.output
+
+
+# --- the committed tree is untrusted input (issue 11, finding 9) ------------------------------------
+
+SECRET_OUTSIDE = "root:x:0:0:outside-the-repository-marker\n"
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file outside the repository that a hostile pull request would like printed."""
+    target = tmp_path / "outside" / "passwd"
+    target.parent.mkdir()
+    target.write_text(SECRET_OUTSIDE)
+    return target
+
+
+@pytest.mark.parametrize("command", [["render", "--check"], ["diff"], ["render"]])
+def test_a_symlinked_file_is_refused_and_never_read(repo: Path, outside: Path, command: list[str]) -> None:
+    link = repo / "gitops/rendered/nautilus/cms/particlenet/deployment.yaml"
+    link.unlink()
+    link.symlink_to(outside)
+    result = run(*command, "--root", str(repo))
+    assert result.exit_code == 1
+    assert "outside-the-repository-marker" not in result.output
+    assert (
+        "sonic: gitops/rendered/nautilus/cms/particlenet/deployment.yaml: is a symbolic link; "
+        "only regular files and directories belong under gitops/rendered and gitops/argocd "
+        "(the pull request's author can fix it: `git rm gitops/rendered/nautilus/cms/particlenet/deployment.yaml`"
+    ) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_symlinked_directory_is_refused(repo: Path, outside: Path) -> None:
+    (repo / "gitops/argocd/evil").symlink_to(outside.parent, target_is_directory=True)
+    result = run("render", "--check", "--root", str(repo))
+    assert result.exit_code == 1
+    assert "sonic: gitops/argocd/evil: is a symbolic link" in result.output
+    assert "outside-the-repository-marker" not in result.output
+
+
+def test_the_managed_directory_itself_may_not_be_a_link(repo: Path, outside: Path) -> None:
+    shutil.rmtree(repo / "gitops/rendered")
+    (repo / "gitops/rendered").symlink_to(outside.parent, target_is_directory=True)
+    result = run("render", "--check", "--root", str(repo))
+    assert result.exit_code == 1
+    assert "sonic: gitops/rendered: is a symbolic link" in result.output
+    assert "outside-the-repository-marker" not in result.output
+
+
+def test_a_named_pipe_is_refused_without_blocking(repo: Path) -> None:
+    os.mkfifo(repo / "gitops/rendered/nautilus/cms/particlenet/pipe.yaml")
+    result = run("render", "--check", "--root", str(repo))
+    assert result.exit_code == 1
+    assert "sonic: gitops/rendered/nautilus/cms/particlenet/pipe.yaml: is a named pipe" in result.output
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git")
+def test_diff_against_a_ref_refuses_a_committed_symlink(repo: Path, outside: Path) -> None:
+    link = repo / "gitops/rendered/nautilus/cms/particlenet/deployment.yaml"
+    link.unlink()
+    link.symlink_to(outside)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    link.unlink()
+    link.write_text("kind: Deployment\n")
+    result = run("diff", "--against", "HEAD", "--root", str(repo))
+    assert result.exit_code == 1
+    assert (
+        "sonic: gitops/rendered/nautilus/cms/particlenet/deployment.yaml: is a symbolic link at HEAD; "
+        "only regular files and directories belong under gitops/rendered and gitops/argocd"
+    ) in result.output
+    assert "outside-the-repository-marker" not in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -234,16 +235,48 @@ def test_cvmfs_host_path_and_nfs_and_pvc(tmp_path: Path) -> None:
     c, pod = _triton(objs), _pod(objs)
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["cvmfs"]["hostPath"] == {"path": "/cvmfs", "type": "Directory"}
+    # Only the experiment's own directory of the export is mounted (issue 11, finding 12).
     assert volumes["models-nfs"]["nfs"] == {
         "server": "nfs.af.uchicago.edu",
-        "path": "/export/sonic",
+        "path": "/export/sonic/atlas",
         "readOnly": True,
     }
+    nfs_mount = next(m for m in c["volumeMounts"] if m["name"] == "models-nfs")
+    assert "subPath" not in nfs_mount
     assert volumes["models-pvc-0"]["persistentVolumeClaim"] == {"claimName": "atlas-models", "readOnly": True}
     pvc_mount = next(m for m in c["volumeMounts"] if m["name"] == "models-pvc-0")
     assert pvc_mount["subPath"] == "exatrkx/v2"
     repos = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--model-repository=")]
     assert repos == ["/cvmfs/atlas.cern.ch/models", "/models/pvc/0", "/models/nfs/exatrkx"]
+
+
+@pytest.mark.parametrize(
+    ("field", "update", "message"),
+    [
+        (
+            "nfs",
+            {"nfs": ("../cms/models",)},
+            "modelRepository.nfs[0]: '../cms/models' has a '.' or '..' segment",
+        ),
+        ("cvmfs", {"cvmfs": ("/cvmfs/atlas.cern.ch/../../etc",)}, "modelRepository.cvmfs[0]:"),
+        ("baked", {"baked": ("/models/..",)}, "modelRepository.baked[0]:"),
+    ],
+)
+def test_renderer_refuses_dot_dot_even_without_the_schema(
+    field: str, update: dict[str, object], message: str
+) -> None:
+    p, site = placement("uchicago", "exatrkx")
+    q = p.model_copy(update={"model_repository": p.model_repository.model_copy(update=update)})
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render_triton(q, site, None)
+
+
+def test_renderer_refuses_a_dot_dot_pvc_sub_path() -> None:
+    p, site = placement("uchicago", "exatrkx")
+    entry = p.model_repository.pvc[0].model_copy(update={"path": "exatrkx/../../other"})
+    q = p.model_copy(update={"model_repository": p.model_repository.model_copy(update={"pvc": (entry,)})})
+    with pytest.raises(RenderError, match=re.escape("modelRepository.pvc[0].path: 'exatrkx/../../other'")):
+        render_triton(q, site, None)
 
 
 def test_source_the_site_does_not_offer_is_an_error() -> None:
