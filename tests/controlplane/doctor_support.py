@@ -33,7 +33,7 @@ from pipelines.config.model import Site
 from pipelines.local.processes import free_port, stop, wait_until
 from pipelines.local.prometheus import prometheus_binary, ready, start_prometheus
 from pipelines.render.names import POD_SECURITY_LEVEL
-from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace
+from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace, site_prerequisites
 from tests.support.httpd import loopback_server, serving
 from tests.support.tls import TlsFiles, make_tls_files
 
@@ -113,31 +113,11 @@ def prepare_site(cp: ControlPlane, site: Site, prometheus_token: str) -> None:
                 "spec": {"controller": "haproxy.org/ingress-controller"},
             },
         )
-    if site.storage.cvmfs is not None and site.storage.cvmfs.storage_class:
-        must_apply(
-            cp,
-            {
-                "apiVersion": "storage.k8s.io/v1",
-                "kind": "StorageClass",
-                "metadata": {"name": site.storage.cvmfs.storage_class},
-                "provisioner": "cvmfs.csi.cern.ch",
-                "volumeBindingMode": "WaitForFirstConsumer",
-            },
-        )
+    # StorageClass and claims: one definition of what the site admin provides, shared with the
+    # apply tests (the objects are cluster-wide and immutable in part, so both must agree).
+    for prerequisite in site_prerequisites(site):
+        must_apply(cp, prerequisite)
     for ns in granted:
-        if site.storage.snapshots is not None:
-            must_apply(
-                cp,
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": site.storage.snapshots.claim, "namespace": ns},
-                    "spec": {
-                        "accessModes": ["ReadWriteMany"],
-                        "resources": {"requests": {"storage": "100Gi"}},
-                    },
-                },
-            )
         if site.prometheus is not None and site.prometheus.auth is not None:
             ref = site.prometheus.auth.secret_ref
             must_apply(cp, secret(ns, ref.name, {ref.key: prometheus_token}))
