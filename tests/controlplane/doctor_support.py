@@ -54,7 +54,8 @@ WORKFLOW_SECRETS = {
         "sonic-prometheus-token": "token",
     },
 }
-BUILD_SECRET = ("sonic-github-token", "token")  # in each namespace that builds models
+# In each namespace that builds models: the read-only token (docs/security.md, "Tokens").
+BUILD_SECRET = ("sonic-github-read-token", "token")
 TRITON_ADMIN_SECRET = ("sonic-triton-admin", "key")  # in each granted namespace (docs/security.md)
 
 
