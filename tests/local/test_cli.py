@@ -135,7 +135,18 @@ def start_attached(tree: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=default_sigint,
     )
+
+
+def default_sigint() -> None:
+    """Give the child the default SIGINT disposition, whatever the test runner inherited.
+
+    A process started in the background by a non-interactive shell has SIGINT ignored, exec keeps
+    an ignored disposition, and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests
+    would measure the runner's environment instead of ``sonic``.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_in_the_foreground_stops_everything(tree: Path) -> None:
