@@ -51,6 +51,9 @@ from jwt.algorithms import RSAAlgorithm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from h2load_client import H2Load  # noqa: E402
+from h2load_client import available as h2load_available  # noqa: E402
+
 from pipelines.checks.connection import Endpoint  # noqa: E402
 from pipelines.checks.load import LoadResult, run_load  # noqa: E402
 from pipelines.checks.tensors import plans, synthetic_inputs  # noqa: E402
@@ -68,6 +71,10 @@ CONCURRENCIES = (1, 8, 32)
 KILL_AFTER = 1.0  # seconds into the kill run
 KILL_REQUESTS = 3000
 KILL_CONCURRENCY = 8
+GENERATORS = {
+    "python": "the Python client (pipelines.checks.load, one thread and gRPC connection per client)",
+    "h2load": "h2load (nghttp2, C; one pre-serialised ModelInfer, successes counted by Triton)",
+}
 
 
 def every_feature(min_retry_concurrency: int) -> Callable[[dict[str, Any]], None]:
@@ -170,48 +177,66 @@ class Client:
         )
 
 
-def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict[str, Any]:
+def measure(args: argparse.Namespace, base: Path, jwks: str, token: str) -> dict[str, dict[str, Any]]:
+    """Figures per load generator: {client: {"<path>/<concurrency>": {...}}}."""
     tree, p = make_tree(base, "perf", every_feature(3))
     client = Client(p)
-    results: dict[str, dict[int, list[LoadResult]]] = {k: {c: [] for c in CONCURRENCIES} for k in "abc"}
+    generators = ["python", "h2load"] if args.client == "both" else [args.client]
+    keys = [(g, k, c) for g in generators for c in CONCURRENCIES for k in "abc"]
+    results: dict[tuple[str, str, int], list[LoadResult]] = {key: [] for key in keys}
+    cpu: dict[tuple[str, str, int], list[float]] = {key: [] for key in keys}
     with (
         stack.running(tree, p, root=tree.root, replicas=2, with_prometheus=False, jwks=jwks) as state,
         supersonic_envoy(state) as (supersonic, _, supersonic_pid),
     ):
         # Envoy's own CPU time per request: far steadier than throughput on a shared machine.
         pids = {"a": 0, "b": supersonic_pid, "c": state.process("envoy").pid}
-        cpu: dict[str, dict[int, list[float]]] = {k: {c: [] for c in CONCURRENCIES} for k in "abc"}
         targets = {
             "a": [Endpoint.parse(t.grpc_address) for t in state.tritons],
             "b": [Endpoint.parse(supersonic)],
             "c": [Endpoint.parse(state.endpoint, token=token)],
         }
-        for eps in targets.values():  # warm-up: connections, JWT cache, Python imports
-            client.run(eps, 8, 400)
-        for r in range(args.rounds):
-            for c in CONCURRENCIES:
-                for key, eps in targets.items():
+        h2 = H2Load(
+            client.model,
+            client.arrays,
+            client.dtypes,
+            [f"http://{t.metrics_address}/metrics" for t in state.tritons],
+        )
+        runners: dict[str, Callable[[str, int, int], LoadResult]] = {
+            "python": lambda key, c, n: client.run(targets[key], c, n),
+            "h2load": lambda key, c, n: h2.run(
+                [f"{e.host}:{e.port}" for e in targets[key]], c, n, token=token if key == "c" else None
+            ),
+        }
+        try:
+            for g in generators:  # warm-up: connections, JWT cache, Python imports
+                for key in targets:
+                    runners[g](key, 8, 400)
+            for r in range(args.rounds):
+                for g, key, c in keys:
                     before = cpu_ns(pids[key]) if pids[key] else 0
-                    res = client.run(eps, c, args.requests)
+                    res = runners[g](key, c, args.requests)
                     if pids[key]:
-                        cpu[key][c].append((cpu_ns(pids[key]) - before) / 1000 / max(1, res.requests))
-                    results[key][c].append(res)
+                        cpu[g, key, c].append((cpu_ns(pids[key]) - before) / 1000 / max(1, res.requests))
+                    results[g, key, c].append(res)
                     print(
-                        f"round {r + 1} c={c:<2} {key}: p50 {res.p50_ms:.3f} ms p99 {res.p99_ms:.3f} ms "
-                        f"{res.throughput:.0f}/s errors {res.errors}",
+                        f"round {r + 1} {g:<6} c={c:<2} {key}: mean {res.mean_ms:.3f} ms p50 {res.p50_ms:.3f} ms "
+                        f"p99 {res.p99_ms:.3f} ms {res.throughput:.0f}/s errors {res.errors}",
                         file=sys.stderr,
                     )
-    summary: dict[str, Any] = {}
-    for key, by_c in results.items():
-        for c, runs in by_c.items():
-            summary[f"{key}/{c}"] = {
-                "p50_ms": statistics.median(r.p50_ms for r in runs),
-                "p99_ms": statistics.median(r.p99_ms for r in runs),
-                "throughput": statistics.median(r.throughput for r in runs),
-                "errors": sum(r.errors for r in runs),
-                "requests": sum(r.requests for r in runs),
-                "envoy_cpu_us": statistics.median(cpu[key][c]) if cpu[key][c] else None,
-            }
+        finally:
+            h2.close()
+    summary: dict[str, dict[str, Any]] = {g: {} for g in generators}
+    for (g, key, c), runs in results.items():
+        summary[g][f"{key}/{c}"] = {
+            "mean_ms": statistics.median(r.mean_ms for r in runs),
+            "p50_ms": statistics.median(r.p50_ms for r in runs),
+            "p99_ms": statistics.median(r.p99_ms for r in runs),
+            "throughput": statistics.median(r.throughput for r in runs),
+            "errors": sum(r.errors for r in runs),
+            "requests": sum(r.requests for r in runs),
+            "envoy_cpu_us": statistics.median(cpu[g, key, c]) if cpu[g, key, c] else None,
+        }
     return summary
 
 
@@ -248,6 +273,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=2000, help="requests per measurement")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument(
+        "--client",
+        choices=["python", "h2load", "both"],
+        default="both" if h2load_available() else "python",
+        help="load generator (default: both when h2load is installed)",
+    )
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
     args = ap.parse_args()
     jwks, token = keys()
@@ -260,26 +291,31 @@ def main() -> None:
         "b": "(b) SuperSONIC-style Envoy",
         "c": "(c) rendered Envoy, all features",
     }
-    rows = []
-    for c in CONCURRENCIES:
-        for key in "abc":
-            m = perf[f"{key}/{c}"]
-            envoy_cpu = "-" if m["envoy_cpu_us"] is None else f"{m['envoy_cpu_us']:.0f}"
-            rows.append(
-                f"| {c} | {names[key]} | {m['throughput']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | "
-                f"{envoy_cpu} | {m['errors']} / {m['requests']} |"
-            )
     head = (
-        "| concurrency | path | throughput (req/s) | p50 (ms) | p99 (ms) | Envoy CPU (µs/request) "
-        "| errors / requests |\n|---|---|---|---|---|---|---|"
+        "| concurrency | path | throughput (req/s) | mean (ms) | p50 (ms) | p99 (ms) "
+        "| Envoy CPU (µs/request) | errors / requests |\n|---|---|---|---|---|---|---|---|"
     )
-    print(head)
-    print("\n".join(rows))
-    added = perf["c/1"]["p50_ms"] - perf["a/1"]["p50_ms"]
-    ratio = perf["c/8"]["throughput"] / perf["b/8"]["throughput"]
-    print()
-    print(f"added p50 of (c) over (a) at concurrency 1: {added:.3f} ms (goal < 0.3 ms)")
-    print(f"throughput (c)/(b) at concurrency 8: {ratio:.2f} (goal >= 1)")
+    for generator, figures in perf.items():
+        print(f"\nLoad generator: {GENERATORS[generator]}\n")
+        print(head)
+        for c in CONCURRENCIES:
+            for key in "abc":
+                m = figures[f"{key}/{c}"]
+                envoy_cpu = "-" if m["envoy_cpu_us"] is None else f"{m['envoy_cpu_us']:.0f}"
+                print(
+                    f"| {c} | {names[key]} | {m['throughput']:.0f} | {m['mean_ms']:.3f} | {m['p50_ms']:.3f} "
+                    f"| {m['p99_ms']:.3f} | {envoy_cpu} | {m['errors']} / {m['requests']} |"
+                )
+        print()
+        for key in "bc":
+            added_mean = figures[f"{key}/1"]["mean_ms"] - figures["a/1"]["mean_ms"]
+            added_p50 = figures[f"{key}/1"]["p50_ms"] - figures["a/1"]["p50_ms"]
+            print(f"added by {names[key]} at concurrency 1: mean {added_mean:.3f} ms, p50 {added_p50:.3f} ms")
+        extra = figures["c/1"]["p50_ms"] - figures["b/1"]["p50_ms"]
+        print(f"p50 of (c) minus p50 of (b) at concurrency 1: {extra:.3f} ms (goal <= 0.05 ms)")
+        for c in CONCURRENCIES[1:]:
+            ratio = figures[f"c/{c}"]["throughput"] / figures[f"b/{c}"]["throughput"]
+            print(f"throughput (c)/(b) at concurrency {c}: {ratio:.2f} (goal >= 1)")
     print()
     print(
         "| one of 2 replicas killed 1 s into 3,000 requests at concurrency 8 | failed requests | p99 (ms) "

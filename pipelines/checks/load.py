@@ -53,6 +53,11 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
     @property
+    def mean_ms(self) -> float:
+        """Mean latency of successful requests; NaN when none succeeded."""
+        return float(np.mean(self.latencies_ms)) if self.latencies_ms else float("nan")
+
+    @property
     def p50_ms(self) -> float:
         return self.percentile_ms(50)
 
