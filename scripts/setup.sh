@@ -17,13 +17,20 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
 
+# Debian packages: Prometheus and promtool (local stack, integration tests), h2load from
+# nghttp2-client (the data-plane benchmark's C load generator).
+packages=()
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  packages+=(prometheus)
+fi
+command -v h2load >/dev/null 2>&1 || packages+=(nghttp2-client)
+if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Prometheus and promtool from Debian packages"
+    echo "setup: installing ${packages[*]} from Debian packages"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
   else
-    echo "setup: Prometheus not installed and not root: tests and demo steps that need it will say so and skip" >&2
+    echo "setup: ${packages[*]} not installed and not root: tests, demo steps and benchmarks that need them will say so" >&2
   fi
 fi
 # The Debian package enables a system service; this project starts its own on 127.0.0.1 only.
