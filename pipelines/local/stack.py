@@ -34,11 +34,17 @@ from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
 from pipelines.local.processes import Proc, StartError, free_ports, kill, start, stop, wait_until
 from pipelines.local.state import StackState, StateError, TritonPorts, load, run_dir, save, state_path
-from pipelines.local.triton import SHM_DIR, SHM_PREFIX, find_install, prepare_backends, triton_env
-from pipelines.local.triton import command as triton_command
+from pipelines.local.triton import (
+    SHM_DIR,
+    SHM_PREFIX,
+    cluster_command,
+    find_install,
+    prepare_backends,
+    triton_env,
+)
 from pipelines.render.envoyproxy import envoy_workers
-from pipelines.render.names import TRITON_ADMIN_ENV
-from pipelines.render.triton import restricted_protocol_args
+from pipelines.render.names import TRITON_ADMIN_ENV, TRITON_TRACE_FILE
+from pipelines.render.triton import triton_args
 
 ADMIN_KEY_FILE = "triton-admin.key"  # the local stand-in for the namespace's Secret
 
@@ -122,7 +128,7 @@ def up(
             repository = built.repository
             skipped += [f"model {m}: {why}" for m, why in built.skipped]
         say(f"starting {n} Triton replica(s) on {repository}")
-        tritons = _start_tritons(repository, directory, n, timeout, started, prefixes)
+        tritons = _start_tritons(p, repository, directory, n, timeout, started, prefixes)
 
         envoy_port, admin, stats, prom_port = free_ports(4)
         prom_bin = local_prometheus.prometheus_binary() if with_prometheus else None
@@ -183,7 +189,13 @@ def _refuse_if_running(directory: Path) -> None:
 
 
 def _start_tritons(
-    repository: Path, directory: Path, n: int, timeout: float, started: list[Proc], prefixes: list[str]
+    p: SiteDeployment,
+    repository: Path,
+    directory: Path,
+    n: int,
+    timeout: float,
+    started: list[Proc],
+    prefixes: list[str],
 ) -> tuple[TritonPorts, ...]:
     """Spawn ``n`` replicas at once, record each immediately, then wait for all in this thread.
 
@@ -200,13 +212,14 @@ def _start_tritons(
         http, grpc, metrics = free_ports(3)
         prefix = f"{SHM_PREFIX}{uuid.uuid4().hex[:12]}_"
         prefixes.append(prefix)
-        argv = triton_command(
+        argv = cluster_command(
             install,
+            triton_args(p, []),
             [repository.resolve()],
             backends,
             (http, grpc, metrics),
             prefix,
-            extra_args=restricted_protocol_args(_admin_key(directory)),
+            {f"$({TRITON_ADMIN_ENV})": _admin_key(directory), TRITON_TRACE_FILE: str(workdir / "trace.json")},
         )
         started.append(start(name, argv, workdir / "triton.log", env=triton_env(install)))
         tritons.append(TritonPorts(name, http, grpc, metrics))

@@ -183,6 +183,53 @@ def command(
     ]
 
 
+# What differs between the cluster's ``tritonserver`` command line and one on this machine: the
+# model repositories (the local snapshot), where it listens, and the backend directory.
+_MACHINE_FLAGS = ("--model-repository=", "--http-port=", "--grpc-port=", "--metrics-port=")
+
+
+def cluster_command(
+    install: TritonInstall,
+    cluster_args: Sequence[str],
+    repositories: Sequence[Path],
+    backends: Path,
+    ports: tuple[int, int, int],
+    shm_prefix: str,
+    substitutions: Mapping[str, str],
+) -> list[str]:
+    """The cluster's ``tritonserver`` arguments, run here (HTTP, gRPC, metrics ports in that order).
+
+    ``cluster_args`` is what the rendered Deployment runs (``pipelines.render.triton.triton_args``):
+    strict model configuration, model control mode, backend configurations, tracing and the
+    restricted protocols stay as the cluster has them. Only the repositories, ports and addresses
+    (loopback) and the backend directory are this machine's, plus a shared-memory prefix of its
+    own for the Python backend (several local servers share ``/dev/shm``). ``substitutions``
+    replaces text the cluster leaves to the kubelet or the pod, e.g. ``$(SONIC_TRITON_ADMIN_KEY)``
+    or the trace file under ``/tmp``.
+    """
+    http, grpc, metrics = ports
+    kept = []
+    for arg in cluster_args:
+        if arg.startswith(_MACHINE_FLAGS):
+            continue
+        for old, new in substitutions.items():
+            arg = arg.replace(old, new)
+        kept.append(arg)
+    return [
+        str(install.binary),
+        *(f"--model-repository={r}" for r in repositories),
+        f"--backend-directory={backends}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        "--metrics-address=127.0.0.1",
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+        *kept,
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+    ]
+
+
 def _ready(server: TritonServer) -> bool:
     try:
         return httpx.get(f"{server.http_url}/v2/health/ready", timeout=1.0).status_code == 200

@@ -80,6 +80,7 @@ SNAPSHOT_MOUNT = "/models/built"  # the snapshot claim's <experiment>/<deploymen
 CVMFS_MOUNT = "/cvmfs"  # same path as on the nodes, so declared /cvmfs/... repositories stay valid
 NFS_MOUNT = "/models/nfs"
 DRAIN_FILE = "/tmp/drain"  # preStop creates it; the readiness probe fails while it exists
+TRITON_TRACE_FILE = "/tmp/trace.json"  # where --trace-config mode=triton writes (the /tmp emptyDir)
 ENVOY_CONFIG_DIR = "/etc/envoy"
 ENVOY_CONFIG_FILE = "envoy.yaml"
 

@@ -85,7 +85,7 @@ def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
         if t.mode == "opentelemetry" and t.endpoint:
             args.append(f"--trace-config=opentelemetry,url={t.endpoint}")
         if t.mode == "triton":
-            args.append("--trace-config=triton,file=/tmp/trace.json")
+            args.append(f"--trace-config=triton,file={names.TRITON_TRACE_FILE}")
     return args
 
 

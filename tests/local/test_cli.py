@@ -21,6 +21,8 @@ from pipelines.local import stack
 from pipelines.local.processes import group_members
 from pipelines.local.state import StackState
 from pipelines.local.triton import SHM_DIR
+from pipelines.render.names import TRITON_ADMIN_ENV
+from pipelines.render.triton import triton_args
 
 pytestmark = pytest.mark.integration
 
@@ -72,13 +74,34 @@ def assert_all_gone(state: StackState) -> None:
         assert list(SHM_DIR.glob(f"{prefix}*")) == [], "shared memory left in /dev/shm"
 
 
+def cluster_server_settings(root: Path) -> None:
+    """Server settings the cluster's command line carries and a local run used to drop."""
+    path = root / "experiments" / "cms" / "minimal.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["triton"]["server"].update(
+        modelControlMode="explicit", backendConfig={"onnxruntime": {"enable-global-threadpool": "1"}}
+    )
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def test_up_status_check_down(tree: Path) -> None:
     root = str(tree)
     loosen_latency_slo(tree)
+    cluster_server_settings(tree)
     up = sonic("local", "up", "minimal", "--replicas", "1", "--root", root)
     assert up.returncode == 0, up.stderr
     state = state_of(tree)
     assert [p.name for p in state.processes][:2] == ["triton-0", "envoy"]
+    # The local Triton runs the cluster's command line; only repositories, ports, addresses, the
+    # backend directory, the admin key the kubelet would expand and the shm prefix are this machine's.
+    argv = Path(f"/proc/{state.process('triton-0').pid}/cmdline").read_bytes().decode().split("\0")[1:-1]
+    placement = load_tree(tree).deployment("cms/minimal").placements[0]
+    machine = ("--model-repository=", "--http-port=", "--grpc-port=", "--metrics-port=")
+    for arg in triton_args(placement, []):
+        if not arg.startswith(machine) and TRITON_ADMIN_ENV not in arg:
+            assert arg in argv, f"{arg} is missing from the local Triton's command line {argv}"
+    assert "--model-control-mode=explicit" in argv and "--load-model=btag_mini" in argv
+    assert not any("$(" in arg for arg in argv)
     assert "check it:  sonic check --endpoint 127.0.0.1:" in up.stdout
     # Everything listens on loopback only, each log is in the run directory.
     assert all(Path(p.log).parent.is_relative_to(state.run_dir) for p in state.processes)
