@@ -5,7 +5,7 @@ VENV ?= .venv
 SONIC := $(VENV)/bin/sonic
 PY := $(VENV)/bin/python
 
-.PHONY: setup controlplane-tools demo test lint render check-rendered e2e bench clean
+.PHONY: setup controlplane-tools github-openapi demo test lint render check-rendered e2e bench clean
 
 setup:
 	./scripts/setup.sh
@@ -15,10 +15,14 @@ setup:
 controlplane-tools:
 	./scripts/controlplane-tools.sh
 
+# GitHub's REST API description (npm package @octokit/openapi, pinned): the fake GitHub's contract.
+github-openapi:
+	./scripts/github-openapi.sh
+
 demo: setup
 	$(SONIC) demo
 
-test: setup controlplane-tools
+test: setup controlplane-tools github-openapi
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup

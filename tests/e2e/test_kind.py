@@ -78,7 +78,15 @@ from tests.e2e.repository import (
 )
 from tests.support.githttp import GitHttpServer
 from tests.support.tls import make_tls_files
-from tests.workflows.fakes import Request, Response, serve
+from tests.workflows.fakes import (
+    Request,
+    Response,
+    github_comment,
+    github_error,
+    github_status,
+    serve,
+    serve_github,
+)
 
 DEPLOYMENTS = ((SITE, "minimal"), (EXTRA_SITE, "minimal-wake"), (EXTRA_SITE, "minimal-jwt"))
 WEBHOOK_SECRET = "e2e-webhook-secret"  # a throw-away cluster's, known to the test
@@ -188,14 +196,13 @@ def github_api(req: Request) -> Response:
     """GitHub's REST API as the pipelines use it: commit statuses and the bot's one comment."""
     path = req.path.split("?")[0]
     if req.method == "POST" and "/statuses/" in path:
-        return Response(201, {"id": 1, "state": req.json()["state"], "context": req.json().get("context")})
+        return Response(201, github_status(req.json()["state"], req.json().get("context", "default")))
     if req.method == "GET" and path.endswith("/comments"):
         return Response(200, [])
     if req.method == "POST" and path.endswith("/comments"):
-        return Response(
-            201, {"id": 7, "html_url": "https://github.example/pr/1#comment-7", "body": req.json()["body"]}
-        )
-    return Response(404, {"message": "Not Found"})
+        owner_repo = "/".join(path.split("/")[2:4])
+        return Response(201, github_comment(7, req.json()["body"], "sonic-bot", owner_repo, 1))
+    return Response(404, github_error("Not Found"))
 
 
 class IdentityProvider:
@@ -244,7 +251,7 @@ def test_deployments_and_pipelines_on_a_real_cluster(
     tls = make_tls_files(tmp_path / "tls", ip_addresses=(gateway,))
     served = tmp_path / "served"
     with ExitStack() as servers:
-        github = servers.enter_context(serve(github_api, host=gateway))
+        github = servers.enter_context(serve_github(github_api, host=gateway))
         idp = IdentityProvider()
         idp.issuer = issuer = f"{servers.enter_context(serve(idp, host=gateway, tls=tls)).url}/realms/sonic"
         git_server = servers.enter_context(GitHttpServer(served, gateway, allow_push=True))

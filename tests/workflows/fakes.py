@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from jsonschema import Draft7Validator
+
+from tests.render.support import crd_schema
+from tests.support.github_contract import contract as github_api
 from tests.support.httpd import loopback_server, serving
 from tests.support.tls import TlsFiles
 
@@ -38,15 +42,24 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+Contract = Callable[[Request, Response], list[str]]  # the violations of one exchange
 
 
 class RecordingServer:
     """A threaded HTTP server; ``handler`` decides each answer; ``requests`` lists what arrived."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", tls: TlsFiles | None = None):
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        tls: TlsFiles | None = None,
+        contract: Contract | None = None,
+    ):
         self.handler = handler
         self.tls = tls
+        self.contract = contract
         self.requests: list[Request] = []
+        self.violations: list[str] = []  # of the contract, by our client's requests or the answers
         self._lock = threading.Lock()
         server = self
 
@@ -63,6 +76,10 @@ class RecordingServer:
                     resp = server.handler(req)
                 except Exception as exc:  # a bug in a test handler: answer 500, never hang the client
                     resp = Response(500, {"message": f"test handler failed: {exc!r}"})
+                if server.contract is not None:
+                    found = server.contract(req, resp)
+                    with server._lock:
+                        server.violations += found
                 payload = resp.body
                 if isinstance(payload, dict | list):
                     data = json.dumps(payload).encode()
@@ -95,12 +112,55 @@ class RecordingServer:
 
 @contextmanager
 def serve(
-    handler: Handler, host: str = "127.0.0.1", tls: TlsFiles | None = None
+    handler: Handler, host: str = "127.0.0.1", tls: TlsFiles | None = None, contract: Contract | None = None
 ) -> Iterator[RecordingServer]:
-    """Run a RecordingServer for the duration of a ``with`` block (always shut down)."""
-    server = RecordingServer(handler, host, tls)
+    """Run a RecordingServer for the duration of a ``with`` block (always shut down).
+
+    With a ``contract``, every exchange is checked against it and the block fails at its end if
+    one broke it (the answer still went out: the client under test sees what it would have).
+    """
+    server = RecordingServer(handler, host, tls, contract)
     with serving(server._httpd):
         yield server
+    assert not server.violations, "the fake or the client broke the contract:\n" + "\n".join(
+        server.violations
+    )
+
+
+# --- GitHub's REST API, checked against its published OpenAPI description ------------------------
+
+
+def github_contract(req: Request, resp: Response) -> list[str]:
+    return github_api().check(req.method, req.path, req.body, resp.status, resp.body)
+
+
+def serve_github(handler: Handler, host: str = "127.0.0.1") -> AbstractContextManager[RecordingServer]:
+    """A fake GitHub whose every answer, and every request our client sends it, fits GitHub's API."""
+    return serve(handler, host, contract=github_contract)
+
+
+def github_status(state: str, context: str = "default") -> dict[str, Any]:
+    """A commit status as ``POST /repos/{owner}/{repo}/statuses/{sha}`` answers (GitHub's example)."""
+    status = github_api().example("post", "/repos/{owner}/{repo}/statuses/{sha}", 201)
+    return {**status, "state": state, "context": context}
+
+
+def github_comment(id_: int, body: str, login: str, repository: str, number: int = 7) -> dict[str, Any]:
+    """An issue comment as GitHub returns it (its example, with our values)."""
+    comment = github_api().example("get", "/repos/{owner}/{repo}/issues/comments/{comment_id}", 200)
+    comment.update(
+        id=id_,
+        body=body,
+        html_url=f"https://github.com/{repository}/pull/{number}#issuecomment-{id_}",
+        url=f"https://api.github.com/repos/{repository}/issues/comments/{id_}",
+    )
+    comment["user"] = {**comment["user"], "login": login}
+    return comment
+
+
+def github_error(message: str) -> dict[str, Any]:
+    """GitHub's error body (``basic-error``)."""
+    return {"message": message, "documentation_url": "https://docs.github.com/rest"}
 
 
 def application(
@@ -121,18 +181,23 @@ def application(
     }
     if operation is not None:
         status["operationState"] = {
+            "operation": {"sync": {"revision": revision}},  # required by the CRD
             "phase": operation,
             "message": message or f"operation {operation.lower()}",
             "syncResult": {"revision": revision},
             "startedAt": "2026-01-01T00:00:00Z",
         }
-    return {
+    app = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", "uid": "0000"},
         "spec": {"project": "cms", "destination": {"server": "https://kubernetes.default.svc"}},
         "status": status,
     }
+    # Held to Argo CD's own schema (../shared/crds), so the fake cannot answer what Argo CD cannot.
+    errors = [e.message for e in Draft7Validator(crd_schema("Application", "v1alpha1")).iter_errors(app)]
+    assert not errors, f"the fake Application breaks Argo CD's CRD: {errors}"
+    return app
 
 
 def kube_status(code: int, reason: str, message: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from pipelines.workflows.github import COMMENT_MARKER, GitHub, GitHubError
-from tests.workflows.fakes import Request, Response, serve
+from tests.workflows.fakes import Request, Response, github_comment, github_error, github_status, serve_github
 
 TOKEN = "ghs_testtoken0123456789"
 SHA = "3f5c2a9d8e7b6a5c4d3e2f1a0b9c8d7e6f5a4b3c"
@@ -25,12 +25,7 @@ def assert_api_headers(req: Request) -> None:
 
 
 def comment(id_: int, body: str, login: str = "sonic-bot") -> dict[str, Any]:
-    return {
-        "id": id_,
-        "body": body,
-        "user": {"login": login},
-        "html_url": f"https://github.com/{REPO}/pull/7#issuecomment-{id_}",
-    }
+    return github_comment(id_, body, login, REPO)
 
 
 def _page(req: Request) -> int:
@@ -69,12 +64,14 @@ class FakeIssue:
                 if c["id"] == cid:
                     c["body"] = req.json()["body"]
                     return Response(200, c)
-        return Response(404, {"message": "Not Found"})
+        return Response(404, github_error("Not Found"))
 
 
 def test_status_posts_exactly_the_documented_request() -> None:
     with (
-        serve(lambda r: Response(201, {"id": 1, "state": r.json()["state"]})) as server,
+        serve_github(
+            lambda r: Response(201, github_status(r.json()["state"], r.json()["context"]))
+        ) as server,
         GitHub(TOKEN, server.url) as gh,
     ):
         gh.set_status(
@@ -98,14 +95,24 @@ def test_status_posts_exactly_the_documented_request() -> None:
 
 
 def test_status_description_is_cut_to_githubs_limit() -> None:
-    with serve(lambda r: Response(201, {})) as server, GitHub(TOKEN, server.url) as gh:
+    with (
+        serve_github(
+            lambda r: Response(201, github_status(r.json()["state"], r.json()["context"]))
+        ) as server,
+        GitHub(TOKEN, server.url) as gh,
+    ):
         gh.set_status(REPO, SHA, "failure", context="c", description="x" * 500)
         body = server.requests[0].json()
     assert len(body["description"]) == 140 and "target_url" not in body
 
 
 def test_status_rejects_bad_input_before_sending() -> None:
-    with serve(lambda r: Response(201, {})) as server, GitHub(TOKEN, server.url) as gh:
+    with (
+        serve_github(
+            lambda r: Response(201, github_status(r.json()["state"], r.json()["context"]))
+        ) as server,
+        GitHub(TOKEN, server.url) as gh,
+    ):
         with pytest.raises(ValueError, match="SHA"):
             gh.set_status(REPO, "HEAD~1", "success", context="c")
         with pytest.raises(ValueError, match="OWNER/NAME"):
@@ -115,7 +122,7 @@ def test_status_rejects_bad_input_before_sending() -> None:
 
 def test_first_comment_is_created() -> None:
     issue = FakeIssue([comment(1, "LGTM", "alice")])
-    with serve(issue) as server, GitHub(TOKEN, server.url) as gh:
+    with serve_github(issue) as server, GitHub(TOKEN, server.url) as gh:
         result = gh.upsert_comment(REPO, 7, "## summary")
         methods = [(r.method, r.path) for r in server.requests]
         post = server.requests[-1]
@@ -137,7 +144,7 @@ def test_the_bots_comment_is_updated_even_on_a_later_page() -> None:
             comment(4, f"{COMMENT_MARKER}\nold"),
         ]
     )
-    with serve(issue) as server, GitHub(TOKEN, server.url) as gh:
+    with serve_github(issue) as server, GitHub(TOKEN, server.url) as gh:
         result = gh.upsert_comment(REPO, 7, f"{COMMENT_MARKER}\nnew")
         paths = [(r.method, r.path) for r in server.requests]
         patch = server.requests[-1]
@@ -154,7 +161,7 @@ def test_the_bots_comment_is_updated_even_on_a_later_page() -> None:
 
 def test_an_identical_comment_is_left_alone() -> None:
     issue = FakeIssue([comment(9, f"{COMMENT_MARKER}\nsame")])
-    with serve(issue) as server, GitHub(TOKEN, server.url) as gh:
+    with serve_github(issue) as server, GitHub(TOKEN, server.url) as gh:
         result = gh.upsert_comment(REPO, 7, f"{COMMENT_MARKER}\nsame")
         methods = [r.method for r in server.requests]
     assert result.action == "unchanged" and methods == ["GET"]
@@ -162,7 +169,7 @@ def test_an_identical_comment_is_left_alone() -> None:
 
 def test_a_person_quoting_the_marker_is_not_overwritten_when_the_author_is_known() -> None:
     issue = FakeIssue([comment(5, f"quoting {COMMENT_MARKER}", "mallory")])
-    with serve(issue) as server, GitHub(TOKEN, server.url) as gh:
+    with serve_github(issue) as server, GitHub(TOKEN, server.url) as gh:
         result = gh.upsert_comment(REPO, 7, "summary", author="sonic-bot")
     assert result.action == "created"
     assert issue.comments[0]["body"] == f"quoting {COMMENT_MARKER}"
@@ -171,7 +178,7 @@ def test_a_person_quoting_the_marker_is_not_overwritten_when_the_author_is_known
 @pytest.mark.parametrize(("status", "transient"), [(422, False), (401, False), (502, True), (429, True)])
 def test_errors_say_whether_a_retry_can_help(status: int, transient: bool) -> None:
     with (
-        serve(lambda r: Response(status, {"message": "nope"})) as server,
+        serve_github(lambda r: Response(status, github_error("nope"))) as server,
         GitHub(TOKEN, server.url) as gh,
         pytest.raises(GitHubError) as info,
     ):
@@ -194,7 +201,9 @@ def write_token(tmp_path: Path) -> Path:
 
 
 def test_cli_status_from_the_workflow_phase(tmp_path: Path) -> None:
-    with serve(lambda r: Response(201, {})) as server:
+    with serve_github(
+        lambda r: Response(201, github_status(r.json()["state"], r.json()["context"]))
+    ) as server:
         result = CliRunner().invoke(
             cli,
             [*STATUS, "--workflow-status", "Failed", "--target-url", "", "--api-url", server.url,
@@ -213,9 +222,9 @@ def test_cli_status_from_the_workflow_phase(tmp_path: Path) -> None:
 def test_cli_exit_codes_separate_refusals_from_outages(tmp_path: Path) -> None:
     token = str(write_token(tmp_path))
     args = [*STATUS, "--state", "success", "--token-file", token]
-    with serve(lambda r: Response(422, {"message": "Validation Failed"})) as server:
+    with serve_github(lambda r: Response(422, github_error("Validation Failed"))) as server:
         refused = CliRunner().invoke(cli, [*args, "--api-url", server.url])
-    with serve(lambda r: Response(503, {"message": "down"})) as server:
+    with serve_github(lambda r: Response(503, github_error("down"))) as server:
         outage = CliRunner().invoke(cli, [*args, "--api-url", server.url])
     assert refused.exit_code == 1 and "Validation Failed" in refused.output
     assert outage.exit_code == 2  # the workflow's retryStrategy retries exit code 2 only
@@ -235,7 +244,7 @@ def test_cli_needs_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_cli_comment_posts_a_summary(tmp_path: Path) -> None:
     issue = FakeIssue([])
     failures = '[{"displayName":"render-check","message":"Error (exit code 1)","templateName":"render-check","phase":"Failed"}]'
-    with serve(issue) as server:
+    with serve_github(issue) as server:
         result = CliRunner().invoke(
             cli,
             ["github", "comment", "--repository", REPO, "--pr", "7", "--sha", SHA, "--workflow-status", "Failed",

@@ -16,7 +16,7 @@ from pipelines.workflows.pr_summary import (
     parse_name_status,
 )
 from tests.workflows.conftest import OWNER_REPO, Origin
-from tests.workflows.fakes import Request, Response, serve
+from tests.workflows.fakes import Request, Response, github_comment, serve_github
 
 NAME_STATUS = """\
 M\tgitops/rendered/uchicago/cms/minimal/deployment.yaml
@@ -101,12 +101,9 @@ def test_cli_comment_summarises_a_real_checkout(origin: Origin, tmp_path: Path) 
         posted.append(req)
         if req.method == "GET":
             return Response(200, [])
-        return Response(
-            201,
-            {"id": 1, "html_url": "https://github.com/x/y/pull/9#issuecomment-1", "body": req.json()["body"]},
-        )
+        return Response(201, github_comment(1, req.json()["body"], "sonic-bot", OWNER_REPO, 9))
 
-    with serve(github) as server:
+    with serve_github(github) as server:
         result = CliRunner().invoke(
             cli,
             ["github", "comment", "--repository", OWNER_REPO, "--pr", "9", "--workflow-status", "Succeeded",
@@ -146,7 +143,7 @@ def test_cli_stays_silent_on_irrelevant_pull_requests(origin: Origin, tmp_path: 
     )
     token = tmp_path / "token"
     token.write_text("t0ken")
-    with serve(lambda r: Response(200, [])) as server:
+    with serve_github(lambda r: Response(200, [])) as server:
         result = CliRunner().invoke(
             cli,
             ["github", "comment", *args, "--workflow-status", "Succeeded", "--checkout", str(dest), "--base-ref", "main",
@@ -170,8 +167,10 @@ def test_cli_explains_a_failed_run_on_an_irrelevant_pull_request(origin: Origin,
     assert checkout.exit_code == 0, checkout.output
     token = tmp_path / "token"
     token.write_text("t0ken")
-    answers = iter([Response(200, []), Response(201, {"id": 1, "html_url": "https://x/1"})])
-    with serve(lambda r: next(answers)) as server:
+    answers = iter(
+        [Response(200, []), Response(201, github_comment(1, "summary", "sonic-bot", OWNER_REPO, 4))]
+    )
+    with serve_github(lambda r: next(answers)) as server:
         result = CliRunner().invoke(
             cli,
             ["github", "comment", *args, "--workflow-status", "Failed", "--checkout", str(dest), "--base-ref", "main",
