@@ -85,6 +85,7 @@ class Converter:
     flags: list[FlagLine] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
     defaults_used: dict[Key, None] = field(default_factory=dict)
+    gpu_class_guessed: bool = False
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -161,8 +162,9 @@ class Converter:
         }
         gpus = self.triton(name)
         repositories, models = self.triton_args()
-        self.model_repository(repositories)
-        self.models(models)
+        if not self.errors:  # a command line we could not read says nothing about models
+            self.model_repository(repositories)
+            self.models(models)
         self.probes()
         self.envoy(name)
         self.autoscaling(namespace, gpus)
@@ -401,7 +403,22 @@ class Converter:
         # The class that explains the most of the file's placement; ties: the first by name.
         fitting.sort(key=lambda n: -(len(classes[n].node_selector) + len(classes[n].tolerations)))
         if fitting:
-            return fitting[0], classes[fitting[0]]
+            best = fitting[0]
+            weight = len(classes[best].node_selector) + len(classes[best].tolerations)
+            ties = [
+                n for n in fitting if len(classes[n].node_selector) + len(classes[n].tolerations) == weight
+            ]
+            if len(ties) > 1:
+                for side in ("limits", "requests"):
+                    self.note(
+                        ("triton", "resources", side, GPU_RESOURCE),
+                        "changed",
+                        f"the file does not say which GPU; class {best} chosen of {', '.join(ties)} (all fit its "
+                        "placement): check triton.gpu.class",
+                        "triton.gpu",
+                    )
+                self.gpu_class_guessed = True
+            return best, classes[best]
         chosen = "GPU"
         self.propose(
             f"gpuClasses.{chosen}",
@@ -736,7 +753,7 @@ class Converter:
         service_type = self.v("envoy", "service", "type")
         if service_type and service_type != "ClusterIP":
             self.put(("envoy", "service", "type"), "envoy.service.type", service_type)
-        elif service_type and self.given("envoy", "service", "type"):
+        elif service_type:
             self.note(
                 ("envoy", "service", "type"), "mapped", "ClusterIP: the client Service is a ClusterIP Service"
             )
@@ -910,7 +927,7 @@ class Converter:
                 )
             self.out["replicas"] = _int(self.v("triton", "replicas")) or 0
             for sub in self.doc.data.get("keda", {}) if isinstance(self.doc.data.get("keda"), dict) else {}:
-                if sub != "enabled":
+                if sub != "enabled" and table().match((*keda, sub)) is not None:
                     self.note((*keda, sub), "unused", "autoscaling is off (keda.enabled: false)")
             if self.given("serverLoadThreshold") and not gate:
                 self.note(

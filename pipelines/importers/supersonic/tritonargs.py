@@ -32,6 +32,11 @@ class Option:
 def _words(script: str) -> list[str]:
     # A backslash-newline is a line continuation for the shell; shlex would keep the newline.
     script = script.replace("\\\r\n", " ").replace("\\\n", " ")
+    for word in script.split():
+        if "$" in word or "`" in word:
+            raise ArgsProblem(
+                f"the shell string expands variables or commands ({word!r}): give the value itself"
+            )
     lexer = shlex.shlex(script, posix=True, punctuation_chars=";&|<>()")
     lexer.whitespace_split = True
     lexer.commenters = "#"
@@ -44,11 +49,6 @@ def _words(script: str) -> list[str]:
             raise ArgsProblem(
                 f"the shell string runs more than tritonserver ({w!r}): only one tritonserver "
                 "command with its options can be imported"
-            )
-    for w in words:
-        if "$" in w or "`" in w:
-            raise ArgsProblem(
-                f"the shell string expands variables or commands ({w!r}): give the value itself"
             )
     return words
 
