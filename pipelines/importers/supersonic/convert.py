@@ -793,6 +793,8 @@ class Converter:
                 bucket["fillInterval"] = fill
             envoy["rateLimit"] = {"connections": bucket}
         else:
+            if self.given(*ll, "enabled"):
+                self.note((*ll, "enabled"), "mapped", "false: no limit on new connections")
             for sub in ("max_tokens", "tokens_per_fill", "fill_interval"):
                 if self.given(*ll, sub):
                     self.note((*ll, sub), "unused", "the listener-level rate limiter is off")
@@ -812,6 +814,8 @@ class Converter:
     def ingress(self, name: str, envoy: dict[str, Any]) -> None:
         ing = ("envoy", "ingress")
         if not self.v(*ing, "enabled"):
+            if self.given(*ing, "enabled"):
+                self.note((*ing, "enabled"), "mapped", "false: no Ingress (clients reach Envoy's Service)")
             for sub in ("hostName", "hosts", "ingressClassName", "annotations", "tls"):
                 if self.given(*ing, sub) and self.v(*ing, sub):
                     self.note((*ing, sub), "unused", "the ingress is off (envoy.ingress.enabled: false)")
