@@ -58,6 +58,7 @@ COMMAND_MODULES: dict[str, str] = {
     "demo": "demo",
     "diff": "render",
     "github": "github",
+    "import": "import_cmd",
     "local": "local",
     "pipelines": "pipelines_cmd",
     "pushgateway": "pushgateway",
