@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.config.tree import check_tree  # noqa: E402
+from pipelines.config.checked import check_tree  # noqa: E402
 from pipelines.modelrepo.build import BuildOptions, build, default_workers  # noqa: E402
 
 CHUNK = 16 * 1024 * 1024

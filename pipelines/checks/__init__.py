@@ -3,11 +3,11 @@
 Entry point: :func:`run_checks`, which returns a :class:`Report` (table or JSON via
 :mod:`pipelines.checks.output`). Each concern has its module: ``server`` (liveness, readiness,
 served config), ``inference`` (synthetic and reference inferences), ``slo`` (load probe),
-``auth`` (JWT enforced), ``scaling`` (Prometheus queries behind KEDA and the admission gate);
-``spec`` writes and reads the check spec the in-cluster check Job runs from.
+``auth`` (JWT enforced), ``scaling`` (Prometheus queries behind KEDA and the admission gate).
+The check spec the in-cluster check Job runs from is configuration: :mod:`pipelines.config.checkspec`.
 
-The names below are imported on first use: the renderer imports :mod:`pipelines.checks.spec`,
-and must not need tritonclient (the ``checks`` extra) for that.
+The names below are imported on first use, so that importing a light module of this package does
+not load the check runner and tritonclient (the ``checks`` extra).
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ from pipelines.cli.options import (
     root_option,
 )
 from pipelines.config import ConfigErrors, Deployment
+from pipelines.config.checked import check_tree
 from pipelines.config.errors import display_path
-from pipelines.config.tree import check_tree, classify, relevant
+from pipelines.config.tree import classify, relevant
 
 if TYPE_CHECKING:
     from pipelines.modelrepo.build import BuildResult

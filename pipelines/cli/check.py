@@ -149,7 +149,7 @@ def _rendered_spec(
     directory: Path, deployment: str | None, spec_file: Path | None, cleanup: ExitStack
 ) -> Path:
     """The check spec of a rendered deployment directory, written to a scratch directory ``cleanup`` removes."""
-    from pipelines.checks.spec import SpecError, extract_rendered
+    from pipelines.config.checkspec import SpecError, extract_rendered
 
     if deployment is not None or spec_file is not None:
         die("give one of DEPLOYMENT, --spec FILE and --rendered DIR")
@@ -167,7 +167,7 @@ def _deployment(
     if spec_file is not None:
         if deployment is not None:
             die(f"give DEPLOYMENT or --spec, not both ({deployment!r} and --spec {spec_file})")
-        from pipelines.checks.spec import SpecError, load_spec
+        from pipelines.config.checkspec import SpecError, load_spec
 
         try:
             p = load_spec(spec_file)

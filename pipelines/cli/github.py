@@ -18,7 +18,8 @@ import click
 from pipelines.cli import EXIT_INVALID, cli, die, err, out
 from pipelines.cli.options import die_remote, dir_option, file_option, write_outputs
 from pipelines.config import find_root
-from pipelines.config.tree import LayoutError, check_tree, dependents
+from pipelines.config.checked import check_tree
+from pipelines.config.tree import LayoutError, dependents
 from pipelines.workflows import gitrepo, pr_summary
 from pipelines.workflows.github import (
     COMMENT_MARKER,

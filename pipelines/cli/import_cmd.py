@@ -11,8 +11,8 @@ import click
 from pipelines.cli import EXIT_INVALID, cli, die, report_errors
 from pipelines.cli.options import format_option
 from pipelines.config import ConfigError, ConfigErrors, LayoutError, Location, find_root
+from pipelines.config.checked import check_tree
 from pipelines.config.errors import display_path
-from pipelines.config.tree import check_tree
 
 
 @cli.group(name="import")

@@ -12,8 +12,9 @@ import click
 from pipelines.cli import EXIT_INVALID, cli, die
 from pipelines.cli.options import format_option
 from pipelines.config import ConfigError, LayoutError, expand, find_root
+from pipelines.config.checked import check_tree
 from pipelines.config.errors import display_path
-from pipelines.config.tree import Tree, check_tree, classify, dependents, relevant
+from pipelines.config.tree import Tree, classify, dependents, relevant
 
 
 @cli.command()

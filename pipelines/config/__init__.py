@@ -4,9 +4,10 @@ Entry point: :func:`load_tree`, which returns a fully checked :class:`Tree` or r
 :class:`ConfigErrors` listing every problem as ``file:line:col: path: message``.
 """
 
+from pipelines.config.checked import load_tree
 from pipelines.config.errors import ConfigError, ConfigErrors, Location
 from pipelines.config.model import Deployment, Experiment, Site, SiteDeployment
-from pipelines.config.tree import LayoutError, Tree, expand, find_root, load_tree
+from pipelines.config.tree import LayoutError, Tree, expand, find_root
 
 __all__ = [
     "ConfigError",

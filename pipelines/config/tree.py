@@ -11,9 +11,7 @@ Sub-folders of an experiment (``models/``, ``checks/``) hold data files, not con
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +19,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from pipelines.config import schema
-from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
+from pipelines.config.errors import ConfigError, ConfigErrors, display_path
 from pipelines.config.loader import Document, load_file
 from pipelines.config.model import Deployment, Experiment, Site, SiteDeployment
 
@@ -142,7 +140,7 @@ def effective(raw: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
     return eff
 
 
-class _Loader:
+class Loader:
     """Collects errors across all files while building typed objects from the valid ones."""
 
     def __init__(self, root: Path):
@@ -252,75 +250,6 @@ class _Loader:
         return Deployment(
             name=raw["name"], experiment=raw["experiment"], source=path, placements=tuple(placements)
         )
-
-
-def check_tree(root: Path) -> tuple[Tree, list[ConfigError]]:
-    """Load every file under ``root`` and run every rule; returns the tree and all problems found.
-
-    Files with problems are left out of the tree (but kept in ``tree.documents`` for locating).
-    """
-    from pipelines.config.semantic import check  # semantic imports Tree from here
-
-    with _gc_paused():
-        return _check_tree(root, check)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while loading.
-
-    Loading allocates several objects per YAML value and keeps most of them (locations), so the
-    collector would rescan the growing heap again and again (~30 % of the time at 1,000
-    deployments). The data is acyclic: reference counting frees what is dropped.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _check_tree(root: Path, check: Callable[[Tree], list[ConfigError]]) -> tuple[Tree, list[ConfigError]]:
-    files = discover(root)
-    loader = _Loader(root)
-    sites: dict[str, Site] = {}
-    experiments: dict[str, Experiment] = {}
-    deployments: list[Deployment] = []
-    for path, kind in files.items():
-        if kind == "site" and (s := loader.site(path)):
-            sites[s.name] = s
-        elif kind == "experiment" and (e := loader.experiment(path)):
-            experiments[e.name] = e
-    for path, kind in files.items():
-        if kind == "deployment" and (d := loader.deployment(path)):
-            deployments.append(d)
-    deployments.sort(key=lambda d: (d.experiment, d.name, str(d.source)))
-    broken_sites = frozenset(p.stem for p, k in files.items() if k == "site") - set(sites)
-    broken_exps = frozenset(p.parent.name for p, k in files.items() if k == "experiment") - set(experiments)
-    tree = Tree(root, sites, experiments, tuple(deployments), loader.documents, broken_sites, broken_exps)
-    return tree, loader.errors + check(tree)
-
-
-def load_tree(root: Path, selection: set[Path] | None = None) -> Tree:
-    """Load and check the whole tree under ``root``; raises ConfigErrors with all problems at once.
-
-    Every file is read (cross-file rules such as GPU quotas need all of them), but when
-    ``selection`` is given only problems in those files, and in the sites and experiments
-    they refer to, are reported.
-    """
-    tree, errors = check_tree(root)
-    if selection is not None:
-        keep = relevant(tree, selection)
-        errors = [e for e in errors if _resolve_display(e.location) in keep]
-    if errors:
-        raise ConfigErrors(errors)
-    return tree
-
-
-def _resolve_display(loc: Location) -> Path:
-    return Path(loc.file).resolve()
 
 
 def relevant(tree: Tree, selection: set[Path]) -> set[Path]:

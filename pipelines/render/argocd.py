@@ -15,7 +15,7 @@
   wave of the pods that mount it: with a ``WaitForFirstConsumer`` StorageClass it stays
   ``Pending`` (Progressing) until such a pod exists, so an earlier wave would never end.
 - A **PostSync hook Job** per deployment running ``sonic check --spec`` against the Envoy
-  Service, from a **check spec ConfigMap** (:mod:`pipelines.checks.spec`): the pipeline image
+  Service, from a **check spec ConfigMap** (:mod:`pipelines.config.checkspec`): the pipeline image
   holds no configuration tree, so the Job brings the resolved deployment and its reference
   files along.
 
@@ -32,7 +32,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from pipelines.checks import spec
+from pipelines.config import checkspec as spec
 from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names

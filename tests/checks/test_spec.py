@@ -22,7 +22,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines.checks.spec import (
+from pipelines.cli import cli
+from pipelines.config import SiteDeployment, load_tree
+from pipelines.config.checkspec import (
     SPEC_FILE,
     SpecError,
     bundle,
@@ -33,8 +35,6 @@ from pipelines.checks.spec import (
     to_spec,
     write,
 )
-from pipelines.cli import cli
-from pipelines.config import SiteDeployment, load_tree
 from pipelines.local import stack
 from pipelines.local.processes import free_port
 from pipelines.local.state import StackState
@@ -143,7 +143,7 @@ def test_a_wrong_field_is_named(tmp_path: Path) -> None:
 def test_the_spec_module_stands_alone() -> None:
     """The renderer imports the spec module: that must not load the check runner (and tritonclient)."""
     code = (
-        "import sys, pipelines.checks.spec; "
+        "import sys, pipelines.config.checkspec; "
         "found = sorted({'pipelines.checks.runner', 'tritonclient', 'numpy'} & set(sys.modules)); "
         "print(found); sys.exit(1 if found else 0)"
     )

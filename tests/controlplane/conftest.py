@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.config.checked import load_tree
 from pipelines.config.model import Site
-from pipelines.config.tree import load_tree
 from tests.support.controlplane import (
     ControlPlane,
     ControlPlaneUnavailable,

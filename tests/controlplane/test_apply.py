@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.config.tree import load_tree
+from pipelines.config.checked import load_tree
 from pipelines.local.processes import wait_until
 from pipelines.render.names import POD_SECURITY_LEVEL
 from tests.support.controlplane import (

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.config.tree import load_tree
+from pipelines.config.checked import load_tree
 from tests.controlplane.conftest import needs_controller
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace, site_prerequisites
 

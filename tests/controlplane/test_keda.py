@@ -29,7 +29,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from pipelines.config.tree import load_tree
+from pipelines.config.checked import load_tree
 from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
 from pipelines.local.processes import Proc, StartError, free_ports, stop, wait_until

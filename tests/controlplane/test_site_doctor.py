@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from pipelines.config.checked import load_tree
 from pipelines.config.model import Site
-from pipelines.config.tree import load_tree
 from pipelines.local.processes import free_port
 from pipelines.local.prometheus import prometheus_binary
 from tests.controlplane.doctor_support import (

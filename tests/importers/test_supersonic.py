@@ -21,8 +21,8 @@ from jsonschema import Draft7Validator
 
 from pipelines.cli import cli
 from pipelines.config import ConfigErrors, load_tree
+from pipelines.config.checked import check_tree
 from pipelines.config.loader import load_file
-from pipelines.config.tree import check_tree
 from pipelines.importers.supersonic import ImportResult, import_values, merge_fragment, validate_import
 from pipelines.importers.supersonic.chart import defaults, schema
 from pipelines.importers.supersonic.table import Key, format_key, table

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.config.tree import check_tree
+from pipelines.config.checked import check_tree
 from pipelines.modelrepo.build import BuildOptions, build
 from pipelines.modelrepo.progress import Quiet
 

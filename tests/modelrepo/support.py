@@ -12,8 +12,9 @@ import onnx
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
+from pipelines.config.checked import check_tree
 from pipelines.config.model import Deployment
-from pipelines.config.tree import Tree, check_tree
+from pipelines.config.tree import Tree
 
 SITE = {
     "name": "lab",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipelines.config.tree import check_tree
+from pipelines.config.checked import check_tree
 from pipelines.modelrepo.build import BuildResult
 from pipelines.modelrepo.freshness import stale_reasons
 from pipelines.modelrepo.lock import read_lock

@@ -14,9 +14,10 @@ import numpy.typing as npt
 import pytest
 from tritonclient.grpc import service_pb2
 
+from pipelines.config.checked import load_tree
 from pipelines.config.model import Jwt, SiteDeployment, TokenBucket
 from pipelines.config.model import Site as SiteConfig
-from pipelines.config.tree import Tree, load_tree
+from pipelines.config.tree import Tree
 from pipelines.render import names
 from pipelines.render.envoy import (
     ADMIN_CLUSTER,

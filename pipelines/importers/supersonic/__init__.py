@@ -25,9 +25,10 @@ from typing import Any
 
 import yaml
 
+from pipelines.config.checked import check_tree
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
 from pipelines.config.loader import Document, load_file
-from pipelines.config.tree import Tree, check_tree, deep_merge
+from pipelines.config.tree import Tree, deep_merge
 from pipelines.importers.supersonic.chart import CHART_VERSION, chart_errors, defaults, merged
 from pipelines.importers.supersonic.convert import Converted, Converter
 from pipelines.importers.supersonic.table import Key, Status, format_key, table
