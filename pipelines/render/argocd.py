@@ -164,9 +164,10 @@ def render_check_job(
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         {"name": "check-spec", "configMap": {"name": names.check_name(p), "defaultMode": 0o444}},
     ]
-    if site.prometheus is not None:
-        args += ["--prometheus", site.prometheus.url]
-    token = prometheus_token_volume(site)
+    prometheus = names.prometheus_url(p, site)
+    if prometheus is not None:
+        args += ["--prometheus", prometheus]
+    token = prometheus_token_volume(p, site)
     if token is not None:
         args += ["--prometheus-token-file", PROMETHEUS_TOKEN_PATH]
         mounts.append(token[0])
