@@ -67,6 +67,10 @@ NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
     ("networking.k8s.io", "Ingress"),
     ("networking.k8s.io", "NetworkPolicy"),
     ("policy", "PodDisruptionBudget"),
+    # The in-namespace Prometheus' endpoint discovery (render/monitoring_stack.py): a Role and its
+    # binding in the experiment's own namespace; never a ClusterRole (docs/security.md).
+    ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "RoleBinding"),
 )
 
 

@@ -98,11 +98,21 @@ def _deployment(
     *,
     uid: int,
     checksum: str,
-    service_account: bool = False,
-) -> dict[str, Any]:
-    """One replica; ``Recreate``, because each pod's emptyDir is its own store anyway."""
+    api_token: bool = False,
+) -> list[dict[str, Any]]:
+    """Its ServiceAccount and a Deployment of one replica; ``Recreate``, because each pod's
+    emptyDir is its own store anyway. A writable /tmp; everything else read-only."""
     container["securityContext"] = container_security(read_only_root=True)
-    return {
+    container["volumeMounts"] = [*container["volumeMounts"], {"name": "tmp", "mountPath": "/tmp"}]
+    volumes = [*volumes, {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}]
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta(p, component, name),
+        # Pods opt in below; only Prometheus does.
+        "automountServiceAccountToken": False,
+    }
+    deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(p, component, name),
@@ -117,9 +127,9 @@ def _deployment(
                     "annotations": {names.CONFIG_CHECKSUM_ANNOTATION: checksum},
                 },
                 "spec": {
-                    **({"serviceAccountName": name} if service_account else {}),
+                    "serviceAccountName": name,
                     # Only Prometheus talks to the Kubernetes API (endpoint discovery).
-                    "automountServiceAccountToken": service_account,
+                    "automountServiceAccountToken": api_token,
                     "enableServiceLinks": False,
                     "securityContext": pod_security(uid),
                     "containers": [container],
@@ -128,6 +138,7 @@ def _deployment(
             },
         },
     }
+    return [account, deployment]
 
 
 def _service(p: SiteDeployment, component: str, name: str, ports: list[tuple[str, int]]) -> dict[str, Any]:
@@ -250,7 +261,6 @@ def _prometheus(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": p.namespace}],
     }
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(p, "prometheus", name)}
     clients = [
         c
         for c, on in (("envoy", _gate_enabled(p)), ("grafana", p.monitoring.grafana.enabled), ("check", True))
@@ -266,11 +276,10 @@ def _prometheus(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
             }
         )
     return [
-        account,
         role,
         binding,
         _config_map(p, "prometheus", name, {PROMETHEUS_CONFIG_KEY: config_text, RULES_KEY: rules_text}),
-        _deployment(
+        *_deployment(
             p,
             "prometheus",
             name,
@@ -278,7 +287,7 @@ def _prometheus(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
             volumes,
             uid=PROMETHEUS_UID,
             checksum=_checksum(config_text, rules_text),
-            service_account=True,
+            api_token=True,
         ),
         _service(p, "prometheus", name, [("http", names.PROMETHEUS_PORT)]),
         _policy(p, "prometheus", name, rules),
@@ -401,7 +410,6 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
         {"name": "datasources", "mountPath": "/etc/grafana/provisioning/datasources", "readOnly": True},
         {"name": "dashboard-provider", "mountPath": "/etc/grafana/provisioning/dashboards", "readOnly": True},
         {"name": "data", "mountPath": "/var/lib/grafana"},
-        {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[dict[str, Any]] = [
         {
@@ -419,7 +427,6 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
             },
         },
         {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
     ]
     if p.monitoring.dashboard:
         # The ConfigMap of dashboard.py (also labelled for a site Grafana's sidecar).
@@ -444,7 +451,7 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
         _config_map(
             p, "grafana", name, {GRAFANA_DATASOURCES_KEY: datasources, GRAFANA_DASHBOARDS_KEY: provider}
         ),
-        _deployment(
+        *_deployment(
             p, "grafana", name, container, volumes, uid=GRAFANA_UID, checksum=_checksum(datasources, provider)
         ),
         _service(p, "grafana", name, [("http", names.GRAFANA_PORT)]),
@@ -561,7 +568,7 @@ def _tracing(p: SiteDeployment) -> list[dict[str, Any]]:
         tempo_rules += _from_pods(p, ["grafana"], names.TEMPO_HTTP)
     return [
         _config_map(p, "otel-collector", collector, {OTEL_CONFIG_KEY: collector_text}),
-        _deployment(
+        *_deployment(
             p,
             "otel-collector",
             collector,
@@ -575,7 +582,7 @@ def _tracing(p: SiteDeployment) -> list[dict[str, Any]]:
         ),
         _policy(p, "otel-collector", collector, collector_rules),
         _config_map(p, "tempo", tempo, {TEMPO_CONFIG_KEY: tempo_text}),
-        _deployment(
+        *_deployment(
             p,
             "tempo",
             tempo,
