@@ -180,8 +180,9 @@ def _deployment(
         die("missing DEPLOYMENT (name or experiment/name), --spec FILE or --rendered DIR")
     _, tree = load_tree_at(root, fmt)
     p = resolve_placement(tree, deployment, site)
-    prometheus = tree.sites[p.site].prometheus
-    return p, prometheus.url if prometheus is not None else None
+    from pipelines.render.names import prometheus_url
+
+    return p, prometheus_url(p, tree.sites[p.site])
 
 
 def _fresh_token(directory: Path) -> str:

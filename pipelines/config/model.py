@@ -148,6 +148,10 @@ class SiteRollout(Frozen):
     verify_through: Literal["service", "ingress"] = "service"
 
 
+class Keda(Frozen):
+    namespace: str = "keda"  # where the operator runs (queries an in-namespace Prometheus from there)
+
+
 class SiteGrant(Frozen):
     namespaces: tuple[str, ...]
     gpu_quota: int
@@ -164,6 +168,7 @@ class Site(Frozen):
     prometheus: Prometheus | None = None
     pushgateway: str | None = None
     rollout: SiteRollout = Field(default_factory=SiteRollout)
+    keda: Keda = Field(default_factory=Keda)
     experiments: dict[str, SiteGrant]
     source: Path = Field(exclude=True)
 
@@ -383,7 +388,7 @@ class Auth(Frozen):
 
 class EnvoyTracing(Frozen):
     sampling_rate: float
-    collector: str
+    collector: str | None = None  # None: the in-namespace collector (monitoring.tracing.enabled)
 
 
 class Envoy(Frozen):
@@ -434,10 +439,23 @@ class Alerts(Frozen):
     for_: Seconds = Field(alias="for")
 
 
+class Enabled(Frozen):
+    enabled: bool = False
+
+
+class GrafanaStack(Frozen):
+    enabled: bool = False
+    host: str | None = None
+
+
 class Monitoring(Frozen):
     scrape_interval: Seconds
     dashboard: bool
     alerts: Alerts
+    # The optional in-namespace stack (render/monitoring_stack.py), for sites without monitoring.
+    prometheus: Enabled = Field(default_factory=Enabled)
+    grafana: GrafanaStack = Field(default_factory=GrafanaStack)
+    tracing: Enabled = Field(default_factory=Enabled)
 
 
 class Reference(Frozen):

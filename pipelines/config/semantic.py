@@ -394,30 +394,36 @@ def _site_hosts(tree: Tree) -> dict[str, str]:
     return hosts
 
 
+def _ingress_claims(tree: Tree) -> Iterator[tuple[SiteDeployment, str, JsonPath, str]]:
+    """Every ingress host a placement claims: (placement, host, where written, what for)."""
+    for _, p in _live(tree):
+        if p.envoy.ingress is not None:
+            yield p, p.envoy.ingress.host, (*_where(tree, p, "envoy", "ingress"), "host"), "Envoy"
+        if p.monitoring.grafana.host is not None:
+            yield p, p.monitoring.grafana.host, _where(tree, p, "monitoring", "grafana", "host"), "Grafana"
+
+
 @rule
 def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
-    """Ingress hosts: not a site's own, prefixed with the experiment, and each claimed once.
+    """Ingress hosts (Envoy's and Grafana's): not a site's own, prefixed with the experiment, and
+    each claimed once.
 
     A conflict is reported in every file that claims the host, so the victim is not the only
     one told (and the pull request that takes the host fails its own validation).
     """
     reserved = _site_hosts(tree)
-    claims: dict[str, list[SiteDeployment]] = defaultdict(list)
-    for _, p in _live(tree):
-        ing = p.envoy.ingress
-        if ing is None:
-            continue
-        host = ing.host.lower()
-        where = (*_where(tree, p, "envoy", "ingress"), "host")
-        claims[host].append(p)
+    claims: dict[str, list[tuple[SiteDeployment, JsonPath, str]]] = defaultdict(list)
+    for p, given, where, what in _ingress_claims(tree):
+        host = given.lower()
+        claims[host].append((p, where, what))
         if host in reserved:
-            yield _err(tree, p.source, where, f"host {ing.host!r} is reserved: it is the {reserved[host]}")
+            yield _err(tree, p.source, where, f"host {given!r} is reserved: it is the {reserved[host]}")
         if not host.split(".", 1)[0].startswith(f"{p.experiment}-"):
             yield _err(
                 tree,
                 p.source,
                 where,
-                f"host {ing.host!r} must start with '{p.experiment}-' (the experiment's prefix, "
+                f"host {given!r} must start with '{p.experiment}-' (the experiment's prefix, "
                 f"e.g. '{p.experiment}-{p.name}.…'): hosts of one experiment cannot be taken by another",
             )
         site = tree.sites.get(p.site)
@@ -432,24 +438,25 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
                 tree,
                 p.source,
                 where,
-                f"host {ing.host!r} must be under the site's ingress domain {site.ingress.domain!r}",
+                f"host {given!r} must be under the site's ingress domain {site.ingress.domain!r}",
             )
     for host, users in claims.items():
-        owners = {(u.source, u.site) for u in users}
+        owners = {(u.source, u.site, what) for u, _, what in users}
         if len(owners) < 2:
             continue
-        for p in users:
+        for p, where, what in users:
             others = ", ".join(
                 sorted(
                     f"{o.experiment}/{o.name} at {o.site!r} ({display_path(o.source)})"
-                    for o in users
-                    if (o.source, o.site) != (p.source, p.site)
+                    + ("" if o_what == "Envoy" else f" for {o_what}")
+                    for o, _, o_what in users
+                    if (o.source, o.site, o_what) != (p.source, p.site, what)
                 )
             )
             yield _err(
                 tree,
                 p.source,
-                (*_where(tree, p, "envoy", "ingress"), "host"),
+                where,
                 f"ingress host {host!r} is also claimed by {others}: each host belongs to one deployment",
             )
 
@@ -492,6 +499,12 @@ def rollout_reaches_deployments(tree: Tree) -> Iterator[ConfigError]:
         )
 
 
+OWN_PROMETHEUS = (
+    "run one in the namespace with monitoring.prometheus.enabled: true (deployment-wide or under "
+    "sites.<site>.monitoring), or have the site's administrators declare theirs (prometheus in its site file)"
+)
+
+
 @rule
 def prometheus_consistency(tree: Tree) -> Iterator[ConfigError]:
     for site in tree.sites.values():
@@ -505,21 +518,22 @@ def prometheus_consistency(tree: Tree) -> Iterator[ConfigError]:
             )
     for _, p in _live(tree):
         where = tree.sites.get(p.site)
-        if where is None or where.prometheus is not None:
+        if where is None or where.prometheus is not None or p.monitoring.prometheus.enabled:
             continue
         if p.autoscaling is not None:
             yield _err(
                 tree,
                 p.source,
                 _where(tree, p, "autoscaling"),
-                f"autoscaling needs Prometheus, but site {p.site!r} declares none",
+                f"autoscaling needs Prometheus, but site {p.site!r} declares none; {OWN_PROMETHEUS}",
             )
         if p.envoy.admission_gate is not None and p.envoy.admission_gate.enabled:
             yield _err(
                 tree,
                 p.source,
                 ("envoy", "admissionGate"),
-                f"the admission gate queries Prometheus, but site {p.site!r} declares none (set enabled: false)",
+                f"the admission gate queries Prometheus, but site {p.site!r} declares none (set enabled: false); "
+                + OWN_PROMETHEUS,
             )
 
 
@@ -787,3 +801,100 @@ def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
                 f"Kubernetes Secret and reference it (secretRef); {_owners(source)} must remove it "
                 "and revoke it, since the pull request already published it",
             )
+
+
+# --- the in-namespace monitoring stack (render/monitoring_stack.py) ---------------------------------
+
+
+@rule
+def monitoring_stack(tree: Tree) -> Iterator[ConfigError]:
+    """What the in-namespace stack needs, and settings it replaces.
+
+    Reported once per place written: a deployment-wide setting is the same at every site.
+    """
+    seen: set[tuple[Path, JsonPath, str]] = set()
+
+    def once(p: SiteDeployment, where: JsonPath, message: str) -> Iterator[ConfigError]:
+        if (p.source, where, message) not in seen:
+            seen.add((p.source, where, message))
+            yield _err(tree, p.source, where, message)
+
+    for _, p in _live(tree):
+        m = p.monitoring
+        if m.grafana.enabled and not m.prometheus.enabled:
+            yield from once(
+                p,
+                _where(tree, p, "monitoring", "grafana", "enabled"),
+                f"Grafana in the namespace reads the Prometheus in the namespace (at site {p.site!r}): "
+                "set monitoring.prometheus.enabled: true too, or leave Grafana off",
+            )
+        if m.grafana.host is not None and not m.grafana.enabled:
+            yield from once(
+                p,
+                _where(tree, p, "monitoring", "grafana", "host"),
+                f"a Grafana host without Grafana (at site {p.site!r}): set monitoring.grafana.enabled: true or drop host",
+            )
+        tr = p.envoy.tracing
+        if m.tracing.enabled and tr is not None and tr.collector is not None:
+            yield from once(
+                p,
+                ("envoy", "tracing", "collector"),
+                f"monitoring.tracing.enabled sends Envoy's traces to the collector in the namespace (at site "
+                f"{p.site!r}): drop envoy.tracing.collector, or turn the in-namespace tracing off",
+            )
+        if not m.tracing.enabled and tr is not None and tr.collector is None:
+            yield from once(
+                p,
+                ("envoy", "tracing"),
+                f"envoy.tracing needs a collector (host:port) at site {p.site!r}, or "
+                "monitoring.tracing.enabled: true to run one in the namespace",
+            )
+        tt = p.triton.server.tracing
+        if m.tracing.enabled and tt is not None and tt.mode == "opentelemetry" and tt.endpoint:
+            yield from once(
+                p,
+                _where(tree, p, "triton", "server", "tracing", "endpoint"),
+                f"monitoring.tracing.enabled sends Triton's traces to the collector in the namespace (at site "
+                f"{p.site!r}): drop triton.server.tracing.endpoint, or turn the in-namespace tracing off",
+            )
+
+
+GRAFANA_WITHOUT_TLS = (
+    "Grafana's login would cross the Ingress in clear text: site {site!r} has no TLS for its ingress "
+    "hosts; its administrators can set ingress.tlsSecret or ingress.defaultCertificate: true in "
+    "gitops/sites/{site}.yaml, or drop monitoring.grafana.host (port-forward instead)"
+)
+
+
+@rule
+def grafana_host_tls(tree: Tree) -> Iterator[ConfigError]:
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        g = p.monitoring.grafana
+        if site is None or site.ingress is None or g.host is None or not g.enabled:
+            continue  # no ingress at all: the ingress_hosts rule speaks
+        if site.ingress.tls_secret or site.ingress.default_certificate:
+            continue
+        yield _err(
+            tree,
+            p.source,
+            _where(tree, p, "monitoring", "grafana", "host"),
+            GRAFANA_WITHOUT_TLS.format(site=p.site),
+        )
+
+
+@rule
+def keda_namespace_not_granted(tree: Tree) -> Iterator[ConfigError]:
+    """An in-namespace Prometheus admits KEDA's namespace: no experiment may deploy there."""
+    for site in tree.sites.values():
+        for exp_name, grant in sorted(site.experiments.items()):
+            if site.keda.namespace in grant.namespaces:
+                yield _err(
+                    tree,
+                    site.source,
+                    ("keda", "namespace")
+                    if ("keda", "namespace") in tree.documents[site.source].values
+                    else ("experiments", exp_name),
+                    f"namespace {site.keda.namespace!r} (where KEDA runs, keda.namespace) is granted to experiment "
+                    f"{exp_name!r}: its pods could query every in-namespace Prometheus; give KEDA's own namespace",
+                )

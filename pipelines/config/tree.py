@@ -131,7 +131,7 @@ def deep_merge(base: Any, override: Any) -> Any:
 def effective(raw: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
     """The deployment's raw settings at one site: placement overrides merged over the base."""
     eff = {k: schema.clone(v) for k, v in raw.items() if k != "sites"}
-    for section in ("triton", "envoy", "autoscaling"):
+    for section in ("triton", "envoy", "autoscaling", "monitoring"):
         if section in placement:
             eff[section] = deep_merge(eff.get(section, {}), placement[section])
     if "replicas" in placement:  # a fixed count at this site turns autoscaling off here

@@ -7,6 +7,7 @@ environment. One module per component:
     envoyproxy.py   Envoy Deployment, ConfigMap (envoy.py builds the bootstrap), Services, Ingress, PDB
     keda.py         ScaledObject + TriggerAuthentication
     monitoring.py   ServiceMonitors + PrometheusRule, or a plain-Prometheus ConfigMap; dashboard.py
+    monitoring_stack.py  the optional in-namespace Prometheus, Grafana, OpenTelemetry collector, Tempo
     security.py     ServiceAccounts, NetworkPolicies, Triton PDB, pod/container security settings
     argocd.py       sync waves, the PostSync check Job and its check spec ConfigMap, the
                     application.json of each directory, AppProjects and ApplicationSets
@@ -39,6 +40,7 @@ from pipelines.render.errors import RenderError, RenderProblem, problem
 from pipelines.render.gitrepo import DEFAULT, Repository
 from pipelines.render.keda import render_keda
 from pipelines.render.monitoring import render_monitoring
+from pipelines.render.monitoring_stack import render_monitoring_stack
 from pipelines.render.security import render_security
 from pipelines.render.triton import render_triton
 from pipelines.render.volumes import render_volumes
@@ -63,6 +65,7 @@ def render_site_deployment(
         *render_security(p, site, lock),
         *render_volumes(p, site, lock),
         *render_monitoring(p, site, lock),
+        *render_monitoring_stack(p, site, lock),
         *render_triton(p, site, lock),
         *render_envoy(p, site, lock),
         *render_keda(p, site, lock),

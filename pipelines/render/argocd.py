@@ -67,6 +67,10 @@ NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
     ("networking.k8s.io", "Ingress"),
     ("networking.k8s.io", "NetworkPolicy"),
     ("policy", "PodDisruptionBudget"),
+    # The in-namespace Prometheus' endpoint discovery (render/monitoring_stack.py): a Role and its
+    # binding in the experiment's own namespace; never a ClusterRole (docs/security.md).
+    ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "RoleBinding"),
 )
 
 
@@ -164,9 +168,10 @@ def render_check_job(
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         {"name": "check-spec", "configMap": {"name": names.check_name(p), "defaultMode": 0o444}},
     ]
-    if site.prometheus is not None:
-        args += ["--prometheus", site.prometheus.url]
-    token = prometheus_token_volume(site)
+    prometheus = names.prometheus_url(p, site)
+    if prometheus is not None:
+        args += ["--prometheus", prometheus]
+    token = prometheus_token_volume(p, site)
     if token is not None:
         args += ["--prometheus-token-file", PROMETHEUS_TOKEN_PATH]
         mounts.append(token[0])

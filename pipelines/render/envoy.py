@@ -27,8 +27,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from pipelines.config.model import Jwt, SiteDeployment, TokenBucket
+from pipelines.config.model import EnvoyTracing, Jwt, SiteDeployment, TokenBucket
 from pipelines.config.model import Site as SiteConfig
+from pipelines.render import names
 from pipelines.render.metrics import load_query
 from pipelines.render.names import (
     ENVOY_ADMIN,
@@ -88,6 +89,7 @@ LUA_FILTER = "envoy.filters.http.lua"  # filter name = per-route config key = ro
 PROMETHEUS_CLUSTER = "prometheus"
 ADMIN_CLUSTER = "envoy_admin"
 OTEL_CLUSTER = "opentelemetry_collector"
+DEFAULT_SAMPLING_RATE = 0.01  # the schema's envoy.tracing.samplingRate default (a test holds them equal)
 HEALTH_PATHS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
 SESSION_HEADER = "x-session-id"
 STATS_CONNECTION_ROOM = 64  # connections beyond the client limit, kept for Prometheus and probes
@@ -267,9 +269,9 @@ def _route_action(p: SiteDeployment) -> Json:
 def _gate_metadata(p: SiteDeployment, site: SiteConfig, prometheus_url: str | None, token_path: str) -> Json:
     gate = p.envoy.admission_gate
     assert gate is not None
-    url = urlsplit(_prometheus_url(site, prometheus_url))
+    url = urlsplit(_prometheus_url(p, site, prometheus_url))
     base = url.path.rstrip("/")
-    uses_token = site.prometheus is not None and site.prometheus.auth is not None
+    uses_token = names.prometheus_auth(p, site) is not None
     return {
         "threshold": gate.threshold,
         "cache_for_ms": round(gate.cache_for * 1000),
@@ -422,8 +424,18 @@ def _access_log() -> list[Json]:
     ]
 
 
-def _tracing(p: SiteDeployment) -> Json:
+def tracing_settings(p: SiteDeployment) -> EnvoyTracing | None:
+    """Envoy's tracing as rendered: with the in-namespace stack, to its collector (at the
+    declared sampling rate, else the schema's default of 1 %)."""
     tr = p.envoy.tracing
+    if p.monitoring.tracing.enabled:
+        rate = tr.sampling_rate if tr is not None else DEFAULT_SAMPLING_RATE
+        return EnvoyTracing(sampling_rate=rate, collector=names.otel_collector_grpc(p))
+    return tr
+
+
+def _tracing(p: SiteDeployment) -> Json:
+    tr = tracing_settings(p)
     assert tr is not None
     return {
         "random_sampling": _percent(round(tr.sampling_rate * 100, 6)),
@@ -471,7 +483,7 @@ def _grpc_listener(
         },
         "http_filters": _http_filters(p),
     }
-    if e.tracing is not None:
+    if tracing_settings(p) is not None:
         hcm["tracing"] = _tracing(p)
     if e.access_log:
         hcm["access_log"] = _access_log()
@@ -622,18 +634,19 @@ def _triton_cluster(p: SiteDeployment, endpoints: Sequence[tuple[str, int]] | No
     return cluster
 
 
-def _prometheus_url(site: SiteConfig, override: str | None) -> str:
+def _prometheus_url(p: SiteDeployment, site: SiteConfig, override: str | None) -> str:
     if override is not None:
         return override
-    if site.prometheus is None:
+    url = names.prometheus_url(p, site)
+    if url is None:
         raise ValueError(f"site {site.name!r} declares no Prometheus, which the admission gate needs")
-    return site.prometheus.url
+    return url
 
 
 def _prometheus_cluster(
     p: SiteDeployment, site: SiteConfig, prometheus_url: str | None, ca_bundle: str
 ) -> Json:
-    url = urlsplit(_prometheus_url(site, prometheus_url))
+    url = urlsplit(_prometheus_url(p, site, prometheus_url))
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError(f"Prometheus URL {url.geturl()!r}: expected http(s)://host[:port][/path]")
     tls = url.scheme == "https"
@@ -663,8 +676,8 @@ def _jwks_cluster(jwt: Jwt, ca_bundle: str) -> Json:
 
 
 def _otel_cluster(p: SiteDeployment) -> Json:
-    tr = p.envoy.tracing
-    assert tr is not None
+    tr = tracing_settings(p)
+    assert tr is not None and tr.collector is not None  # semantic.tracing_collector
     host, _, port = tr.collector.rpartition(":")
     return _single_host_cluster(OTEL_CLUSTER, host, int(port), connect_timeout=2.0, http2=True)
 
@@ -721,7 +734,7 @@ def envoy_config(
     jwt = p.envoy.auth.jwt if p.envoy.auth else None
     if jwt is not None:
         clusters.append(_jwks_cluster(jwt, ca_bundle))
-    if p.envoy.tracing is not None:
+    if tracing_settings(p) is not None:
         clusters.append(_otel_cluster(p))
     clusters.append(_admin_cluster(admin_port))
 

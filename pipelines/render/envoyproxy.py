@@ -93,7 +93,7 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
     ]
-    token = prometheus_token_volume(site)
+    token = prometheus_token_volume(p, site)
     if token is not None:
         mounts.append(token[0])
         volumes.append(token[1])

@@ -56,13 +56,14 @@ def _behavior(b: ScalingBehavior) -> dict[str, Any]:
 def _trigger(
     p: SiteDeployment, site: Site, name: str, query: str, threshold: str, activation: str, metric_type: str
 ) -> dict[str, Any]:
-    assert site.prometheus is not None
+    url = names.prometheus_url(p, site)
+    assert url is not None
     trigger: dict[str, Any] = {
         "type": "prometheus",
         "name": name,
         "metricType": metric_type,
         "metadata": {
-            "serverAddress": site.prometheus.url,
+            "serverAddress": url,
             "query": query,
             "threshold": threshold,
             "activationThreshold": activation,
@@ -70,7 +71,7 @@ def _trigger(
             "unsafeSsl": "false",
         },
     }
-    if site.prometheus.auth is not None:
+    if names.prometheus_auth(p, site) is not None:
         trigger["metadata"]["authModes"] = "bearer"
         trigger["authenticationRef"] = {"name": names.trigger_auth_name(p)}
     return trigger
@@ -81,7 +82,7 @@ def render_keda(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[s
     a = p.autoscaling
     if a is None:
         return []
-    if site.prometheus is None:
+    if names.prometheus_url(p, site) is None:
         raise problem(p, "autoscaling needs Prometheus, but the site declares none")
     fallback = a.fallback_replicas is not None
     metric_type = "AverageValue" if fallback else "Value"
@@ -126,7 +127,7 @@ def render_keda(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[s
             "spec": spec,
         }
     ]
-    auth = site.prometheus.auth
+    auth = names.prometheus_auth(p, site)
     if auth is not None:
         objs.append(
             {

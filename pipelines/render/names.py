@@ -6,7 +6,7 @@ selectors, the NetworkPolicy and the Services can never drift apart.
 
 from __future__ import annotations
 
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import PrometheusAuth, Site, SiteDeployment
 
 MANAGED_BY = "sonic-gitops"
 
@@ -165,3 +165,68 @@ def rendered_dir(p: SiteDeployment) -> str:
 # (pod-security.kubernetes.io/enforce); rendered pods are written to pass it, and the
 # control-plane tests apply the tree into namespaces that enforce it.
 POD_SECURITY_LEVEL = "restricted"
+
+
+# --- the optional in-namespace monitoring stack (render/monitoring_stack.py) -------------------------
+
+# Official images, pinned; the one place to bump them.
+PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+GRAFANA_IMAGE = "grafana/grafana:11.3.0"
+OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.115.0"
+TEMPO_IMAGE = "grafana/tempo:2.6.1"
+
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+OTLP_GRPC = 4317  # the collector's and Tempo's OTLP/gRPC receivers
+OTLP_HTTP = 4318  # the collector's OTLP/HTTP receiver (Triton's OpenTelemetry exporter speaks it)
+OTEL_HEALTH = 13133  # the collector's health_check extension
+TEMPO_HTTP = 3200  # Tempo's query API (Grafana's datasource)
+
+# Grafana's admin login: a Secret the site admins create in the namespace; only referenced.
+GRAFANA_ADMIN_SECRET = "sonic-grafana-admin"
+GRAFANA_ADMIN_USER_KEY = "admin-user"
+GRAFANA_ADMIN_PASSWORD_KEY = "admin-password"
+
+
+def prometheus_name(p: SiteDeployment) -> str:
+    """The in-namespace Prometheus: Deployment, Service, ConfigMap, ServiceAccount, Role, RoleBinding."""
+    return f"{p.name}-prometheus"
+
+
+def grafana_name(p: SiteDeployment) -> str:
+    return f"{p.name}-grafana"
+
+
+def otel_collector_name(p: SiteDeployment) -> str:
+    return f"{p.name}-otel-collector"
+
+
+def tempo_name(p: SiteDeployment) -> str:
+    return f"{p.name}-tempo"
+
+
+def otel_collector_grpc(p: SiteDeployment) -> str:
+    """``host:port`` of the in-namespace collector's OTLP/gRPC receiver (Envoy's tracing)."""
+    return f"{otel_collector_name(p)}.{p.namespace}.svc.cluster.local:{OTLP_GRPC}"
+
+
+def otel_collector_http(p: SiteDeployment) -> str:
+    """URL of the in-namespace collector's OTLP/HTTP traces endpoint (Triton's tracing)."""
+    return f"http://{otel_collector_name(p)}.{p.namespace}.svc.cluster.local:{OTLP_HTTP}/v1/traces"
+
+
+def prometheus_url(p: SiteDeployment, site: Site) -> str | None:
+    """The Prometheus that answers ``p``'s queries (KEDA, the admission gate, the checks).
+
+    The deployment's own, in its namespace, when it runs one; else the site's; None if neither.
+    """
+    if p.monitoring.prometheus.enabled:
+        return f"http://{prometheus_name(p)}.{p.namespace}.svc.cluster.local:{PROMETHEUS_PORT}"
+    return site.prometheus.url if site.prometheus is not None else None
+
+
+def prometheus_auth(p: SiteDeployment, site: Site) -> PrometheusAuth | None:
+    """The bearer token :func:`prometheus_url` needs: the site's, never for the in-namespace one."""
+    if p.monitoring.prometheus.enabled or site.prometheus is None:
+        return None
+    return site.prometheus.auth

@@ -67,10 +67,11 @@ def spread(p: SiteDeployment, component: str) -> list[dict[str, Any]]:
     ]
 
 
-def prometheus_token_volume(site: Site) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def prometheus_token_volume(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(volumeMount, volume) putting the site's Prometheus token Secret at PROMETHEUS_TOKEN_PATH,
-    read-only; None when the site's Prometheus needs no token. Only the reference is rendered."""
-    auth = site.prometheus.auth if site.prometheus else None
+    read-only; None when the deployment's Prometheus (names.prometheus_url) needs no token. Only
+    the reference is rendered."""
+    auth = names.prometheus_auth(p, site)
     if auth is None:
         return None
     token_dir, token_file = PROMETHEUS_TOKEN_PATH.rsplit("/", 1)

@@ -61,13 +61,25 @@ def namespace_peer(namespace: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
 
 
-def _metrics_rules(site: Site, port: int) -> list[dict[str, Any]]:
-    """The ingress rule admitting the site's Prometheus to ``port``; none without a Prometheus."""
-    if site.prometheus is None:
-        return []
-    return [
-        {"from": [namespace_peer(site.prometheus.namespace)], "ports": [{"protocol": "TCP", "port": port}]}
-    ]
+def _metrics_rules(p: SiteDeployment, site: Site, port: int) -> list[dict[str, Any]]:
+    """The ingress rules admitting the site's Prometheus, and the deployment's own, to ``port``;
+    none without a Prometheus."""
+    rules = []
+    if site.prometheus is not None:
+        rules.append(
+            {
+                "from": [namespace_peer(site.prometheus.namespace)],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        )
+    if p.monitoring.prometheus.enabled:
+        rules.append(
+            {
+                "from": [{"podSelector": {"matchLabels": names.selector(p, "prometheus")}}],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        )
+    return rules
 
 
 def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
@@ -99,7 +111,7 @@ def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[di
                         "from": [{"podSelector": {"matchLabels": names.selector(p, "envoy")}}],
                         "ports": [{"protocol": "TCP", "port": names.TRITON_GRPC}],
                     },
-                    *_metrics_rules(site, names.TRITON_METRICS),
+                    *_metrics_rules(p, site, names.TRITON_METRICS),
                 ],
             },
         }
@@ -115,7 +127,7 @@ def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[di
                 "ingress": [
                     # Clients from anywhere (see the module docstring).
                     {"ports": [{"protocol": "TCP", "port": names.ENVOY_GRPC}]},
-                    *_metrics_rules(site, names.ENVOY_STATS),
+                    *_metrics_rules(p, site, names.ENVOY_STATS),
                 ],
             },
         }

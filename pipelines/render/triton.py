@@ -82,8 +82,9 @@ def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
             f"--trace-config=level={t.level}",
             f"--trace-config=rate={t.rate}",
         ]
-        if t.mode == "opentelemetry" and t.endpoint:
-            args.append(f"--trace-config=opentelemetry,url={t.endpoint}")
+        endpoint = names.otel_collector_http(p) if p.monitoring.tracing.enabled else t.endpoint
+        if t.mode == "opentelemetry" and endpoint:
+            args.append(f"--trace-config=opentelemetry,url={endpoint}")
         if t.mode == "triton":
             args.append(f"--trace-config=triton,file={names.TRITON_TRACE_FILE}")
     return args

@@ -205,7 +205,10 @@ def test_schema_defaults_reach_the_typed_objects(repo_root: Path) -> None:
     site = tree.sites["anvil"]
     assert site.argocd.namespace == "argocd"
     assert site.gpu_classes["A10"].resource == "nvidia.com/gpu"
-    assert site.prometheus is not None and site.prometheus.operator is True
+    assert site.prometheus is None  # Anvil runs none (its deployments bring their own)
+    assert site.keda.namespace == "keda"
+    geddes = tree.sites["geddes"].prometheus
+    assert geddes is not None and geddes.operator is True
 
 
 def test_validator_works_on_the_inlined_schema() -> None:

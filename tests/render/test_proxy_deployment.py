@@ -103,7 +103,7 @@ def test_prometheus_token_is_mounted_from_the_site_secret() -> None:
 
 def test_ingress_uses_the_site_class_annotations_and_tls() -> None:
     p, _ = placement("anvil", "particlenet-anvil")
-    ing = find(rendered(p), "Ingress")
+    ing = find(rendered(p), "Ingress", names.envoy_name(p))
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     assert ing["spec"]["tls"] == [

@@ -30,7 +30,9 @@ SECRET_SHAPES = [
 def test_every_pod_is_locked_down(ident: str, obj: dict) -> None:  # type: ignore[type-arg]
     spec = pods(obj)
     assert spec is not None
-    assert spec["automountServiceAccountToken"] is False
+    # Only the in-namespace Prometheus reads the API (endpoint discovery, a namespaced Role).
+    discovers = obj["metadata"]["labels"]["app.kubernetes.io/name"] == "prometheus"
+    assert spec["automountServiceAccountToken"] is discovers
     assert spec["serviceAccountName"]
     sc = spec["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["runAsUser"] > 0
@@ -81,7 +83,7 @@ def _prometheus_peer(namespace: str) -> dict[str, object]:
 
 
 def test_triton_reachable_only_from_envoy_and_prometheus() -> None:
-    p, site = placement("anvil", "particlenet-anvil")
+    p, site = placement("nautilus", "particlenet")
     assert site.prometheus is not None and NAMESPACE_NAME_LABEL == "kubernetes.io/metadata.name"
     policy = find(rendered(p), "NetworkPolicy", names.triton_name(p))
     spec = policy["spec"]
@@ -112,12 +114,21 @@ def test_envoy_reachable_only_on_its_listeners() -> None:
 def test_every_metrics_port_admits_exactly_the_declared_prometheus_namespace() -> None:
     """No peer anywhere depends on a label an admin must add; every metrics rule names one namespace."""
     for p, site in placements():
-        assert site.prometheus is not None
+        allowed = []
+        if site.prometheus is not None:
+            allowed.append([_prometheus_peer(site.prometheus.namespace)])
+        if p.monitoring.prometheus.enabled:  # the deployment's own, in its namespace
+            allowed.append([{"podSelector": {"matchLabels": names.selector(p, "prometheus")}}])
+        assert allowed, deployment_id(p)
         for policy in (o for o in rendered(p) if o["kind"] == "NetworkPolicy"):
+            seen = []
             for rule in policy["spec"]["ingress"]:
                 port = rule["ports"][0]["port"]
                 if port in (names.TRITON_METRICS, names.ENVOY_STATS):
-                    assert rule["from"] == [_prometheus_peer(site.prometheus.namespace)], deployment_id(p)
+                    assert rule["from"] in allowed, deployment_id(p)
+                    seen.append(rule["from"])
+            if policy["metadata"]["name"] in (names.triton_name(p), names.envoy_name(p)):
+                assert seen == allowed, deployment_id(p)
 
 
 def test_no_prometheus_no_metrics_rule() -> None:
