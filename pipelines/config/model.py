@@ -148,9 +148,18 @@ class SiteRollout(Frozen):
     verify_through: Literal["service", "ingress"] = "service"
 
 
+class NamespaceQuota(Frozen):
+    """Per granted namespace (site.schema.json ``experiments.<name>.quota``); defaults as the schema's."""
+
+    cpu: str = "64"
+    memory: str = "256Gi"
+    pods: int = 100
+
+
 class SiteGrant(Frozen):
     namespaces: tuple[str, ...]
     gpu_quota: int
+    quota: NamespaceQuota = Field(default_factory=NamespaceQuota)
 
 
 class Site(Frozen):

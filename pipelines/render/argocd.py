@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any
 
 from pipelines.checks import spec
+from pipelines.config.footprint import CHECK_JOB
 from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
@@ -40,6 +41,7 @@ from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem
 from pipelines.render.gitrepo import DEFAULT, Repository
 from pipelines.render.objects import meta, prometheus_token_volume
+from pipelines.render.objects import resources as container_resources
 from pipelines.render.security import container_security, pod_security
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
@@ -186,10 +188,7 @@ def render_check_job(
         "command": ["sonic"],
         "args": args,
         "env": [{"name": "HOME", "value": "/tmp"}],
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"cpu": "1", "memory": "1Gi"},
-        },
+        "resources": container_resources(CHECK_JOB),
         "securityContext": container_security(read_only_root=True),
         "volumeMounts": mounts,
     }
