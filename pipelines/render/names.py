@@ -164,3 +164,17 @@ def rendered_dir(p: SiteDeployment) -> str:
 # (pod-security.kubernetes.io/enforce); rendered pods are written to pass it, and the
 # control-plane tests apply the tree into namespaces that enforce it.
 POD_SECURITY_LEVEL = "restricted"
+
+
+# --- namespace quota (issue 11, finding 8) ----------------------------------------------------------
+# Per granted namespace, applied by the site's administrators (not by an experiment's Argo CD
+# Application: the AppProjects allow neither kind). "_" cannot start an experiment name, so the
+# directory never collides with gitops/rendered/<site>/<experiment>/.
+NAMESPACES_DIR = "_namespaces"
+QUOTA_NAME = "sonic-quota"  # the ResourceQuota
+LIMIT_RANGE_NAME = "sonic-defaults"  # the LimitRange giving containers without resources defaults
+
+
+def namespace_dir(site: str, namespace: str) -> str:
+    """Repository-relative directory of one granted namespace's ResourceQuota and LimitRange."""
+    return f"gitops/rendered/{site}/{NAMESPACES_DIR}/{namespace}"

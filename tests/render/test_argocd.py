@@ -195,7 +195,9 @@ def test_application_file_is_never_applied() -> None:
     for directory in directories:
         kustomization = yaml.safe_load(files[f"{directory}/kustomization.yaml"])
         assert APPLICATION_FILE not in kustomization["resources"]
-        assert f"{directory}/{APPLICATION_FILE}" in files
+        # A namespace's quota directory is the site admins' to apply: no Application for it.
+        is_namespace = f"/{names.NAMESPACES_DIR}/" in directory
+        assert (f"{directory}/{APPLICATION_FILE}" in files) != is_namespace
 
 
 def test_deployments_come_and_go_without_touching_the_argocd_tree(example_tree: Path) -> None:
