@@ -925,3 +925,37 @@ def namespace_quota(tree: Tree) -> Iterator[ConfigError]:
                     "(docs/security.md, 'Quotas'). Lower the replicas or resources, or ask the site's "
                     f"administrators to raise experiments.{p.experiment}.quota.{key} in gitops/sites/{site_name}.yaml",
                 )
+
+
+@rule
+def jwt_audience_per_deployment(tree: Tree) -> Iterator[ConfigError]:
+    """No two deployments accept the same audience of the same issuer (issue 11, finding 14).
+
+    Envoy accepts any token of the issuer that names one of the deployment's audiences, so a
+    shared audience makes a token for one deployment good at the other. Reported in every file
+    involved, each naming the others.
+    """
+    claims: dict[tuple[str, str], list[tuple[Deployment, int]]] = defaultdict(list)
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None  # auth is deployment-wide
+        jwt = p.envoy.auth.jwt if p is not None and p.envoy.auth else None
+        if jwt is None:
+            continue
+        for i, audience in enumerate(jwt.audiences):
+            claims[(jwt.issuer.rstrip("/"), audience)].append((d, i))
+    for (issuer, audience), users in sorted(claims.items()):
+        if len(users) < 2:
+            continue
+        for d, i in users:
+            others = ", ".join(
+                sorted(f"{o.experiment}/{o.name} ({display_path(o.source)})" for o, _ in users if o is not d)
+            )
+            yield _err(
+                tree,
+                d.source,
+                ("envoy", "auth", "jwt", "audiences", i),
+                f"audience {audience!r} of issuer {issuer!r} is also accepted by {others}: a token for one "
+                "deployment would be good at the other; give each deployment its own audience (and its "
+                "check client, Secret <deployment>-check-client, a client of the identity provider "
+                "that may ask for this audience only)",
+            )

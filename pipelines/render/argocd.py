@@ -176,11 +176,14 @@ def render_check_job(
     if p.envoy.auth is not None and p.envoy.auth.jwt is not None:
         # Client credentials, not a token: the check asks the identity provider for a fresh
         # token when it runs (stored tokens expire in minutes). All keys: scope and audience
-        # are optional.
+        # are optional. The deployment's own client (names.check_client_secret), never a shared one.
         args += ["--client-credentials", CHECK_CLIENT_DIR]
         mounts.append({"name": "check-client", "mountPath": CHECK_CLIENT_DIR, "readOnly": True})
         volumes.append(
-            {"name": "check-client", "secret": {"secretName": repo.check_client_secret, "defaultMode": 0o440}}
+            {
+                "name": "check-client",
+                "secret": {"secretName": names.check_client_secret(p), "defaultMode": 0o440},
+            }
         )
     container = {
         "name": "check",
