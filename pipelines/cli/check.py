@@ -109,7 +109,7 @@ def check(
             die("give --token-file or --client-credentials, not both")
         token = read_secret(token_file, "--token-file") if token_file else None
         if client_credentials is not None and p.envoy.auth is not None and p.envoy.auth.jwt is not None:
-            token = _fresh_token(client_credentials)
+            token = _fresh_token(client_credentials, p.envoy.auth.jwt.audiences)
         prom_token = (
             read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
         )
@@ -185,12 +185,26 @@ def _deployment(
     return p, prometheus_url(p, tree.sites[p.site])
 
 
-def _fresh_token(directory: Path) -> str:
-    """A JWT from the credentials in ``directory``; exits 1 when refused, 2 when worth retrying."""
+def _fresh_token(directory: Path, audiences: tuple[str, ...]) -> str:
+    """A JWT for the deployment's audience from the credentials in ``directory``.
+
+    The token is asked for the deployment's first audience unless the credentials name one of
+    its others: a token for another deployment's audience is refused by this one's Envoy, and
+    one for this audience by every other (issue 11, finding 14). Exits 1 when refused, 2 when
+    worth retrying.
+    """
+    from dataclasses import replace
+
     from pipelines.checks.oauth2 import CredentialsError, TokenError, fetch_token, load_client_credentials
 
     try:
-        return fetch_token(load_client_credentials(directory))
+        creds = load_client_credentials(directory)
+        if creds.audience is not None and creds.audience not in audiences:
+            raise CredentialsError(
+                f"{directory / 'audience'}: {creds.audience!r} is not an audience of this deployment "
+                f"(envoy.auth.jwt.audiences: {', '.join(audiences)}); its Envoy would refuse the token"
+            )
+        return fetch_token(replace(creds, audience=creds.audience or audiences[0]))
     except CredentialsError as exc:
         die(f"--client-credentials: {exc}")
     except TokenError as exc:

@@ -29,6 +29,7 @@ from pipelines.cli.options import deployment_or_die, format_option, load_tree_at
 from pipelines.config import ConfigErrors, Tree
 from pipelines.render import ARGOCD, RENDERED, RenderError, render_tree
 from pipelines.render.gitrepo import Repository, load_repository
+from pipelines.render.names import NAMESPACES_DIR
 from pipelines.render.summary import summarize
 
 MANAGED = (RENDERED, ARGOCD)
@@ -269,6 +270,7 @@ def render(check: bool, only: str | None, root: Path) -> None:
             ]
             + [f"{RENDERED}/{p.site}/{d.experiment}/{d.name}" for p in d.placements]
             + [ARGOCD]
+            + [f"{RENDERED}/{s}/{NAMESPACES_DIR}" for s in sorted(tree.sites)]
         )
     fresh = _render(tree, repo, refs)
     current = _read_or_exit(root)

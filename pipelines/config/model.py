@@ -152,9 +152,18 @@ class Keda(Frozen):
     namespace: str = "keda"  # where the operator runs (queries an in-namespace Prometheus from there)
 
 
+class NamespaceQuota(Frozen):
+    """Per granted namespace (site.schema.json ``experiments.<name>.quota``); defaults as the schema's."""
+
+    cpu: str = "64"
+    memory: str = "256Gi"
+    pods: int = 100
+
+
 class SiteGrant(Frozen):
     namespaces: tuple[str, ...]
     gpu_quota: int
+    quota: NamespaceQuota = Field(default_factory=NamespaceQuota)
 
 
 class Site(Frozen):

@@ -234,6 +234,9 @@ def _allowed(schema: dict[str, Any]) -> str:
     for key, sign in bounds:
         if key in schema:
             parts.append(f"{sign} {_json(schema[key])}")
+    for key, sign in (("minDuration", "≥"), ("maxDuration", "≤")):
+        if key in schema:
+            parts.append(f"{sign} {schema[key]}")
     if isinstance(schema.get("not"), dict) and "const" in schema["not"]:
         parts.append(f"not {_json(schema['not']['const'])}")
     if schema.get("minItems") or schema.get("minProperties"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from pipelines.config.errors import ConfigError, format_path
 from pipelines.config.loader import Document
+from pipelines.config.model import parse_duration
 
 SchemaName = Literal["deployment", "site", "experiment"]
 # pipelines/schemas links to the repository's schemas/, so installed wheels carry the same files.
@@ -53,6 +55,9 @@ def load_schema(name: str) -> dict[str, Any]:
 # ignores unknown keywords, so validation is unaffected.
 VALUE_DESCRIPTION = "x-value-description"
 _ANNOTATIONS = frozenset({"description", "default", "title", "$comment", "examples"})
+# Bounds of a duration string (our own keywords, see DURATION_BOUNDS below): they merge into the
+# ``$ref``'d duration like annotations, so the field keeps the shared type's pattern.
+_MERGED = _ANNOTATIONS | {"minDuration", "maxDuration"}
 
 
 @cache
@@ -83,7 +88,7 @@ def _inline(node: Any, resolver: Any, active: tuple[int, ...]) -> Any:
         raise ValueError(f"recursive $ref {ref!r}: the schemas must not be recursive")
     target = _inline(resolved.contents, resolved.resolver, (*active, id(resolved.contents)))
     siblings = {k: _inline(v, resolver, active) for k, v in node.items() if k != "$ref"}
-    if not set(siblings) <= _ANNOTATIONS:
+    if not set(siblings) <= _MERGED:
         return {"allOf": [target], **siblings}
     merged = {**target, **siblings}
     value_description = target.get(VALUE_DESCRIPTION, target.get("description"))
@@ -92,10 +97,42 @@ def _inline(node: Any, resolver: Any, active: tuple[int, ...]) -> Any:
     return merged
 
 
+# --- duration bounds ------------------------------------------------------------------------------
+# JSON Schema bounds numbers only, and durations are strings ("90s", "1m30s"). The schemas bound
+# them with two keywords of their own, ``minDuration`` and ``maxDuration`` (duration strings);
+# validators that do not know them (editors) ignore them, and the descriptions repeat the range.
+
+
+def _duration_range(schema: dict[str, Any]) -> str:
+    low, high = schema.get("minDuration"), schema.get("maxDuration")
+    if low is not None and high is not None:
+        return f"give a duration from {low} to {high}"
+    return f"give a duration of at least {low}" if low is not None else f"give a duration of at most {high}"
+
+
+def _duration_bound(keyword: str) -> Any:
+    def check(validator: Any, bound: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+        if not isinstance(instance, str) or not _DURATION.fullmatch(instance):
+            return  # the pattern reports it
+        seconds, limit = parse_duration(instance), parse_duration(bound)
+        if (seconds > limit) if keyword == "maxDuration" else (seconds < limit):
+            yield ValidationError(f"{instance!r} is out of range: {_duration_range(schema)}")
+
+    return check
+
+
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(us|ms|s|m|h))+$")  # common.schema.json#/$defs/duration
+DURATION_BOUNDS = ("minDuration", "maxDuration")
+Validator = jsonschema.validators.extend(
+    Draft202012Validator, {k: _duration_bound(k) for k in DURATION_BOUNDS}
+)
+
+
 @cache
 def validator(name: SchemaName) -> Draft202012Validator:
     """A compiled validator for one schema (the registry stays attached for any ``$ref`` left)."""
-    return Draft202012Validator(inlined(name), registry=registry())
+    result: Draft202012Validator = Validator(inlined(name), registry=registry())
+    return result
 
 
 def validate(doc: Document, name: SchemaName) -> list[ConfigError]:

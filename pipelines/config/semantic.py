@@ -11,12 +11,15 @@ import difflib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipelines.config.errors import ConfigError, JsonPath, display_path
-from pipelines.config.model import Deployment, SiteDeployment
+from pipelines.config.footprint import Footprint, deployment_footprint
+from pipelines.config.model import Deployment, NamespaceQuota, Resources, SiteDeployment
 from pipelines.config.promql import promql_problems
+from pipelines.config.quantity import memory_text, parse_quantity
 from pipelines.config.schedule import schedule_problem
 from pipelines.config.secrets import find_inline_secrets
 from pipelines.config.tree import Tree
@@ -898,3 +901,172 @@ def keda_namespace_not_granted(tree: Tree) -> Iterator[ConfigError]:
                     f"namespace {site.keda.namespace!r} (where KEDA runs, keda.namespace) is granted to experiment "
                     f"{exp_name!r}: its pods could query every in-namespace Prometheus; give KEDA's own namespace",
                 )
+
+
+# --- quotas (issue 11, finding 8) ------------------------------------------------------------------
+# Hard caps: no node offers more to one container, so larger values are mistakes or attacks
+# (cpu: 999999, memory: 999Ei), refused before any quota is counted. A site's namespace quota
+# has caps of its own (site.schema.json experiments.<name>.quota descriptions).
+MAX_CONTAINER_CPU = Decimal(512)  # cores
+MAX_CONTAINER_MEMORY = Decimal(8 * 1024**4)  # 8Ti
+MAX_NAMESPACE_CPU = Decimal(100000)
+MAX_NAMESPACE_MEMORY = Decimal(1024**5)  # 1Pi
+
+
+_RESOURCE_FIELDS = (
+    ("cpu", "cpu"),
+    ("cpuLimit", "cpu_limit"),
+    ("memory", "memory"),
+    ("memoryLimit", "memory_limit"),
+)
+
+
+def _resource_problems(r: Resources) -> Iterator[tuple[str, str]]:
+    """(field, problem) for one container's resources: above a hard cap, or a limit below its request."""
+    values = {field: getattr(r, attr) for field, attr in _RESOURCE_FIELDS}
+    for field, text in values.items():
+        cap, show = (
+            (MAX_CONTAINER_CPU, "512 cores") if field.startswith("cpu") else (MAX_CONTAINER_MEMORY, "8Ti")
+        )
+        if text is not None and parse_quantity(text) > cap:
+            yield field, f"{text!r} is more than one container may have (at most {show})"
+    for request, limit in (("cpu", "cpuLimit"), ("memory", "memoryLimit")):
+        req, lim = values[request], values[limit]
+        if req is not None and lim is not None and parse_quantity(lim) < parse_quantity(req):
+            yield limit, f"{lim!r} is below the request {request}: {req!r} (Kubernetes refuses such a pod)"
+
+
+@rule
+def resources_sane(tree: Tree) -> Iterator[ConfigError]:
+    """Container resources within hard caps, limits not below requests; site quotas within theirs."""
+    seen: set[tuple[Path, JsonPath]] = set()
+    for _, p in _live(tree):
+        for component, r in (("triton", p.triton.resources), ("envoy", p.envoy.resources)):
+            for field, problem in _resource_problems(r):
+                where = _where(tree, p, component, "resources", field)
+                if (p.source, where) in seen:
+                    continue
+                seen.add((p.source, where))
+                yield _err(
+                    tree,
+                    p.source,
+                    where,
+                    f"{problem}; the deployment's authors can change it here",
+                )
+    for site in tree.sites.values():
+        for exp_name, grant in sorted(site.experiments.items()):
+            for field, cap, show in (
+                ("cpu", MAX_NAMESPACE_CPU, "100000 cores"),
+                ("memory", MAX_NAMESPACE_MEMORY, "1Pi"),
+            ):
+                text = getattr(grant.quota, field)
+                if parse_quantity(text) > cap:
+                    yield _err(
+                        tree,
+                        site.source,
+                        ("experiments", exp_name, "quota", field),
+                        f"{text!r} is more than any namespace can use (at most {show}); "
+                        "the site's administrators can change it here",
+                    )
+
+
+_QUOTA_KINDS: tuple[
+    tuple[str, str, Callable[[Footprint], Decimal], Callable[[NamespaceQuota], Decimal]], ...
+] = (
+    ("cpu", "CPU", lambda f: max(f.requests_cpu, f.limits_cpu), lambda q: parse_quantity(q.cpu)),
+    (
+        "memory",
+        "memory",
+        lambda f: max(f.requests_memory, f.limits_memory),
+        lambda q: parse_quantity(q.memory),
+    ),
+    ("pods", "pods", lambda f: Decimal(f.pods), lambda q: Decimal(q.pods)),
+)
+
+
+def _shown_amount(key: str, value: Decimal) -> str:
+    if key == "cpu":
+        return f"{value.normalize():f} cores"
+    return memory_text(value) if key == "memory" else str(int(value))
+
+
+@rule
+def namespace_quota(tree: Tree) -> Iterator[ConfigError]:
+    """Every deployment of a namespace, at its most, fits the namespace's quota from the site file.
+
+    Counted as :mod:`pipelines.config.footprint` says (the rendered ResourceQuota is the same
+    quota). Reported on every deployment of the namespace, each at its own replica limit, so the
+    pull request that adds the last straw fails as well as the files already there.
+    """
+    groups: dict[tuple[str, str], list[SiteDeployment]] = defaultdict(list)
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        grant = site.experiments.get(p.experiment) if site else None
+        if grant is not None and p.namespace in grant.namespaces:
+            groups[(p.site, p.namespace)].append(p)
+    for (site_name, ns), placements in sorted(groups.items()):
+        site = tree.sites[site_name]
+        placements.sort(key=lambda x: (x.name, str(x.source)))
+        grant = site.experiments[placements[0].experiment]
+        if any(
+            any(True for _ in _resource_problems(r))
+            for p in placements
+            for r in (p.triton.resources, p.envoy.resources)
+        ):
+            continue  # resources_sane reports the cause; a sum of absurd values says nothing more
+        needs = {p.name: deployment_footprint(p, site) for p in placements}
+        total = Footprint()
+        for f in needs.values():
+            total = total + f
+        for key, what, need_of, quota_of in _QUOTA_KINDS:
+            need, quota = need_of(total), quota_of(grant.quota)
+            if need <= quota:
+                continue
+            parts = ", ".join(f"{name}: {_shown_amount(key, need_of(f))}" for name, f in needs.items())
+            for p in placements:
+                field = ("autoscaling", "max") if p.autoscaling else ("replicas",)
+                yield _err(
+                    tree,
+                    p.source,
+                    _where(tree, p, *field),
+                    f"{what} quota of namespace {ns!r} at site {site_name!r} exceeded: its deployments need "
+                    f"{_shown_amount(key, need)} at their most ({parts}), the quota is "
+                    f"{_shown_amount(key, quota)}. Each deployment counts its Triton pods at maximum replicas "
+                    "plus a rolling-update pod, its Envoy pods plus one, its check Job and its model build "
+                    "(docs/security.md, 'Quotas'). Lower the replicas or resources, or ask the site's "
+                    f"administrators to raise experiments.{p.experiment}.quota.{key} in gitops/sites/{site_name}.yaml",
+                )
+
+
+@rule
+def jwt_audience_per_deployment(tree: Tree) -> Iterator[ConfigError]:
+    """No two deployments accept the same audience of the same issuer (issue 11, finding 14).
+
+    Envoy accepts any token of the issuer that names one of the deployment's audiences, so a
+    shared audience makes a token for one deployment good at the other. Reported in every file
+    involved, each naming the others.
+    """
+    claims: dict[tuple[str, str], list[tuple[Deployment, int]]] = defaultdict(list)
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None  # auth is deployment-wide
+        jwt = p.envoy.auth.jwt if p is not None and p.envoy.auth else None
+        if jwt is None:
+            continue
+        for i, audience in enumerate(jwt.audiences):
+            claims[(jwt.issuer.rstrip("/"), audience)].append((d, i))
+    for (issuer, audience), users in sorted(claims.items()):
+        if len(users) < 2:
+            continue
+        for d, i in users:
+            others = ", ".join(
+                sorted(f"{o.experiment}/{o.name} ({display_path(o.source)})" for o, _ in users if o is not d)
+            )
+            yield _err(
+                tree,
+                d.source,
+                ("envoy", "auth", "jwt", "audiences", i),
+                f"audience {audience!r} of issuer {issuer!r} is also accepted by {others}: a token for one "
+                "deployment would be good at the other; give each deployment its own audience (and its "
+                "check client, Secret <deployment>-check-client, a client of the identity provider "
+                "that may ask for this audience only)",
+            )

@@ -9,6 +9,7 @@ environment. One module per component:
     monitoring.py   ServiceMonitors + PrometheusRule, or a plain-Prometheus ConfigMap; dashboard.py
     monitoring_stack.py  the optional in-namespace Prometheus, Grafana, OpenTelemetry collector, Tempo
     security.py     ServiceAccounts, NetworkPolicies, Triton PDB, pod/container security settings
+    quota.py        per granted namespace: ResourceQuota + LimitRange (applied by the site's admins)
     argocd.py       sync waves, the PostSync check Job and its check spec ConfigMap, the
                     application.json of each directory, AppProjects and ApplicationSets
 
@@ -41,6 +42,7 @@ from pipelines.render.gitrepo import DEFAULT, Repository
 from pipelines.render.keda import render_keda
 from pipelines.render.monitoring import render_monitoring
 from pipelines.render.monitoring_stack import render_monitoring_stack
+from pipelines.render.quota import render_site_quotas
 from pipelines.render.security import render_security
 from pipelines.render.triton import render_triton
 from pipelines.render.volumes import render_volumes
@@ -134,8 +136,9 @@ def render_tree(
     ``gitops/rendered/<site>/<experiment>/<deployment>/<kind>.yaml`` (+ ``kustomization.yaml``,
     and ``application.json`` for the site's ApplicationSet, which the kustomization does not
     list) for every deployment at every site, and ``gitops/argocd/<site>/`` (AppProjects,
-    ApplicationSet, kustomization). ``only`` (``experiment/name`` references) limits the
-    deployment directories to those deployments; the Argo CD tree is always complete.
+    ApplicationSet, kustomization), and ``gitops/rendered/<site>/_namespaces/<namespace>/``
+    (ResourceQuota, LimitRange, kustomization) for every namespace the site grants. ``only`` (``experiment/name`` references) limits the
+    deployment directories to those deployments; the Argo CD and namespace trees are always complete.
 
     Raises:
         RenderError: with every deployment that cannot be rendered.
@@ -159,6 +162,8 @@ def render_tree(
                 sources.append(_relative(tree, lock_path(p.source, p.name)))
             files.update(_files_of(objs, names.rendered_dir(p), _header(sources)))
             files[f"{names.rendered_dir(p)}/{APPLICATION_FILE}"] = application_file(p)
+        for directory, objs in render_site_quotas(site).items():
+            files.update(_files_of(objs, directory, _header([_relative(tree, site.source)])))
         argo = render_argocd_site(
             site, dict(tree.experiments), dict(tree.sites), tree.site_deployments(site_name), repo
         )

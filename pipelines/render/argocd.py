@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any
 
 from pipelines.config import checkspec as spec
+from pipelines.config.footprint import CHECK_JOB
 from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
@@ -40,6 +41,7 @@ from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem
 from pipelines.render.gitrepo import DEFAULT, Repository
 from pipelines.render.objects import meta, prometheus_token_volume
+from pipelines.render.objects import resources as container_resources
 from pipelines.render.security import container_security, pod_security
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
@@ -179,11 +181,14 @@ def render_check_job(
     if p.envoy.auth is not None and p.envoy.auth.jwt is not None:
         # Client credentials, not a token: the check asks the identity provider for a fresh
         # token when it runs (stored tokens expire in minutes). All keys: scope and audience
-        # are optional.
+        # are optional. The deployment's own client (names.check_client_secret), never a shared one.
         args += ["--client-credentials", CHECK_CLIENT_DIR]
         mounts.append({"name": "check-client", "mountPath": CHECK_CLIENT_DIR, "readOnly": True})
         volumes.append(
-            {"name": "check-client", "secret": {"secretName": repo.check_client_secret, "defaultMode": 0o440}}
+            {
+                "name": "check-client",
+                "secret": {"secretName": names.check_client_secret(p), "defaultMode": 0o440},
+            }
         )
     container = {
         "name": "check",
@@ -191,10 +196,7 @@ def render_check_job(
         "command": ["sonic"],
         "args": args,
         "env": [{"name": "HOME", "value": "/tmp"}],
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"cpu": "1", "memory": "1Gi"},
-        },
+        "resources": container_resources(CHECK_JOB),
         "securityContext": container_security(read_only_root=True),
         "volumeMounts": mounts,
     }

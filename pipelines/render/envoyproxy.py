@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pipelines.config.footprint import ENVOY_SURGE
 from pipelines.config.model import Ingress as SiteIngress
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.config.semantic import JWT_WITHOUT_TLS
@@ -38,6 +39,7 @@ TMP_SIZE = "64Mi"
 
 # Without a CPU limit and without envoy.workers (the schema always sets a request, so rare).
 DEFAULT_WORKERS = 2
+MAX_WORKERS = 64  # deployment.schema.json envoyCore.workers maximum
 
 
 def envoy_workers(p: SiteDeployment) -> int:
@@ -48,7 +50,9 @@ def envoy_workers(p: SiteDeployment) -> int:
     connections to every Triton pod, and LEAST_REQUEST choosing from each worker's own share of
     the requests, all throttled by a limit of a core or two.
     """
-    return p.envoy.workers or whole_cpus(p.envoy.resources) or DEFAULT_WORKERS
+    derived = whole_cpus(p.envoy.resources)
+    # Derived from a large CPU limit, never more than the schema lets envoy.workers say.
+    return p.envoy.workers or (min(derived, MAX_WORKERS) if derived else DEFAULT_WORKERS)
 
 
 def envoy_config_text(p: SiteDeployment, site: Site) -> str:
@@ -138,7 +142,10 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
             "replicas": p.envoy.replicas,
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": names.selector(p, "envoy")},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": ENVOY_SURGE, "maxUnavailable": 0},
+            },
             "template": {
                 "metadata": {
                     "labels": names.labels(p, "envoy"),

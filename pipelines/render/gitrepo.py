@@ -47,9 +47,9 @@ SCHEMA: dict[str, Any] = {
         },
         "checkClientSecret": {
             "description": "Secret with OAuth2 client credentials (keys token-url, client-id, client-secret; "
-            "scope and audience optional) with which the checks get a fresh JWT for deployments that "
-            "require one: in each such deployment namespace (PostSync check) and in the pipelines "
-            "namespace (rollout, scheduled checks).",
+            "scope and audience optional) with which the checks in the pipelines namespace (rollout, "
+            "scheduled checks) get a fresh JWT for deployments that require one. A deployment's "
+            "PostSync check uses its own <deployment>-check-client Secret in its namespace.",
             "type": "string",
             "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
             "default": "sonic-check-client",

@@ -230,3 +230,28 @@ def prometheus_auth(p: SiteDeployment, site: Site) -> PrometheusAuth | None:
     if p.monitoring.prometheus.enabled or site.prometheus is None:
         return None
     return site.prometheus.auth
+
+
+# --- namespace quota (issue 11, finding 8) ----------------------------------------------------------
+# Per granted namespace, applied by the site's administrators (not by an experiment's Argo CD
+# Application: the AppProjects allow neither kind). "_" cannot start an experiment name, so the
+# directory never collides with gitops/rendered/<site>/<experiment>/.
+NAMESPACES_DIR = "_namespaces"
+QUOTA_NAME = "sonic-quota"  # the ResourceQuota
+LIMIT_RANGE_NAME = "sonic-defaults"  # the LimitRange giving containers without resources defaults
+
+
+def namespace_dir(site: str, namespace: str) -> str:
+    """Repository-relative directory of one granted namespace's ResourceQuota and LimitRange."""
+    return f"gitops/rendered/{site}/{NAMESPACES_DIR}/{namespace}"
+
+
+def check_client_secret(p: SiteDeployment) -> str:
+    """The deployment's own OAuth2 check-client Secret (JWT deployments), in its namespace.
+
+    One per deployment, not one per site: every pod of a namespace can read its Secrets, so a
+    shared client would let one experiment mint tokens for another's deployment (issue 11,
+    finding 14). The identity provider's client behind it may ask only for this deployment's
+    audience.
+    """
+    return f"{p.name}-check-client"

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.config.model import Resources, Site, SiteDeployment
+from pipelines.config.quantity import parse_quantity
 from pipelines.render import names
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 
@@ -37,16 +38,9 @@ def resources(r: Resources, extra: dict[str, Any] | None = None) -> dict[str, An
     return {"requests": requests, "limits": limits}
 
 
-# Suffixes of the schema's quantity pattern (common.schema.json#/$defs/quantity).
-_SUFFIX = {"m": Decimal("0.001"), "": Decimal(1)}
-_SUFFIX |= {s: Decimal(1000) ** (i + 1) for i, s in enumerate("kMGTPE")}
-_SUFFIX |= {s + "i": Decimal(1024) ** (i + 1) for i, s in enumerate("KMGTPE")}
-
-
 def quantity(text: str) -> Decimal:
     """The value of a Kubernetes quantity that passed the schema: "500m" -> 0.5, "4Gi" -> 4294967296."""
-    digits = text.rstrip("kMGTPEim")
-    return Decimal(digits) * _SUFFIX[text[len(digits) :]]
+    return parse_quantity(text)
 
 
 def whole_cpus(r: Resources) -> int | None:

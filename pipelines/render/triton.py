@@ -18,6 +18,7 @@ import math
 import shlex
 from typing import Any
 
+from pipelines.config.footprint import triton_surge
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
@@ -229,8 +230,8 @@ def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}
-            if gpu_resources
-            else {"maxSurge": 1, "maxUnavailable": 0},
+            if triton_surge(p) == 0
+            else {"maxSurge": triton_surge(p), "maxUnavailable": 0},
         },
         "template": {"metadata": {"labels": names.labels(p, "triton")}, "spec": pod_spec},
     }

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.config.footprint import WORKFLOW_EXECUTOR
+
 # The `executor` entry of workflow-controller-configmap (docs/workflows.md shows it verbatim).
 EXECUTOR: dict[str, Any] = {
     "securityContext": {
@@ -24,6 +26,12 @@ EXECUTOR: dict[str, Any] = {
         "runAsNonRoot": True,
         "runAsUser": 8737,  # the argoexec image's non-root user
         "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    # Explicit, so the executor fits the experiment namespaces' ResourceQuota (which refuses a
+    # container without requests and limits) and is counted there (pipelines.config.footprint).
+    "resources": {
+        "requests": {"cpu": WORKFLOW_EXECUTOR.cpu, "memory": WORKFLOW_EXECUTOR.memory},
+        "limits": {"cpu": WORKFLOW_EXECUTOR.cpu_limit, "memory": WORKFLOW_EXECUTOR.memory_limit},
     },
 }
 

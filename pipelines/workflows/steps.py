@@ -15,6 +15,8 @@ from typing import Any
 from hera.workflows import Container, ContainerNode, ContainerSet, Parameter, RetryStrategy
 from hera.workflows import models as m
 
+from pipelines.config.footprint import MODEL_BUILD
+from pipelines.config.model import Resources
 from pipelines.workflows.settings import PipelineSettings, SecretRef
 
 WORKSPACE = "/work"
@@ -48,7 +50,15 @@ class Size:
 
 SMALL = Size("100m", "128Mi", "500m", "512Mi")  # API calls, git
 MEDIUM = Size("250m", "512Mi", "1", "1Gi")  # validation, rendering, checks (numpy, gRPC)
-LARGE = Size("1", "2Gi", "2", "8Gi")  # model builds: hashing and copying large artifacts
+
+
+def _size(r: Resources) -> Size:
+    assert r.cpu and r.memory and r.cpu_limit and r.memory_limit
+    return Size(r.cpu, r.memory, r.cpu_limit, r.memory_limit)
+
+
+# Model builds: hashing and copying large artifacts (counted against the namespace quota there).
+LARGE = _size(MODEL_BUILD)
 
 
 def network_retry(limit: int = 4) -> RetryStrategy:

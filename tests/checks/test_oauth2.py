@@ -159,3 +159,28 @@ def test_check_exit_codes_for_token_problems(idp: RecordingServer, tmp_path: Pat
     token.write_text("t\n")
     code, output = check("--client-credentials", str(d), "--token-file", str(token))
     assert code == 2 and "not both" in output
+
+
+# --- one audience per deployment (issue 11, finding 14) ---------------------------------------------
+
+
+def test_check_asks_for_the_deployments_own_audience(idp: RecordingServer, tmp_path: Path) -> None:
+    url = f"{idp.url}/realms/sonic/protocol/openid-connect/token"
+    check("--client-credentials", str(credentials_dir(tmp_path, url)))
+    (req,) = idp.requests
+    # The first of the deployment's envoy.auth.jwt.audiences (experiments/icecube/cnn-classifier.yaml).
+    assert parse_qs(req.body.decode())["audience"] == ["icecube-sonic"]
+    idp.requests.clear()
+    check("--client-credentials", str(credentials_dir(tmp_path, url, audience="iceprod")))
+    (req,) = idp.requests
+    assert parse_qs(req.body.decode())["audience"] == ["iceprod"]  # another of its own: kept
+
+
+def test_credentials_for_another_audience_are_refused_before_asking(
+    idp: RecordingServer, tmp_path: Path
+) -> None:
+    url = f"{idp.url}/realms/sonic/protocol/openid-connect/token"
+    code, output = check("--client-credentials", str(credentials_dir(tmp_path, url, audience="cms-sonic")))
+    assert code == 2, output
+    assert "'cms-sonic' is not an audience of this deployment" in output
+    assert not idp.requests

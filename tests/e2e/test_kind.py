@@ -293,7 +293,8 @@ def test_deployments_and_pipelines_on_a_real_cluster(
             "client-secret": CLIENT_SECRET,
         }
         kubectl.apply(
-            cluster.secret(settings.check_client, EXTRA_NAMESPACE, client),
+            # The PostSync check's own client Secret (pipelines.render.names.check_client_secret).
+            cluster.secret("minimal-jwt-check-client", EXTRA_NAMESPACE, client),
             *(cluster.secret(settings.github_token.name, ns, {settings.github_token.key: "e2e"})
               for ns in (settings.namespace, NAMESPACE)),
             cluster.secret(settings.push_token.name, settings.namespace, {settings.push_token.key: "e2e"}),

@@ -195,7 +195,9 @@ def test_application_file_is_never_applied() -> None:
     for directory in directories:
         kustomization = yaml.safe_load(files[f"{directory}/kustomization.yaml"])
         assert APPLICATION_FILE not in kustomization["resources"]
-        assert f"{directory}/{APPLICATION_FILE}" in files
+        # A namespace's quota directory is the site admins' to apply: no Application for it.
+        is_namespace = f"/{names.NAMESPACES_DIR}/" in directory
+        assert (f"{directory}/{APPLICATION_FILE}" in files) != is_namespace
 
 
 def test_deployments_come_and_go_without_touching_the_argocd_tree(example_tree: Path) -> None:
@@ -325,7 +327,9 @@ def test_post_sync_job_runs_sonic_check_from_its_spec() -> None:
     assert args[args.index("--client-credentials") + 1] == "/var/run/sonic/check-client"
     assert "--token-file" not in args and "--prometheus-token-file" not in args
     client = next(v for v in job_pod["volumes"] if v["name"] == "check-client")
-    assert client["secret"] == {"secretName": "sonic-check-client", "defaultMode": 0o440}
+    # The deployment's own client (issue 11, finding 14): no Secret shared by JWT deployments.
+    assert client["secret"] == {"secretName": "cnn-classifier-check-client", "defaultMode": 0o440}
+    assert names.check_client_secret(q) == "cnn-classifier-check-client"
 
 
 def test_check_spec_config_map_holds_the_deployment_and_its_references() -> None:

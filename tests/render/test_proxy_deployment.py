@@ -17,7 +17,7 @@ import yaml
 from pipelines.config import load_tree
 from pipelines.render import names, render_site_deployment
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
-from pipelines.render.envoyproxy import envoy_workers
+from pipelines.render.envoyproxy import MAX_WORKERS, envoy_workers
 from tests.config.support import SONIC
 from tests.render.support import all_objects, find, lock_for, placement, placements, rendered
 from tests.render.support import ident as ident_of
@@ -178,6 +178,14 @@ def test_workers_follow_the_cpu_limit_unless_set(
     p = tree.deployment("cms/minimal").placements[0]
     assert envoy_workers(p) == workers
     assert _concurrency(_envoy(render_site_deployment(p, tree.sites[p.site], lock_for(p)), p.name)) == workers
+
+
+def test_workers_derived_from_a_huge_cpu_limit_are_clamped(example_tree: Path) -> None:
+    """A CPU limit of 100 cores (a site quota that large) never gives Envoy --concurrency 100."""
+    p = load_tree(example_tree).deployment("cms/minimal").placements[0]
+    big = p.envoy.resources.model_copy(update={"cpu_limit": "100"})
+    p = p.model_copy(update={"envoy": p.envoy.model_copy(update={"resources": big, "workers": None})})
+    assert envoy_workers(p) == MAX_WORKERS == 64
 
 
 def test_workers_out_of_range_is_a_located_error(example_tree: Path) -> None:
