@@ -11,7 +11,10 @@ pods' resources from here too, so the validation cannot count differently from w
 - its PostSync check Job's pod;
 - one model-build workflow pod when it builds models (artifacts, at a site with a snapshots
   claim): the build step plus Argo's ``init`` and ``wait`` executor containers, all counted
-  (conservative: the executor's init container runs before the others start).
+  (conservative: the executor's init container runs before the others start);
+- one pod for each part of the in-namespace monitoring stack it enables (``monitoring``:
+  Prometheus, Grafana, and for tracing an OpenTelemetry collector and Tempo); they are
+  ``Recreate`` Deployments of one replica, so they never surge.
 
 CPU and memory are counted as requests and as limits; the quota bounds both with one number.
 """
@@ -34,6 +37,11 @@ MODEL_BUILD = Resources(cpu="1", memory="2Gi", cpu_limit="2", memory_limit="8Gi"
 WORKFLOW_EXECUTOR = Resources(cpu="100m", memory="64Mi", cpu_limit="500m", memory_limit="256Mi")
 EXECUTOR_CONTAINERS = 2  # init, wait
 ENVOY_SURGE = 1  # the Envoy Deployment's rollingUpdate.maxSurge
+# The in-namespace monitoring stack's containers (pipelines.render.monitoring_stack).
+STACK_PROMETHEUS = Resources(cpu="500m", memory="512Mi", cpu_limit="1", memory_limit="1Gi")
+STACK_GRAFANA = Resources(cpu="100m", memory="128Mi", cpu_limit="1", memory_limit="512Mi")
+STACK_OTEL_COLLECTOR = Resources(cpu="100m", memory="128Mi", cpu_limit="500m", memory_limit="512Mi")
+STACK_TEMPO = Resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit="1Gi")
 
 
 def triton_surge(p: SiteDeployment) -> int:
@@ -98,7 +106,7 @@ def builds_models(p: SiteDeployment, site: Site) -> bool:
 
 
 def deployment_parts(p: SiteDeployment, site: Site) -> dict[str, Footprint]:
-    """The deployment's most, by part (for messages): triton, envoy, check, build."""
+    """The deployment's most, by part (for messages): triton, envoy, check, build, monitoring."""
     parts = {
         "triton": pod(p.triton.resources).times(p.max_replicas + triton_surge(p)),
         "envoy": pod(p.envoy.resources).times(p.envoy.replicas + ENVOY_SURGE),
@@ -106,6 +114,13 @@ def deployment_parts(p: SiteDeployment, site: Site) -> dict[str, Footprint]:
     }
     if builds_models(p, site):
         parts["build"] = pod(MODEL_BUILD, *([WORKFLOW_EXECUTOR] * EXECUTOR_CONTAINERS))
+    m = p.monitoring
+    if m.prometheus.enabled:
+        parts["prometheus"] = pod(STACK_PROMETHEUS)
+    if m.grafana.enabled:
+        parts["grafana"] = pod(STACK_GRAFANA)
+    if m.tracing.enabled:
+        parts["tracing"] = pod(STACK_OTEL_COLLECTOR) + pod(STACK_TEMPO)
     return parts
 
 

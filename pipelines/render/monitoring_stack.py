@@ -27,12 +27,14 @@ import hashlib
 import re
 from typing import Any
 
+from pipelines.config import footprint
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.durations import go_duration
 from pipelines.render.monitoring import RULES_KEY, prometheus_rule_groups, prometheus_scrape_config
 from pipelines.render.objects import meta
+from pipelines.render.objects import resources as container_resources
 from pipelines.render.security import container_security, namespace_peer, pod_security
 from pipelines.render.yamlout import dump
 
@@ -74,10 +76,6 @@ def enabled(p: SiteDeployment) -> bool:
 
 def _checksum(*texts: str) -> str:
     return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
-
-
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
 
 
 def _http_probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
@@ -229,7 +227,7 @@ def _prometheus(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
             f"--web.listen-address=:{names.PROMETHEUS_PORT}",
         ],
         "ports": [{"name": "http", "containerPort": names.PROMETHEUS_PORT, "protocol": "TCP"}],
-        "resources": _resources("500m", "512Mi", "1", "1Gi"),
+        "resources": container_resources(footprint.STACK_PROMETHEUS),
         "readinessProbe": _http_probe("/-/ready", "http", 5, 3),
         "livenessProbe": _http_probe("/-/healthy", "http", 15, 4),
         "volumeMounts": [
@@ -437,7 +435,7 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
         "image": names.GRAFANA_IMAGE,
         "env": _grafana_env(p),
         "ports": [{"name": "http", "containerPort": names.GRAFANA_PORT, "protocol": "TCP"}],
-        "resources": _resources("100m", "128Mi", "1", "512Mi"),
+        "resources": container_resources(footprint.STACK_GRAFANA),
         "readinessProbe": _http_probe("/api/health", "http", 10, 3),
         "livenessProbe": _http_probe("/api/health", "http", 20, 5),
         "volumeMounts": mounts,
@@ -536,7 +534,7 @@ def _tracing(p: SiteDeployment) -> list[dict[str, Any]]:
             {"name": "health", "containerPort": names.OTEL_HEALTH, "protocol": "TCP"},
         ],
         "env": [{"name": "GOMEMLIMIT", "value": "400MiB"}],  # below the memory limit
-        "resources": _resources("100m", "128Mi", "500m", "512Mi"),
+        "resources": container_resources(footprint.STACK_OTEL_COLLECTOR),
         "readinessProbe": _http_probe("/", "health", 5, 3),
         "livenessProbe": _http_probe("/", "health", 15, 4),
         "volumeMounts": [{"name": "config", "mountPath": OTEL_CONFIG_DIR, "readOnly": True}],
@@ -555,7 +553,7 @@ def _tracing(p: SiteDeployment) -> list[dict[str, Any]]:
             {"name": "http", "containerPort": names.TEMPO_HTTP, "protocol": "TCP"},
             {"name": "otlp-grpc", "containerPort": names.OTLP_GRPC, "protocol": "TCP"},
         ],
-        "resources": _resources("100m", "256Mi", "1", "1Gi"),
+        "resources": container_resources(footprint.STACK_TEMPO),
         "readinessProbe": _http_probe("/ready", "http", 10, 3),
         "livenessProbe": _http_probe("/ready", "http", 20, 5),
         "volumeMounts": [

@@ -53,7 +53,9 @@ def _add(total: dict[str, Decimal], use: dict[str, Decimal], times: int = 1) -> 
 def _max_replicas(p: SiteDeployment, deployment: dict[str, Any]) -> int:
     component = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
     at_most = p.max_replicas if component == "triton" else deployment["spec"]["replicas"]
-    return int(at_most) + int(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"])
+    strategy = deployment["spec"]["strategy"]
+    surge = 0 if strategy["type"] == "Recreate" else int(strategy["rollingUpdate"]["maxSurge"])
+    return int(at_most) + surge
 
 
 def _build_pod(site: str, namespace: str) -> dict[str, Decimal] | None:
