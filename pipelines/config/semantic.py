@@ -969,14 +969,11 @@ def _service_names(p: SiteDeployment) -> dict[str, str]:
     """Every Service ``p`` renders in its namespace: name -> what it is."""
     from pipelines.render import names  # render imports this module: import at call time
 
-    out = {
+    return {
         names.triton_name(p): f"the Triton Service of {names.deployment_ref(p)}",
         names.envoy_name(p): f"the Envoy Service of {names.deployment_ref(p)}",
         names.envoy_stats_name(p): f"the Envoy stats Service of {names.deployment_ref(p)}",
     }
-    if p.envoy.service.alias:
-        out.setdefault(p.envoy.service.alias, f"the alias Service of {names.deployment_ref(p)}")
-    return out
 
 
 @rule
@@ -984,9 +981,13 @@ def envoy_service_settings(tree: Tree) -> Iterator[ConfigError]:
     """The client Service: no plain-text exposure of bearer tokens, and an alias no other Service has."""
     taken: dict[tuple[str, str], dict[str, tuple[SiteDeployment, str]]] = defaultdict(dict)
     placements = sorted((p for _, p in _live(tree)), key=lambda x: (x.site, x.experiment, x.name))
-    for p in placements:
+    for p in placements:  # the renderer's names first: an alias never takes one of them
         for svc, what in _service_names(p).items():
             taken[(p.site, p.namespace)].setdefault(svc, (p, what))
+    for p in placements:
+        if p.envoy.service.alias:
+            what = f"the alias Service of {p.experiment}/{p.name}"
+            taken[(p.site, p.namespace)].setdefault(p.envoy.service.alias, (p, what))
 
     def errors() -> Iterator[ConfigError]:
         for p in placements:
