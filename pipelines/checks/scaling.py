@@ -1,7 +1,8 @@
 """Can autoscaling and the admission gate see their metric?
 
-The load query (KEDA's trigger and the admission gate's input) and the activation query (what
-wakes a deployment scaled to zero) must each return exactly one finite number. Prometheus
+The load query (KEDA's trigger and the admission gate's input), the gate's own query when it has
+one (envoy.admissionGate.metric) and the activation query (what wakes a deployment scaled to
+zero) must each return exactly one finite number. Prometheus
 needs a couple of scrapes before a ``rate()`` has a value, so an empty answer is re-asked until
 the wait runs out; an unreachable Prometheus fails at once as "metric unavailable".
 """
@@ -27,10 +28,19 @@ CONSEQUENCES = {
 
 def users(p: SiteDeployment) -> tuple[list[str], list[str]]:
     """Who relies on the load query and who on the activation query (empty lists: nobody)."""
-    gate = p.envoy.admission_gate is not None and p.envoy.admission_gate.enabled
+    gate = _gate_on(p) and metrics.gate_query(p) == metrics.load_query(p)
     load = (["KEDA trigger"] if p.autoscaling else []) + (["admission gate"] if gate else [])
     activation = ["KEDA activation"] if p.autoscaling else []
     return load, activation
+
+
+def _gate_on(p: SiteDeployment) -> bool:
+    return p.envoy.admission_gate is not None and p.envoy.admission_gate.enabled
+
+
+def _own_gate_metric(p: SiteDeployment) -> bool:
+    """The admission gate reads a metric of its own (envoy.admissionGate.metric), not the load metric."""
+    return _gate_on(p) and metrics.gate_query(p) != metrics.load_query(p)
 
 
 def query_checks(
@@ -44,13 +54,15 @@ def query_checks(
 ) -> list[CheckResult]:
     """The load-query and activation-query checks, each skipped with a reason when nothing uses it."""
     load_users, activation_users = users(p)
-    specs = (
+    specs: list[tuple[str, str, list[str], str, str]] = [
         (
             "metrics.load",
             metrics.load_query(p),
             load_users,
             metrics.triton_selector(p),
-            "no autoscaling, no admission gate",
+            "no autoscaling; the admission gate reads its own metric, metrics.gate"
+            if _own_gate_metric(p)
+            else "no autoscaling, no admission gate",
         ),
         (
             "metrics.activation",
@@ -59,7 +71,17 @@ def query_checks(
             metrics.envoy_selector(p),
             "no autoscaling",
         ),
-    )
+    ]
+    if _own_gate_metric(p):
+        specs.append(
+            (
+                "metrics.gate",
+                metrics.gate_query(p),
+                ["admission gate"],
+                metrics.triton_selector(p),
+                "no admission gate",
+            )
+        )
     out = []
     for check, query, who, selector, unused in specs:
         if not who:

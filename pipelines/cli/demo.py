@@ -245,7 +245,10 @@ def print_site_summary(tree: Tree) -> None:
         used: dict[str, int] = {}
         for p in tree.site_deployments(site.name):
             scale = f"{p.autoscaling.min}-{p.autoscaling.max} (KEDA)" if p.autoscaling else str(p.replicas)
-            gpu = f"{p.triton.gpu.count}x {p.triton.gpu.gpu_class}" if p.triton.gpu else "CPU"
+            gpu = "CPU"
+            if p.triton.gpu is not None:  # count 0: on the class's nodes, no GPU requested
+                g = p.triton.gpu
+                gpu = f"{g.count}x {g.gpu_class}" if g.count else f"CPU on {g.gpu_class} nodes"
             used[p.experiment] = used.get(p.experiment, 0) + p.gpus_per_pod * p.max_replicas
             table.add_row(f"{p.experiment}/{p.name}", p.namespace, scale, gpu, str(len(p.models)))
         out.print(table)

@@ -45,8 +45,12 @@ STACK_TEMPO = Resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit=
 
 
 def triton_surge(p: SiteDeployment) -> int:
-    """Triton's rollingUpdate.maxSurge: GPU pods never surge (a rollout must not need more GPUs)."""
-    return 0 if p.triton.gpu is not None else 1
+    """Triton's rollingUpdate.maxSurge: GPU pods never surge (a rollout must not need more GPUs).
+
+    A pod placed on a GPU class's nodes without a GPU (``gpu.count: 0``) requests none, so it
+    surges like any CPU pod.
+    """
+    return 0 if p.gpus_per_pod > 0 else 1
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,69 @@ class Toleration(Frozen):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
+# Kubernetes placement (common.schema.json#/$defs/affinity): the subset of core/v1 Affinity that
+# places pods, field for field; rendered with model_dump(by_alias=True, exclude_defaults=True).
+
+
+class SelectorRequirement(Frozen):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: tuple[str, ...] = ()
+
+
+class NodeSelectorTerm(Frozen):
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+    match_fields: tuple[SelectorRequirement, ...] = ()
+
+
+class RequiredNodeTerms(Frozen):
+    node_selector_terms: tuple[NodeSelectorTerm, ...]
+
+
+class PreferredNodeTerm(Frozen):
+    weight: int
+    preference: NodeSelectorTerm
+
+
+class NodeAffinity(Frozen):
+    required_during_scheduling_ignored_during_execution: RequiredNodeTerms | None = None
+    preferred_during_scheduling_ignored_during_execution: tuple[PreferredNodeTerm, ...] = ()
+
+
+class LabelRequirement(Frozen):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+class LabelSelector(Frozen):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[LabelRequirement, ...] = ()
+
+
+class PodAffinityTerm(Frozen):
+    label_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    namespaces: tuple[str, ...] = ()
+    topology_key: str
+
+
+class WeightedPodAffinityTerm(Frozen):
+    weight: int
+    pod_affinity_term: PodAffinityTerm
+
+
+class PodAffinity(Frozen):
+    required_during_scheduling_ignored_during_execution: tuple[PodAffinityTerm, ...] = ()
+    preferred_during_scheduling_ignored_during_execution: tuple[WeightedPodAffinityTerm, ...] = ()
+
+
+class Affinity(Frozen):
+    node_affinity: NodeAffinity | None = None
+    pod_affinity: PodAffinity | None = None
+    pod_anti_affinity: PodAffinity | None = None
+
+
 class Resources(Frozen):
     cpu: str | None = None
     memory: str | None = None
@@ -127,6 +190,7 @@ class Ingress(Frozen):
     annotations: dict[str, str]
     tls_secret: str | None = None
     default_certificate: bool  # TLS for every host under domain without a Secret of ours
+    allowed_annotations: tuple[str, ...] = ()  # key globs deployments may set (envoy.ingress.annotations)
 
 
 class PrometheusAuth(Frozen):
@@ -197,6 +261,13 @@ class Tracing(Frozen):
     endpoint: str | None = None
 
 
+FlagScalar = bool | int | float | str
+FlagList = tuple[FlagScalar, ...]
+# A flag's value: a scalar, a list (repeated option), or a mapping of settings (metrics-config,
+# trace-config, trace with its nested opentelemetry mapping).
+FlagValue = FlagScalar | FlagList | dict[str, FlagScalar | FlagList | dict[str, FlagScalar | FlagList]]
+
+
 class TritonServer(Frozen):
     log_verbose: int
     log_info: bool
@@ -207,12 +278,18 @@ class TritonServer(Frozen):
     poll_interval: Seconds
     backend_config: dict[str, dict[str, str]]
     tracing: Tracing | None = None
+    # Known tritonserver options (schema: tritonFlags), by name without "--"; values as written.
+    flags: dict[str, FlagValue] = Field(default_factory=dict)
 
 
 class Probe(Frozen):
     period: Seconds
     timeout: Seconds
     failure_threshold: int
+
+
+class ReadinessProbe(Probe):
+    mode: Literal["default", "kubernetesDefaults", "off"] = "default"
 
 
 class ReadinessModel(Frozen):
@@ -223,7 +300,7 @@ class ReadinessModel(Frozen):
 class Probes(Frozen):
     startup_timeout: Seconds
     readiness_model: ReadinessModel | None = None
-    readiness: Probe
+    readiness: ReadinessProbe
     liveness: Probe
 
 
@@ -232,12 +309,21 @@ class Drain(Frozen):
     grace_period: Seconds
 
 
+class ExtraMount(Frozen):
+    cvmfs: str
+    mount_path: str
+
+
 class Triton(Frozen):
     image: str
     gpu: Gpu | None = None
     resources: Resources
     node_selector: dict[str, str]
     server: TritonServer
+    tolerations: tuple[Toleration, ...] = ()
+    affinity: Affinity | None = None
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    extra_mounts: tuple[ExtraMount, ...] = ()
     run_as_user: int
     probes: Probes
     drain: Drain
@@ -328,6 +414,16 @@ class Timeouts(Frozen):
 class EnvoyIngress(Frozen):
     host: str
     tls_secret: str | None = None
+    class_name: str | None = None  # None: the site's ingress.className
+    annotations: dict[str, str] = Field(default_factory=dict)  # merged over the site's
+    tls: Literal["default"] | None = None  # the controller's default certificate
+
+
+class EnvoyService(Frozen):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    alias: str | None = None  # a second ClusterIP Service name
 
 
 class HealthCheck(Frozen):
@@ -380,6 +476,8 @@ class AdmissionGate(Frozen):
     cache_for: Seconds
     query_timeout: Seconds
     on_prometheus_error: Literal["open", "closed"]
+    metric: Literal["queueLatency", "query"] | None = None  # None: the autoscaling metric
+    query: str | None = None
 
 
 class Jwt(Frozen):
@@ -418,6 +516,11 @@ class Envoy(Frozen):
     auth: Auth | None = None
     tracing: EnvoyTracing | None = None
     access_log: bool
+    service: EnvoyService = Field(default_factory=EnvoyService)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    affinity: Affinity | None = None
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class ScalingBehavior(Frozen):

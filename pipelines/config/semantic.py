@@ -12,12 +12,21 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipelines.config.errors import ConfigError, JsonPath, display_path
 from pipelines.config.footprint import Footprint, deployment_footprint
-from pipelines.config.model import Deployment, NamespaceQuota, Resources, SiteDeployment
+from pipelines.config.model import (
+    Affinity,
+    Deployment,
+    NamespaceQuota,
+    NodeSelectorTerm,
+    PodAffinityTerm,
+    Resources,
+    SiteDeployment,
+)
 from pipelines.config.promql import promql_problems
 from pipelines.config.quantity import memory_text, parse_quantity
 from pipelines.config.schedule import schedule_problem
@@ -467,7 +476,8 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
 JWT_WITHOUT_TLS = (
     "the deployment uses JWT auth (envoy.auth.jwt) but this Ingress has no TLS, so bearer tokens would "
     "cross the network in clear text; give envoy.ingress.tlsSecret, or have the admins of site "
-    "'{site}' set ingress.tlsSecret or ingress.defaultCertificate: true in gitops/sites/{site}.yaml"
+    "'{site}' set ingress.tlsSecret or ingress.defaultCertificate: true in gitops/sites/{site}.yaml "
+    "(or set envoy.ingress.tls: default if the controller's default certificate covers the host)"
 )
 
 
@@ -480,7 +490,12 @@ def jwt_needs_tls(tree: Tree) -> Iterator[ConfigError]:
             continue  # no ingress at all: the ingress_hosts rule speaks
         if p.envoy.auth is None or p.envoy.auth.jwt is None:
             continue
-        if ing.tls_secret or site.ingress.tls_secret or site.ingress.default_certificate:
+        if (
+            ing.tls_secret
+            or ing.tls == "default"
+            or site.ingress.tls_secret
+            or site.ingress.default_certificate
+        ):
             continue
         yield _err(tree, p.source, _where(tree, p, "envoy", "ingress"), JWT_WITHOUT_TLS.format(site=p.site))
 
@@ -604,12 +619,13 @@ def model_rules(tree: Tree) -> Iterator[ConfigError]:
                 yield from _local_file(tree, p, (*at, "configFile"), m.config_file)
         for d_p in d.placements:
             for i, m in enumerate(d_p.models):
-                if m.instances.kind == "GPU" and d_p.triton.gpu is None:
+                if m.instances.kind == "GPU" and d_p.gpus_per_pod == 0:
                     yield _err(
                         tree,
                         d_p.source,
                         ("models", i, "instances", "kind"),
-                        f"GPU instances need a GPU: set triton.gpu (missing at site {d_p.site!r})",
+                        f"GPU instances need a GPU: set triton.gpu with a count of at least 1 "
+                        f"(missing at site {d_p.site!r})",
                     )
                     break
 
@@ -1070,3 +1086,416 @@ def jwt_audience_per_deployment(tree: Tree) -> Iterator[ConfigError]:
                 "check client, Secret <deployment>-check-client, a client of the identity provider "
                 "that may ask for this audience only)",
             )
+
+
+# --- placement, Services, ingress, Triton flags and mounts (issue 12 item 2) -------------------------
+
+# Keys the renderer owns on labels and annotations (names.labels, ROLE_LABEL, the checksum and
+# ingress-status annotations, Argo CD's sync waves): a deployment's own keys there could re-route
+# a selector (the ServiceMonitor selects the stats Service by sonic.fastml.org/role), hide a
+# renderer's value or change how Argo CD syncs the object.
+RESERVED_KEY_PREFIXES = ("sonic.fastml.org/", "app.kubernetes.io/", "argocd.argoproj.io/")
+# Taints that keep workloads off the control plane (the current key, and the one before 1.24).
+CONTROL_PLANE_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+# Pod annotations that would loosen the container sandbox (legacy AppArmor / seccomp forms).
+SANDBOX_ANNOTATIONS = (
+    "container.apparmor.security.beta.kubernetes.io/",
+    "seccomp.security.alpha.kubernetes.io/",
+)
+# Where an extra mount may not go: the renderer's own mounts and the image's and system's directories.
+TRITON_RESERVED_DIRS = (
+    "/tmp",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/models",
+    "/cvmfs",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var/run",
+    "/run",
+    "/opt/tritonserver",
+)
+# What triton.server.tracing renders as --trace-config; flags may not set these again.
+TRACING_SETTINGS = ("mode", "level", "rate", "opentelemetry,url", "triton,file")
+
+
+def _once(errors: Iterator[ConfigError]) -> Iterator[ConfigError]:
+    """Each error once: rules over placements meet deployment-wide settings once per site."""
+    seen: set[ConfigError] = set()
+    for err in errors:
+        if err not in seen:
+            seen.add(err)
+            yield err
+
+
+def _site_file(site: str) -> str:
+    return f"gitops/sites/{site}.yaml"
+
+
+def _placement_settings(tree: Tree, p: SiteDeployment) -> Iterator[ConfigError]:
+    for component, tolerations in (("triton", p.triton.tolerations), ("envoy", p.envoy.tolerations)):
+        for i, t in enumerate(tolerations):
+            if t.key in CONTROL_PLANE_TAINTS:
+                yield _err(
+                    tree,
+                    p.source,
+                    (*_where(tree, p, component, "tolerations"), i, "key"),
+                    f"a toleration of {t.key} would let the pods onto the cluster's control-plane nodes: "
+                    "which nodes run workloads is the site admins' decision, not a deployment's; "
+                    "remove it (pools for inference are offered by the site as GPU classes)",
+                )
+    keyed: list[tuple[tuple[str, ...], dict[str, str]]] = [
+        (("envoy", "service", "labels"), p.envoy.service.labels),
+        (("envoy", "service", "annotations"), p.envoy.service.annotations),
+        (("envoy", "podAnnotations"), p.envoy.pod_annotations),
+        (("triton", "podAnnotations"), p.triton.pod_annotations),
+    ]
+    if p.envoy.ingress is not None:
+        keyed.append((("envoy", "ingress", "annotations"), p.envoy.ingress.annotations))
+    for path, mapping in keyed:
+        for key in mapping:
+            if key.startswith(RESERVED_KEY_PREFIXES):
+                yield _err(
+                    tree,
+                    p.source,
+                    (*_where(tree, p, *path), key),
+                    f"keys under {', '.join(RESERVED_KEY_PREFIXES)} are set by the renderer "
+                    "(selectors, checksums and sync waves rely on them): choose another key",
+                    key=True,
+                )
+            elif path[-1] == "podAnnotations" and key.startswith(SANDBOX_ANNOTATIONS):
+                yield _err(
+                    tree,
+                    p.source,
+                    (*_where(tree, p, *path), key),
+                    "the pods' security profile is the renderer's (RuntimeDefault seccomp, restricted Pod "
+                    "Security): this annotation would change it; remove it",
+                    key=True,
+                )
+    for component, affinity in (("triton", p.triton.affinity), ("envoy", p.envoy.affinity)):
+        if affinity is not None:
+            for rel, problem in _affinity_problems(affinity):
+                yield _err(tree, p.source, (*_where(tree, p, component, "affinity"), *rel), problem)
+
+
+def _requirement_problem(operator: str, values: tuple[str, ...]) -> str | None:
+    if operator in ("In", "NotIn") and not values:
+        return f"operator {operator} needs at least one value"
+    if operator in ("Exists", "DoesNotExist") and values:
+        return f"operator {operator} takes no values (remove values)"
+    if operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
+        return f"operator {operator} takes exactly one integer value"
+    return None
+
+
+def _affinity_problems(a: Affinity) -> Iterator[tuple[JsonPath, str]]:
+    """(path inside the affinity, problem) for requirements Kubernetes would refuse."""
+    node = a.node_affinity
+    terms: list[tuple[JsonPath, NodeSelectorTerm]] = []
+    if node is not None:
+        req = node.required_during_scheduling_ignored_during_execution
+        if req is not None:
+            terms += [
+                (
+                    (
+                        "nodeAffinity",
+                        "requiredDuringSchedulingIgnoredDuringExecution",
+                        "nodeSelectorTerms",
+                        i,
+                    ),
+                    t,
+                )
+                for i, t in enumerate(req.node_selector_terms)
+            ]
+        terms += [
+            (
+                ("nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution", i, "preference"),
+                w.preference,
+            )
+            for i, w in enumerate(node.preferred_during_scheduling_ignored_during_execution)
+        ]
+    for at, term in terms:
+        for field, reqs in (("matchExpressions", term.match_expressions), ("matchFields", term.match_fields)):
+            for j, r in enumerate(reqs):
+                problem = _requirement_problem(r.operator, r.values)
+                if problem:
+                    yield (*at, field, j, "operator"), problem
+    for kind, pod in (("podAffinity", a.pod_affinity), ("podAntiAffinity", a.pod_anti_affinity)):
+        if pod is None:
+            continue
+        pod_terms: list[tuple[JsonPath, PodAffinityTerm]] = [
+            ((kind, "requiredDuringSchedulingIgnoredDuringExecution", i), t)
+            for i, t in enumerate(pod.required_during_scheduling_ignored_during_execution)
+        ]
+        pod_terms += [
+            (
+                (kind, "preferredDuringSchedulingIgnoredDuringExecution", i, "podAffinityTerm"),
+                w.pod_affinity_term,
+            )
+            for i, w in enumerate(pod.preferred_during_scheduling_ignored_during_execution)
+        ]
+        for at, t in pod_terms:
+            for sel_name, sel in (
+                ("labelSelector", t.label_selector),
+                ("namespaceSelector", t.namespace_selector),
+            ):
+                for j, lr in enumerate(sel.match_expressions if sel else ()):
+                    problem = _requirement_problem(lr.operator, lr.values)
+                    if problem:
+                        yield (*at, sel_name, "matchExpressions", j, "operator"), problem
+
+
+@rule
+def placement_settings(tree: Tree) -> Iterator[ConfigError]:
+    """Tolerations, affinity, labels and annotations a deployment adds to its pods and Services."""
+    yield from _once(err for _, p in _live(tree) for err in _placement_settings(tree, p))
+
+
+def _service_names(p: SiteDeployment) -> dict[str, str]:
+    """Every Service ``p`` renders in its namespace: name -> what it is."""
+    from pipelines.render import names  # render imports this module: import at call time
+
+    return {
+        names.triton_name(p): f"the Triton Service of {names.deployment_ref(p)}",
+        names.envoy_name(p): f"the Envoy Service of {names.deployment_ref(p)}",
+        names.envoy_stats_name(p): f"the Envoy stats Service of {names.deployment_ref(p)}",
+    }
+
+
+@rule
+def envoy_service_settings(tree: Tree) -> Iterator[ConfigError]:
+    """The client Service: no plain-text exposure of bearer tokens, and an alias no other Service has."""
+    taken: dict[tuple[str, str], dict[str, tuple[SiteDeployment, str]]] = defaultdict(dict)
+    placements = sorted((p for _, p in _live(tree)), key=lambda x: (x.site, x.experiment, x.name))
+    for p in placements:  # the renderer's names first: an alias never takes one of them
+        for svc, what in _service_names(p).items():
+            taken[(p.site, p.namespace)].setdefault(svc, (p, what))
+    for p in placements:
+        if p.envoy.service.alias:
+            what = f"the alias Service of {p.experiment}/{p.name}"
+            taken[(p.site, p.namespace)].setdefault(p.envoy.service.alias, (p, what))
+
+    def errors() -> Iterator[ConfigError]:
+        for p in placements:
+            svc = p.envoy.service
+            jwt = p.envoy.auth.jwt if p.envoy.auth else None
+            if svc.type != "ClusterIP" and jwt is not None:
+                yield _err(
+                    tree,
+                    p.source,
+                    (*_where(tree, p, "envoy", "service", "type"),),
+                    f"a {svc.type} Service exposes Envoy's plain-text gRPC listener outside the cluster, and "
+                    "this deployment uses JWT auth: bearer tokens would cross the network in clear text; keep "
+                    "type ClusterIP and reach the deployment through envoy.ingress with TLS",
+                )
+            if svc.alias:
+                owner, what = taken[(p.site, p.namespace)][svc.alias]
+                if owner is not p or not what.startswith("the alias"):
+                    yield _err(
+                        tree,
+                        p.source,
+                        (*_where(tree, p, "envoy", "service", "alias"),),
+                        f"Service name {svc.alias!r} is already {what} in namespace {p.namespace!r} at site "
+                        f"{p.site!r}: choose another alias",
+                    )
+
+    yield from _once(errors())
+
+
+@rule
+def ingress_settings(tree: Tree) -> Iterator[ConfigError]:
+    """A deployment's ingress annotations stay within the site's allowlist; one TLS choice."""
+
+    def errors() -> Iterator[ConfigError]:
+        for _, p in _live(tree):
+            site = tree.sites.get(p.site)
+            ing = p.envoy.ingress
+            if site is None or site.ingress is None or ing is None:
+                continue  # no ingress at the site: the ingress_hosts rule speaks
+            where = _where(tree, p, "envoy", "ingress")
+            if ing.tls == "default" and ing.tls_secret:
+                yield _err(
+                    tree,
+                    p.source,
+                    (*where, "tls"),
+                    "give either tls: default (the controller's default certificate) or tlsSecret, not both",
+                )
+            allowed = site.ingress.allowed_annotations
+            for key in ing.annotations:
+                if key.startswith(RESERVED_KEY_PREFIXES) or any(fnmatchcase(key, g) for g in allowed):
+                    continue
+                listed = ", ".join(allowed) if allowed else "none"
+                yield _err(
+                    tree,
+                    p.source,
+                    (*_where(tree, p, "envoy", "ingress", "annotations"), key),
+                    f"annotation {key!r} is not allowed on Ingresses at site {p.site!r} (ingress.allowedAnnotations: "
+                    f"{listed}); remove it, or ask the site admins to allow it in {_site_file(p.site)}",
+                    key=True,
+                )
+
+    yield from _once(errors())
+
+
+def _trace_entries(flags: dict[str, object]) -> list[str]:
+    """The [api,]setting names a deployment's flags give to --trace-config (either spelling)."""
+    out: list[str] = []
+    option = flags.get("trace-config")
+    if isinstance(option, dict):
+        out += list(option)
+    structured = flags.get("trace")
+    if isinstance(structured, dict):
+        for key, value in structured.items():
+            if isinstance(value, dict):
+                out += [f"{key},{sub}" for sub in value]
+            else:
+                out.append(key)
+    return out
+
+
+@rule
+def triton_flags(tree: Tree) -> Iterator[ConfigError]:
+    """Extra tritonserver options never repeat what the renderer sets from structured fields."""
+
+    def errors() -> Iterator[ConfigError]:
+        for _, p in _live(tree):
+            flags: dict[str, object] = dict(p.triton.server.flags)
+            where = _where(tree, p, "triton", "server", "flags")
+            if "trace" in flags and "trace-config" in flags:
+                yield _err(
+                    tree,
+                    p.source,
+                    (*_where(tree, p, "triton", "server", "flags", "trace"),),
+                    "give the trace settings once: either trace (structured) or trace-config (option form)",
+                )
+            if p.triton.server.tracing is not None:
+                twice = [e for e in _trace_entries(flags) if e in TRACING_SETTINGS]
+                if twice:
+                    yield _err(
+                        tree,
+                        p.source,
+                        where,
+                        f"--trace-config {', '.join(twice)} is already rendered from triton.server.tracing: set it "
+                        "there, or drop triton.server.tracing and give every trace setting here",
+                    )
+
+    yield from _once(errors())
+
+
+def _inside(path: str, directory: str) -> bool:
+    path, directory = path.rstrip("/") or "/", directory.rstrip("/") or "/"
+    return path == directory or path.startswith(directory + "/")
+
+
+@rule
+def extra_mounts(tree: Tree) -> Iterator[ConfigError]:
+    """Extra CVMFS mounts need the site's CVMFS, and land where nothing else is mounted."""
+
+    def errors() -> Iterator[ConfigError]:
+        for _, p in _live(tree):
+            site = tree.sites.get(p.site)
+            mounts = p.triton.extra_mounts
+            if not mounts:
+                continue
+            where = _where(tree, p, "triton", "extraMounts")
+            if site is not None and site.storage.cvmfs is None:
+                yield _err(
+                    tree,
+                    p.source,
+                    where,
+                    f"site {p.site!r} offers no CVMFS (storage.cvmfs in {_site_file(p.site)}): remove the "
+                    "extra mounts here, or ask the site admins to offer CVMFS",
+                )
+            for i, m in enumerate(mounts):
+                target = m.mount_path
+                if target.rstrip("/") == "" or any(_inside(target, d) for d in TRITON_RESERVED_DIRS):
+                    yield _err(
+                        tree,
+                        p.source,
+                        (*where, i, "mountPath"),
+                        f"{target!r} is a directory the renderer, the image or the system uses "
+                        f"({', '.join(TRITON_RESERVED_DIRS)}): choose another path, e.g. /opt/data/<name>",
+                    )
+                for j, other in enumerate(mounts[:i]):
+                    if _inside(target, other.mount_path) or _inside(other.mount_path, target):
+                        yield _err(
+                            tree,
+                            p.source,
+                            (*where, i, "mountPath"),
+                            f"{target!r} overlaps extraMounts[{j}] ({other.mount_path!r}): give each mount "
+                            "its own directory",
+                        )
+
+    yield from _once(errors())
+
+
+@rule
+def readiness_mode(tree: Tree) -> Iterator[ConfigError]:
+    """Timing fields only count with the default readiness probe; off has no probe to point at a model."""
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None
+        if p is None:
+            continue
+        mode = p.triton.probes.readiness.mode
+        if mode == "default":
+            continue
+        doc = tree.documents[p.source]
+        for field in ("period", "timeout", "failureThreshold"):
+            at: JsonPath = ("triton", "probes", "readiness", field)
+            if at in doc.values:
+                yield _err(
+                    tree,
+                    p.source,
+                    at,
+                    f"readiness mode {mode!r} does not use {field} (only mode 'default' does): remove it",
+                )
+        if mode == "off" and p.triton.probes.readiness_model is not None:
+            yield _err(
+                tree,
+                p.source,
+                ("triton", "probes", "readinessModel"),
+                "readiness mode 'off' renders no readiness probe, so readinessModel would be ignored: remove "
+                "one of them",
+            )
+
+
+@rule
+def admission_gate_metric(tree: Tree) -> Iterator[ConfigError]:
+    """The gate's own metric: a query only with metric: query, read from the deployment's namespace only."""
+    for d in tree.deployments:
+        for i, p in enumerate(d.placements):
+            gate = p.envoy.admission_gate
+            if gate is None:
+                continue
+            at: JsonPath = ("envoy", "admissionGate", "query")
+            if i == 0 and gate.metric == "query" and not gate.query:
+                yield _err(tree, p.source, at, "metric 'query' needs a PromQL 'query'")
+            if i == 0 and gate.metric != "query" and gate.query:
+                yield _err(
+                    tree,
+                    p.source,
+                    at,
+                    f"'query' is only used with metric: query (metric is {gate.metric or 'unset'!r})",
+                )
+            if gate.metric != "query" or not gate.query:
+                continue
+            for problem in promql_problems(gate.query, p.namespace):
+                yield _err(tree, p.source, at, f"at site {p.site!r}: {problem}")
+            if i == 0:
+                scrape = p.monitoring.scrape_interval
+                for window in _RANGE.findall(gate.query):
+                    if _promql_seconds(window) < MIN_RANGE_SCRAPES * scrape:
+                        yield _err(
+                            tree,
+                            p.source,
+                            at,
+                            f"the range [{window}] spans fewer than {MIN_RANGE_SCRAPES} scrape intervals "
+                            f"(monitoring.scrapeInterval is {scrape:g}s): after one missed scrape rate() answers "
+                            f"nothing and the gate has no load to compare; use [{MIN_RANGE_SCRAPES * scrape:g}s] or longer",
+                        )
+                        break

@@ -92,6 +92,14 @@ def _check_instances(cfg: mc.ModelConfig, where: Where, placements: Sequence[Pla
                         f"instance kind GPU needs a GPU, but at site {pl.site!r} the deployment has no triton.gpu",
                     )
                 )
+            elif kind == "GPU" and pl.gpu_count == 0:
+                errors.append(
+                    where.error(
+                        "instances",
+                        f"instance kind GPU needs a GPU, but at site {pl.site!r} the deployment requests none "
+                        "(triton.gpu.count: 0)",
+                    )
+                )
             elif kind == "GPU" and pl.site_classes is not None and pl.gpu_class not in pl.site_classes:
                 offered = ", ".join(sorted(pl.site_classes)) or "none"
                 errors.append(

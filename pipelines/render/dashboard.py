@@ -64,6 +64,8 @@ def dashboard(p: SiteDeployment) -> dict[str, Any]:
         thresholds.append(("autoscaling threshold", f"vector({p.autoscaling.threshold:g})"))
     gate = p.envoy.admission_gate
     if gate is not None and gate.enabled:
+        if metrics.gate_query(p) != metrics.load_query(p):
+            thresholds.append(("admission gate metric", metrics.gate_query(p)))
         thresholds.append(("admission gate threshold", f"vector({gate.threshold:g})"))
     if p.monitoring.alerts.enabled:
         thresholds.append(("queue latency alert (ms)", f"vector({p.monitoring.alerts.queue_latency_ms:g})"))
@@ -102,7 +104,7 @@ def dashboard(p: SiteDeployment) -> dict[str, Any]:
         ),
         ("Load metric vs thresholds", "short", thresholds),
     ]
-    if p.triton.gpu is not None:
+    if p.gpus_per_pod:
         specs.append(
             (
                 "GPU utilisation by pod",

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 from pipelines.config.model import EnvoyTracing, Jwt, SiteDeployment, TokenBucket
 from pipelines.config.model import Site as SiteConfig
 from pipelines.render import names
-from pipelines.render.metrics import load_query
+from pipelines.render.metrics import gate_query
 from pipelines.render.names import (
     ENVOY_ADMIN,
     ENVOY_GRPC,
@@ -278,7 +278,7 @@ def _gate_metadata(p: SiteDeployment, site: SiteConfig, prometheus_url: str | No
         "query_timeout_ms": _millis(gate.query_timeout),
         "on_prometheus_error": gate.on_prometheus_error,
         "cluster": PROMETHEUS_CLUSTER,
-        "path": f"{base}/api/v1/query?query={quote(load_query(p), safe='')}",
+        "path": f"{base}/api/v1/query?query={quote(gate_query(p), safe='')}",
         "authority": url.netloc.rsplit("@", 1)[-1],
         "token_file": token_path if uses_token else "",
     }

@@ -5,9 +5,10 @@ module only runs it:
 
 - the container runs the image's own Envoy with our arguments and installs nothing at start
   (SuperSONIC ran ``apt-get install`` at every start and ignored its ``args``);
-- the client Service carries only the gRPC port, the stats Service only the stats listener;
-  the admin port is bound to 127.0.0.1 in the pod and appears in no Service and no
-  ``containerPort`` (SuperSONIC exposed it through the client Service);
+- the client Service (of the declared type, with the declared labels and annotations, and an
+  optional ClusterIP alias under another name) carries only the gRPC port, the stats Service
+  only the stats listener; the admin port is bound to 127.0.0.1 in the pod and appears in no
+  Service and no ``containerPort`` (SuperSONIC exposed it through the client Service);
 - a checksum of ``envoy.yaml`` in the pod template rolls the pods when the config changes;
 - the Prometheus bearer token (admission gate) is mounted from the site's Secret, never inlined;
 - the Ingress terminates TLS whenever the site or deployment provides a certificate, and must
@@ -29,7 +30,15 @@ from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy import envoy_config, envoy_yaml
 from pipelines.render.errors import problem
-from pipelines.render.objects import meta, prometheus_token_volume, resources, spread, whole_cpus
+from pipelines.render.objects import (
+    affinity,
+    meta,
+    prometheus_token_volume,
+    resources,
+    spread,
+    tolerations,
+    whole_cpus,
+)
 from pipelines.render.security import container_security, pod_security
 
 # The distroless Envoy images run as the "nonroot" user of their base image.
@@ -149,7 +158,8 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
             "template": {
                 "metadata": {
                     "labels": names.labels(p, "envoy"),
-                    "annotations": {names.CONFIG_CHECKSUM_ANNOTATION: checksum},
+                    # The deployment's own annotations never replace the renderer's (semantic rules refuse them).
+                    "annotations": {**p.envoy.pod_annotations, names.CONFIG_CHECKSUM_ANNOTATION: checksum},
                 },
                 "spec": {
                     "serviceAccountName": name,
@@ -160,6 +170,7 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
                     "containers": [container],
                     "topologySpreadConstraints": spread(p, "envoy"),
                     "volumes": volumes,
+                    **_placement(p),
                 },
             },
         },
@@ -170,24 +181,7 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
         "metadata": meta(p, "envoy", name),
         "data": {names.ENVOY_CONFIG_FILE: text},
     }
-    client_service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _service_meta(p, name, "client"),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": names.selector(p, "envoy"),
-            "ports": [
-                {
-                    "name": "grpc",
-                    "port": names.ENVOY_GRPC,
-                    "targetPort": "grpc",
-                    "protocol": "TCP",
-                    "appProtocol": "kubernetes.io/h2c",
-                }
-            ],
-        },
-    }
+    client_service = _client_service(p, name, p.envoy.service.type)
     stats_service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -199,6 +193,8 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
         },
     }
     objs = [config_map, deployment, client_service, stats_service]
+    if p.envoy.service.alias:
+        objs.append(_client_service(p, p.envoy.service.alias, "ClusterIP"))
     ingress = _ingress(p, site)
     if ingress is not None:
         objs.append(ingress)
@@ -220,8 +216,55 @@ def _service_meta(p: SiteDeployment, name: str, role: str) -> dict[str, Any]:
     return m
 
 
+def _placement(p: SiteDeployment) -> dict[str, Any]:
+    """The Envoy pods' nodeSelector, affinity and tolerations, as the deployment declares them."""
+    e = p.envoy
+    out: dict[str, Any] = {}
+    if e.node_selector:
+        out["nodeSelector"] = dict(e.node_selector)
+    placed = affinity(e.affinity)
+    if placed:
+        out["affinity"] = placed
+    tolerated = tolerations(e.tolerations)
+    if tolerated:
+        out["tolerations"] = tolerated
+    return out
+
+
+def _client_service(p: SiteDeployment, name: str, service_type: str) -> dict[str, Any]:
+    """A client-facing Service (the Envoy Service or its alias): the gRPC port only, never the admin port.
+
+    The deployment's labels and annotations go on both (e.g. MetalLB's address pool); the
+    renderer's labels win, and the semantic rules refuse deployment keys in their prefixes.
+    """
+    s = p.envoy.service
+    m = _service_meta(p, name, "client")
+    m["labels"] = {**s.labels, **m["labels"]}
+    if s.annotations:
+        m["annotations"] = dict(s.annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": m,
+        "spec": {
+            "type": service_type,
+            "selector": names.selector(p, "envoy"),
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": names.ENVOY_GRPC,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                }
+            ],
+        },
+    }
+
+
 def _ingress_tls(p: SiteDeployment, ingress: SiteIngress) -> dict[str, Any] | None:
-    """The Ingress's ``tls`` entry: the deployment's Secret, the site's, or the controller's default certificate.
+    """The Ingress's ``tls`` entry, first of: the deployment's Secret, the deployment's ``tls: default``
+    (the controller's default certificate), the site's Secret, the site's default certificate.
 
     ``secretName`` is optional in networking.k8s.io/v1 IngressTLS. Without it the controller
     terminates TLS with its default certificate (ingress-nginx docs/user-guide/tls.md: "The
@@ -233,9 +276,12 @@ def _ingress_tls(p: SiteDeployment, ingress: SiteIngress) -> dict[str, Any] | No
     """
     ing = p.envoy.ingress
     assert ing is not None
-    secret = ing.tls_secret or ingress.tls_secret
-    if secret:
-        return {"hosts": [ing.host], "secretName": secret}
+    if ing.tls_secret:
+        return {"hosts": [ing.host], "secretName": ing.tls_secret}
+    if ing.tls == "default":
+        return {"hosts": [ing.host]}
+    if ingress.tls_secret:
+        return {"hosts": [ing.host], "secretName": ingress.tls_secret}
     if ingress.default_certificate:
         return {"hosts": [ing.host]}
     return None
@@ -248,13 +294,14 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     if site.ingress is None:
         raise problem(p, "envoy.ingress: the site offers no ingress")
     m = meta(p, "envoy", names.envoy_name(p))
-    annotations = dict(site.ingress.annotations)
+    # The deployment's own (within the site's allowedAnnotations) win over the site's.
+    annotations = {**site.ingress.annotations, **ing.annotations}
     if not site.ingress.publishes_status:
         annotations[names.INGRESS_STATUS_ANNOTATION] = names.INGRESS_STATUS_UNPUBLISHED
     if annotations:
         m["annotations"] = annotations
     spec: dict[str, Any] = {
-        "ingressClassName": site.ingress.class_name,
+        "ingressClassName": ing.class_name or site.ingress.class_name,
         "rules": [
             {
                 "host": ing.host,

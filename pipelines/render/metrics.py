@@ -1,5 +1,6 @@
-"""The PromQL this project relies on: the load metric (shared by KEDA, the admission gate, the
-recording rule, the dashboard and the checks) and the Envoy-side activation metric.
+"""The PromQL this project relies on: the load metric (shared by KEDA, the admission gate unless it
+has its own metric, the recording rule, the dashboard and the checks) and the Envoy-side
+activation metric.
 
 Prometheus target labels ``namespace`` and ``service`` are set by the ServiceMonitors (and by
 the local scrape configuration), so the same query works at every site and on a laptop.
@@ -65,6 +66,20 @@ def load_query(p: SiteDeployment) -> str:
     if a is not None and a.metric == "pendingRequests":
         return pending_requests_query(p)
     return queue_latency_query(p)
+
+
+def gate_query(p: SiteDeployment) -> str:
+    """What the admission gate compares with its threshold: its own metric, else the load metric.
+
+    ``envoy.admissionGate.metric`` separates the gate from autoscaling (SuperSONIC's
+    ``serverLoadMetric`` served both); unset, the gate follows the autoscaling metric as before.
+    """
+    gate = p.envoy.admission_gate
+    if gate is not None and gate.metric == "query" and gate.query:
+        return gate.query
+    if gate is not None and gate.metric == "queueLatency":
+        return queue_latency_query(p)
+    return load_query(p)
 
 
 def envoy_request_rate_query(p: SiteDeployment) -> str:

@@ -6,7 +6,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from pipelines.config.model import Resources, Site, SiteDeployment
+from pipelines.config.model import Affinity, NodeSelectorTerm, Resources, Site, SiteDeployment, Toleration
 from pipelines.config.quantity import parse_quantity
 from pipelines.render import names
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
@@ -79,3 +79,47 @@ def prometheus_token_volume(p: SiteDeployment, site: Site) -> tuple[dict[str, An
         },
     }
     return mount, volume
+
+
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+
+
+def tolerations(*groups: tuple[Toleration, ...]) -> list[dict[str, Any]]:
+    """The tolerations of every group in order, each once (a deployment may repeat its GPU class's)."""
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        for t in group:
+            entry = t.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if entry not in out:
+                out.append(entry)
+    return out
+
+
+def affinity(declared: Affinity | None, required_term: NodeSelectorTerm | None = None) -> dict[str, Any]:
+    """A pod's ``affinity``: the declared one, with ``required_term`` (a GPU class's) also required.
+
+    Required node selector terms are ORed by Kubernetes and the requirements inside one term
+    ANDed, so "the class's term AND one of the declared terms" puts the class's requirements into
+    every declared term. Preferred terms and pod (anti-)affinity are the declared ones. Empty
+    when there is nothing to require or prefer.
+    """
+    out: dict[str, Any] = (
+        declared.model_dump(mode="json", by_alias=True, exclude_defaults=True) if declared else {}
+    )
+    if required_term is None:
+        return out
+    term = required_term.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    node = out.setdefault("nodeAffinity", {})
+    required = node.get(REQUIRED)
+    if required is None:
+        node[REQUIRED] = {"nodeSelectorTerms": [term]}
+        return out
+    merged = []
+    for own in required["nodeSelectorTerms"]:
+        both = dict(own)
+        for field in ("matchExpressions", "matchFields"):
+            if term.get(field) or own.get(field):
+                both[field] = [*term.get(field, []), *own.get(field, [])]
+        merged.append(both)
+    required["nodeSelectorTerms"] = merged
+    return out

@@ -19,12 +19,19 @@ import shlex
 from typing import Any
 
 from pipelines.config.footprint import triton_surge
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import (
+    FlagValue,
+    NodeSelectorTerm,
+    SelectorRequirement,
+    Site,
+    SiteDeployment,
+    Toleration,
+)
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.durations import whole_seconds
 from pipelines.render.errors import problem
-from pipelines.render.objects import meta, resources, spread
+from pipelines.render.objects import affinity, meta, resources, spread, tolerations
 from pipelines.render.security import container_security, pod_security
 from pipelines.render.volumes import model_sources
 
@@ -32,10 +39,44 @@ STARTUP_PERIOD = 10  # seconds between start-up probes; failureThreshold covers 
 TMP_SIZE = "1Gi"
 SHM_SIZE = "512Mi"  # Python-backend models exchange tensors through /dev/shm (64 Mi by default)
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+KUBERNETES_PROBE_TIMEOUT = 1  # seconds: timeoutSeconds when a probe leaves it to Kubernetes
 
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _text(value: object) -> str:
+    return _flag(value) if isinstance(value, bool) else str(value)
+
+
+def _repeated(value: object) -> tuple[object, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def flag_args(flags: dict[str, FlagValue]) -> list[str]:
+    """``triton.server.flags`` as ``--name=value`` arguments, one list element each, sorted by name.
+
+    A list repeats the option; a mapping (metrics-config, trace-config) gives one
+    ``--name=<setting>=<value>`` per setting; ``trace`` is trace-config written as a structure,
+    its ``opentelemetry`` settings becoming ``--trace-config=opentelemetry,<setting>=<value>``.
+    The schema admits only known options with typed values, and refuses those set above.
+    """
+    args: list[str] = []
+    for name in sorted(flags):
+        value = flags[name]
+        option = "trace-config" if name == "trace" else name
+        if not isinstance(value, dict):
+            args += [f"--{option}={_text(v)}" for v in _repeated(value)]
+            continue
+        for key in sorted(value):
+            setting = value[key]
+            if isinstance(setting, dict):  # trace: {opentelemetry: {...}}
+                for sub in sorted(setting):
+                    args += [f"--{option}={key},{sub}={_text(v)}" for v in _repeated(setting[sub])]
+            else:
+                args += [f"--{option}={key}={_text(v)}" for v in _repeated(setting)]
+    return args
 
 
 def restricted_protocol_args(key: str) -> list[str]:
@@ -88,7 +129,7 @@ def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
             args.append(f"--trace-config=opentelemetry,url={endpoint}")
         if t.mode == "triton":
             args.append(f"--trace-config=triton,file={names.TRITON_TRACE_FILE}")
-    return args
+    return args + flag_args(s.flags)
 
 
 def _readiness_path(p: SiteDeployment) -> str:
@@ -102,7 +143,8 @@ def _readiness_path(p: SiteDeployment) -> str:
 
 def readiness_command(p: SiteDeployment) -> list[str]:
     """Ready = Triton (or the readiness model) ready AND not draining."""
-    timeout = whole_seconds(p.triton.probes.readiness.timeout, 1)
+    r = p.triton.probes.readiness
+    timeout = KUBERNETES_PROBE_TIMEOUT if r.mode == "kubernetesDefaults" else whole_seconds(r.timeout, 1)
     url = f"http://127.0.0.1:{names.TRITON_HTTP}{_readiness_path(p)}"
     script = (
         f"test ! -e {shlex.quote(names.DRAIN_FILE)} && "
@@ -117,6 +159,21 @@ def prestop_command(p: SiteDeployment) -> list[str]:
     return ["/bin/sh", "-c", f"touch {shlex.quote(names.DRAIN_FILE)} && sleep {delay}"]
 
 
+def _readiness_probe(p: SiteDeployment) -> dict[str, Any]:
+    """By ``probes.readiness.mode``: our timing, Kubernetes' defaults (SuperSONIC's ``reset``), or none."""
+    r = p.triton.probes.readiness
+    if r.mode == "off":
+        # Ready once the start-up probe passed; Envoy's gRPC health checks still skip a pod that
+        # does not serve, and Kubernetes takes terminating pods out of the Service (docs/configuration.md).
+        return {}
+    probe: dict[str, Any] = {"exec": {"command": readiness_command(p)}}
+    if r.mode == "default":
+        probe["periodSeconds"] = whole_seconds(r.period, 1)
+        probe["timeoutSeconds"] = whole_seconds(r.timeout, 1)
+        probe["failureThreshold"] = r.failure_threshold
+    return {"readinessProbe": probe}
+
+
 def _probes(p: SiteDeployment) -> dict[str, Any]:
     pr = p.triton.probes
     return {
@@ -126,12 +183,7 @@ def _probes(p: SiteDeployment) -> dict[str, Any]:
             "timeoutSeconds": whole_seconds(pr.readiness.timeout, 1),
             "failureThreshold": max(1, math.ceil(pr.startup_timeout / STARTUP_PERIOD)),
         },
-        "readinessProbe": {
-            "exec": {"command": readiness_command(p)},
-            "periodSeconds": whole_seconds(pr.readiness.period, 1),
-            "timeoutSeconds": whole_seconds(pr.readiness.timeout, 1),
-            "failureThreshold": pr.readiness.failure_threshold,
-        },
+        **_readiness_probe(p),
         "livenessProbe": {
             "httpGet": {"path": "/v2/health/live", "port": "http"},
             "periodSeconds": whole_seconds(pr.liveness.period, 1),
@@ -142,34 +194,44 @@ def _probes(p: SiteDeployment) -> dict[str, Any]:
 
 
 def _scheduling(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(GPU resources, pod scheduling fields) for the deployment's GPU class, or CPU-only."""
+    """(GPU resources, pod scheduling fields): the GPU class's placement plus the deployment's own.
+
+    ``gpu.count: 0`` keeps the class's placement (node selector, product affinity, tolerations)
+    and requests no GPU: a CPU-only deployment on GPU nodes (Anvil's SuperSONIC values).
+    """
     gpu = p.triton.gpu
-    if gpu is None:
-        return {}, {"nodeSelector": dict(p.triton.node_selector)} if p.triton.node_selector else {}
-    cls = site.gpu_classes.get(gpu.gpu_class)
-    if cls is None:
-        raise problem(p, f"triton.gpu.class: {gpu.gpu_class!r} is not a GPU class of the site")
+    selector = dict(p.triton.node_selector)
+    class_term: NodeSelectorTerm | None = None
+    class_tolerations: tuple[Toleration, ...] = ()
+    gpu_resources: dict[str, Any] = {}
+    if gpu is not None:
+        cls = site.gpu_classes.get(gpu.gpu_class)
+        if cls is None:
+            raise problem(p, f"triton.gpu.class: {gpu.gpu_class!r} is not a GPU class of the site")
+        selector = {**cls.node_selector, **p.triton.node_selector}
+        if cls.products:
+            product = SelectorRequirement(key=GPU_PRODUCT_LABEL, operator="In", values=cls.products)
+            class_term = NodeSelectorTerm(match_expressions=(product,))
+        class_tolerations = cls.tolerations
+        if gpu.count:
+            gpu_resources = {cls.resource: gpu.count}
     pod: dict[str, Any] = {}
-    selector = {**cls.node_selector, **p.triton.node_selector}
     if selector:
         pod["nodeSelector"] = selector
-    if cls.products:
-        pod["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": list(cls.products)}
-                            ]
-                        }
-                    ]
-                }
-            }
-        }
-    if cls.tolerations:
-        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in cls.tolerations]
-    return {cls.resource: gpu.count}, pod
+    placed = affinity(p.triton.affinity, class_term)
+    if placed:
+        pod["affinity"] = placed
+    tolerated = tolerations(class_tolerations, p.triton.tolerations)
+    if tolerated:
+        pod["tolerations"] = tolerated
+    return gpu_resources, pod
+
+
+def _pod_metadata(p: SiteDeployment) -> dict[str, Any]:
+    out: dict[str, Any] = {"labels": names.labels(p, "triton")}
+    if p.triton.pod_annotations:
+        out["annotations"] = dict(p.triton.pod_annotations)
+    return out
 
 
 def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
@@ -233,7 +295,7 @@ def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict
             if triton_surge(p) == 0
             else {"maxSurge": triton_surge(p), "maxUnavailable": 0},
         },
-        "template": {"metadata": {"labels": names.labels(p, "triton")}, "spec": pod_spec},
+        "template": {"metadata": _pod_metadata(p), "spec": pod_spec},
     }
     if p.autoscaling is None:
         # With autoscaling KEDA owns the count: omitted, so Argo CD never fights it.

@@ -79,25 +79,39 @@ CVMFS_MODES: dict[str, Handler] = {"storageClass": _cvmfs_claim, "hostPath": _cv
 
 
 def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
-    if not p.model_repository.cvmfs:
+    if not p.model_repository.cvmfs and not p.triton.extra_mounts:
         return
     cvmfs = site.storage.cvmfs
     if cvmfs is None:
-        raise problem(p, "modelRepository.cvmfs: the site offers no CVMFS (storage.cvmfs)")
+        field = "modelRepository.cvmfs" if p.model_repository.cvmfs else "triton.extraMounts"
+        raise problem(p, f"{field}: the site offers no CVMFS (storage.cvmfs)")
     mode = "storageClass" if cvmfs.storage_class is not None else "hostPath"
     CVMFS_MODES[mode](p, site, out)
-    # HostToContainer: CVMFS repositories are automounted on first access, after the pod started.
-    out.mounts.append(
-        {
-            "name": "cvmfs",
-            "mountPath": names.CVMFS_MOUNT,
-            "readOnly": True,
-            "mountPropagation": "HostToContainer",
-        }
-    )
+    if p.model_repository.cvmfs:
+        # HostToContainer: CVMFS repositories are automounted on first access, after the pod started.
+        out.mounts.append(
+            {
+                "name": "cvmfs",
+                "mountPath": names.CVMFS_MOUNT,
+                "readOnly": True,
+                "mountPropagation": "HostToContainer",
+            }
+        )
     for i, path in enumerate(p.model_repository.cvmfs):
         _stays_inside(p, f"modelRepository.cvmfs[{i}]", path)
     out.repositories.extend(p.model_repository.cvmfs)
+    for i, extra in enumerate(p.triton.extra_mounts):
+        _stays_inside(p, f"triton.extraMounts[{i}].cvmfs", extra.cvmfs)
+        # A subPath of the same volume: the kubelet resolves (and so automounts) the repository
+        # when the container starts, and binds only that directory at the chosen path.
+        out.mounts.append(
+            {
+                "name": "cvmfs",
+                "mountPath": extra.mount_path,
+                "subPath": extra.cvmfs.removeprefix(names.CVMFS_MOUNT + "/").strip("/"),
+                "readOnly": True,
+            }
+        )
 
 
 def _pvc(p: SiteDeployment, site: Site, out: ModelSources) -> None:

@@ -263,7 +263,14 @@ def test_round_trip_geddes_keeps_the_real_deployment(tree: Any, tmp_path: Path) 
     ]["spec"]
     assert pod["nodeSelector"]["cms-af-prod"] == "true"
     assert any(t["key"] == "hub.jupyter.org/dedicated" for t in pod["tolerations"])
-    assert result.fragment == {"experiments": {"cms": {"gpuQuota": 21}}}  # next to the existing particlenet
+    # Next to the existing particlenet: 21 GPUs, and the namespace quota for 16 cores and 16G per
+    # replica at 10 replicas (counted as validation counts it), rounded up to whole cores and GiB.
+    assert result.fragment == {
+        "experiments": {"cms": {"gpuQuota": 21, "quota": {"cpu": "202", "memory": "204Gi"}}}
+    }
+    assert any(
+        n.startswith("experiments.cms.quota.cpu: namespace 'cms-sonic' needs") for n in result.fragment_notes
+    )
 
 
 def test_anvil_gpu_products_without_a_class_get_a_fragment(tree: Any) -> None:

@@ -15,11 +15,15 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,9 @@ import yaml
 
 from pipelines.config.checked import check_tree
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
+from pipelines.config.footprint import Footprint, deployment_footprint
 from pipelines.config.loader import Document, load_file
+from pipelines.config.quantity import cpu_text, memory_text, parse_quantity
 from pipelines.config.tree import Tree, deep_merge
 from pipelines.importers.supersonic.chart import CHART_VERSION, chart_errors, defaults, merged
 from pipelines.importers.supersonic.convert import Converted, Converter
@@ -170,7 +176,7 @@ def import_values(
     converted = Converter(doc, merged(doc), tree, experiment, target, name, namespace, models).run()
     if converted.errors:
         raise ConfigErrors(converted.errors)
-    return ImportResult(
+    result = ImportResult(
         doc.display,
         experiment,
         site,
@@ -181,6 +187,72 @@ def import_values(
         tuple(converted.fragment_notes),
         tuple(report(doc, converted)),
     )
+    return _with_namespace_quota(result, tree.root)
+
+
+def _with_namespace_quota(result: ImportResult, root: Path) -> ImportResult:
+    """Propose the namespace quota the site must grant when the import does not fit the current one.
+
+    Counted exactly as validation counts it (:mod:`pipelines.config.footprint`), over every
+    deployment of the namespace with the imported one in it: SuperSONIC sites grant no such
+    quota, so a real values file (Geddes: 16 cores per replica, up to 10 replicas) often needs more.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="sonic-import-quota-"))
+    try:
+        loaded, _ = check_tree(_scratch_copy(result, root, scratch)[0])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    site = loaded.sites.get(result.site)
+    grant = site.experiments.get(result.experiment) if site else None
+    if site is None or grant is None:
+        return result
+    total = Footprint()
+    for p in loaded.site_deployments(site.name):
+        if p.namespace == result.namespace:
+            total = total + deployment_footprint(p, site)
+    fragment = copy.deepcopy(result.fragment)
+    notes = list(result.fragment_notes)
+    for key, need, have, shown in (
+        ("cpu", max(total.requests_cpu, total.limits_cpu), parse_quantity(grant.quota.cpu), cpu_text),
+        (
+            "memory",
+            max(total.requests_memory, total.limits_memory),
+            parse_quantity(grant.quota.memory),
+            memory_text,
+        ),
+        ("pods", Decimal(total.pods), Decimal(grant.quota.pods), lambda d: str(int(d))),
+    ):
+        if need <= have:
+            continue
+        # Rounded up to whole cores and GiB: a quota the site admins would write.
+        value: str | int = {"cpu": str(math.ceil(need)), "memory": f"{math.ceil(need / 2**30)}Gi"}.get(
+            key, int(need)
+        )
+        quota = (
+            fragment.setdefault("experiments", {}).setdefault(result.experiment, {}).setdefault("quota", {})
+        )
+        quota[key] = value
+        notes.append(
+            f"experiments.{result.experiment}.quota.{key}: namespace {result.namespace!r} needs {shown(need)} "
+            f"at its most with this deployment (the quota is {shown(have)}; docs/security.md, 'Quotas')"
+        )
+    if not notes[len(result.fragment_notes) :]:
+        return result
+    return dataclasses.replace(result, fragment=fragment, fragment_notes=tuple(notes))
+
+
+def _scratch_copy(result: ImportResult, root: Path, scratch: Path) -> tuple[Path, Path, Path]:
+    """A copy of the tree in ``scratch`` with the import written in: (root, deployment file, site file)."""
+    for part in ("experiments", "gitops/sites"):
+        if not (scratch / part).exists():
+            shutil.copytree(root / part, scratch / part)
+    out = scratch / "experiments" / result.experiment / f"{result.name}.yaml"
+    out.write_text(result.deployment_yaml, encoding="utf-8")
+    site_file = scratch / "gitops" / "sites" / f"{result.site}.yaml"
+    if result.fragment:
+        data = yaml.safe_load(site_file.read_text(encoding="utf-8"))
+        site_file.write_text(_dump(merge_fragment(data, result.fragment)), encoding="utf-8")
+    return scratch, out, site_file
 
 
 def _usage(doc: Document, message: str, known: list[str]) -> ConfigError:
@@ -314,15 +386,7 @@ def validate_import(result: ImportResult, root: Path, dest: Path | None = None) 
     """
     scratch = dest or Path(tempfile.mkdtemp(prefix="sonic-import-"))
     try:
-        for part in ("experiments", "gitops/sites"):
-            if not (scratch / part).exists():
-                shutil.copytree(root / part, scratch / part)
-        out = scratch / "experiments" / result.experiment / f"{result.name}.yaml"
-        out.write_text(result.deployment_yaml, encoding="utf-8")
-        site_file = scratch / "gitops" / "sites" / f"{result.site}.yaml"
-        if result.fragment:
-            data = yaml.safe_load(site_file.read_text(encoding="utf-8"))
-            site_file.write_text(_dump(merge_fragment(data, result.fragment)), encoding="utf-8")
+        _, out, site_file = _scratch_copy(result, root, scratch)
         _, errors = check_tree(scratch)
         keep = {out.resolve(), site_file.resolve()}
         return [e for e in errors if _resolved(scratch, e) in keep]
