@@ -200,7 +200,7 @@ def _verify(dep: Deployment, dest: Path, fmt: str) -> None:
     """``--verify``: re-hash the stored files the committed lock names; exit 1 on any difference."""
     from pipelines.modelrepo.build import default_workers
     from pipelines.modelrepo.lock import lock_path, read_lock
-    from pipelines.modelrepo.verify import verify_lock
+    from pipelines.modelrepo.verify import lock_problems, verify_lock
 
     name = f"{dep.experiment}/{dep.name}"
     lock_file = lock_path(dep.source, dep.name)
@@ -208,7 +208,8 @@ def _verify(dep: Deployment, dest: Path, fmt: str) -> None:
         lock = read_lock(dep.source, dep.name)
     except (ValueError, KeyError, TypeError) as exc:
         die(
-            f"{display_path(lock_file)}: not a lock file ({exc}); run `sonic build-models {name}`",
+            f"{display_path(lock_file)}: not a lock file ({exc}): nothing verified (the experiment can "
+            f"rebuild it: `sonic build-models {name}`, then commit the lock)",
             EXIT_INVALID,
         )
     if lock is None:
@@ -216,6 +217,15 @@ def _verify(dep: Deployment, dest: Path, fmt: str) -> None:
             die(f"{name} has no lock ({display_path(lock_file)}): build it first", EXIT_INVALID)
         click.echo(f"{name}: no artifact models, no lock: nothing to verify")
         return
+    problems = lock_problems(lock)
+    if problems:
+        for problem in problems:
+            err.print(f"{display_path(lock_file)}: {problem}", markup=False)
+        die(
+            f"{display_path(lock_file)} is not a lock sonic build-models wrote: nothing verified "
+            f"(the experiment can rebuild it: `sonic build-models {name}`, then commit the lock)",
+            EXIT_INVALID,
+        )
     result = verify_lock(dest, lock, workers=default_workers())
     if fmt == "json":
         body = {

@@ -10,6 +10,7 @@ with other bytes, a missing file, or a file that should not be there is a :class
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,35 @@ def _filename(snap: Path, m: LockedModel, cfg: mc.ModelConfig | None) -> str:
     return MODEL_FILE
 
 
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MODEL = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,127}$")  # the deployment schema's model name
+
+
+def lock_problems(lock: Lock) -> list[str]:
+    """What makes a lock unusable as a list of paths (``field: why``): a lock is a committed file, and
+    its names become paths below the store, so none may climb out of it (``..``) or name a file there.
+    """
+    problems = []
+    if not _HEX64.match(str(lock.snapshot)):
+        problems.append(f"snapshot: {lock.snapshot!r} is not a sha256 digest (64 lower-case hex digits)")
+    for i, m in enumerate(lock.models):
+        if not isinstance(m.name, str) or not _MODEL.match(m.name) or m.name in (".", ".."):
+            problems.append(f"models[{i}].name: {m.name!r} is not a model name")
+        for field_name in ("sha256", "config_sha256"):
+            if not _HEX64.match(str(getattr(m, field_name))):
+                problems.append(f"models[{i}].{field_name}: not a sha256 digest (64 lower-case hex digits)")
+        if not m.versions or not all(type(v) is int and v >= 1 for v in m.versions):
+            problems.append(f"models[{i}].versions: {list(m.versions)!r} are not versions (integers >= 1)")
+    return problems
+
+
 def verify_lock(dest: Path, lock: Lock, *, workers: int = 1) -> Verification:
-    """Re-hash the snapshot, local variant and cache entries of ``lock`` stored in ``dest``."""
+    """Re-hash the snapshot, local variant and cache entries of ``lock`` stored in ``dest``.
+
+    ``lock`` must have no :func:`lock_problems` (its names are used as paths).
+    """
+    if lock_problems(lock):
+        raise ValueError("; ".join(lock_problems(lock)))
     memo = HashMemo()
     snap = snapshot_dir(dest, lock.snapshot)
     parts: list[Part] = []

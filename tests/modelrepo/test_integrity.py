@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -271,6 +272,50 @@ def test_verify_reports_every_modified_file(
         "expected": sha256(tagger_bytes),
         "actual": sha256(victim.read_bytes()),
     }
+
+
+def test_the_build_command_refuses_a_modified_snapshot_with_exit_1(
+    repo: Repo, built: BuildResult, dest: Path
+) -> None:
+    assert built.snapshot is not None
+    flip(built.snapshot / "blob" / "1" / "model.pt")
+    args = ["build-models", "tagger", "--root", str(repo.root), "--dest", str(dest)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 1
+    assert (
+        f"sonic: snapshot {built.snapshot} was modified after it was published; it is not used:"
+        in result.stderr
+    )
+    assert f"blob/1/model.pt: expected sha256 {sha256(BLOB)}, found {sha256(FLIPPED)}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda lock: lock["models"][0].update(name="../../../etc"),
+            "models[0].name: '../../../etc' is not a model name",
+        ),
+        (
+            lambda lock: lock["models"][0].update(versions=["../x"]),
+            "models[0].versions: ['../x'] are not versions",
+        ),
+        (lambda lock: lock.update(snapshot="../cache"), "snapshot: '../cache' is not a sha256 digest"),
+        (lambda lock: lock["models"][1].update(sha256="passwd"), "models[1].sha256: not a sha256 digest"),
+    ],
+)
+def test_verify_refuses_a_lock_whose_names_are_not_paths_in_the_store(
+    repo: Repo, built: BuildResult, dest: Path, change: Callable[[dict[str, Any]], None], problem: str
+) -> None:
+    # A lock is a committed file: a pull request could make its names climb out of the store.
+    lock = json.loads(built.lock_file.read_text())
+    change(lock)
+    built.lock_file.write_text(json.dumps(lock))
+    code, out, err = verify(repo, dest)
+    assert code == 1 and out == ""
+    assert f"experiments/demo/locks/tagger.repository.lock.json: {problem}" in err
+    assert "is not a lock sonic build-models wrote: nothing verified" in err
 
 
 def test_verify_without_the_snapshot_fails(repo: Repo, built: BuildResult, dest: Path) -> None:
