@@ -9,7 +9,12 @@ parse), then, in the same run and alternating, for each repeat:
 * build: ``build()`` in process into an empty store (copy + hash in one pass, in parallel,
   publish the snapshot, write the lock), and the same as a ``sonic build-models`` command
   (interpreter start-up and imports included);
-* no-change rebuild: the same build again on the same store (in process, and as a command).
+* no-change rebuild: the same build again on the same store (in process, and as a command);
+  it re-hashes every file of the snapshot before reusing it (issue 11, finding 16), so this
+  row is the cost of "always re-hash before publishing or serving";
+* the same with ``--local`` (what ``sonic local up`` runs before serving: two snapshots that
+  hard-link the same artifacts, each inode hashed once), and ``--verify`` (re-hash snapshot,
+  local variant and cache entries of the lock, in process).
 
 Page cache: every source was just written, so all runs read from memory; the copies go to the
 same disk, and ``sync`` runs (untimed) before each timed step so that no run pays for the
@@ -39,6 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.config.checked import check_tree  # noqa: E402
 from pipelines.modelrepo.build import BuildOptions, build, default_workers  # noqa: E402
+from pipelines.modelrepo.integrity import remove_tree  # noqa: E402
+from pipelines.modelrepo.lock import Lock  # noqa: E402
+from pipelines.modelrepo.verify import verify_lock  # noqa: E402
 
 CHUNK = 16 * 1024 * 1024
 
@@ -117,11 +125,17 @@ def baseline(src: Path, dst: Path) -> None:
     subprocess.run(["sha256sum", *files], check=True, stdout=subprocess.DEVNULL)
 
 
-def build_in_process(root: Path, store: Path) -> None:
+def build_in_process(root: Path, store: Path, local: bool = False) -> Lock:
     tree, errors = check_tree(root)
     assert not errors, errors
-    result = build(tree, tree.deployment("bench"), BuildOptions(dest=store))
+    result = build(tree, tree.deployment("bench"), BuildOptions(dest=store, local=local))
     assert result.lock is not None
+    return result.lock
+
+
+def verify_in_process(store: Path, lock: Lock) -> None:
+    result = verify_lock(store, lock, workers=default_workers())
+    assert result.ok, result.mismatches
 
 
 def build_command(root: Path, store: Path) -> None:
@@ -147,7 +161,8 @@ def main() -> None:
     size = args.size_mib * 1024 * 1024
     total = args.files * size
     results: dict[str, list[float]] = {
-        k: [] for k in ("baseline", "build", "command", "rebuild", "rebuild_command")
+        k: []
+        for k in ("baseline", "build", "command", "rebuild", "rebuild_command", "rebuild_local", "verify")
     }
     with tempfile.TemporaryDirectory(prefix="sonic-bench-", dir=args.workdir) as tmp:
         root = Path(tmp) / "repo"
@@ -159,13 +174,16 @@ def main() -> None:
             shutil.rmtree(copy)
             results["build"].append(timed(lambda store=store: build_in_process(root, store)))
             results["rebuild"].append(timed(lambda store=store: build_in_process(root, store)))
-            shutil.rmtree(store)
+            lock = build_in_process(root, store, local=True)  # publishes the local variant (untimed)
+            results["rebuild_local"].append(timed(lambda store=store: build_in_process(root, store, True)))
+            results["verify"].append(timed(lambda store=store, lock=lock: verify_in_process(store, lock)))
+            remove_tree(store)
             (root / "experiments" / "bench" / "locks").exists() and shutil.rmtree(
                 root / "experiments" / "bench" / "locks"
             )
             results["command"].append(timed(lambda store2=store2: build_command(root, store2)))
             results["rebuild_command"].append(timed(lambda store2=store2: build_command(root, store2)))
-            shutil.rmtree(store2)
+            remove_tree(store2)
             shutil.rmtree(root / "experiments" / "bench" / "locks", ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     mib_s = {k: total / (1024 * 1024) / med[k] for k in ("baseline", "build", "command")}
@@ -182,6 +200,12 @@ def main() -> None:
     rebuild = [
         ("no-change rebuild, in process", med["rebuild"], med["rebuild"] / med["build"]),
         ("no-change rebuild, command", med["rebuild_command"], med["rebuild_command"] / med["command"]),
+        (
+            "no-change rebuild --local (local up), in process",
+            med["rebuild_local"],
+            med["rebuild_local"] / med["build"],
+        ),
+        ("--verify, in process", med["verify"], med["verify"] / med["build"]),
     ]
     head = f"{args.files} files x {args.size_mib} MiB = {total / 2**30:.2f} GiB, {default_workers()} workers, median of {args.repeat}"
     if args.markdown:
@@ -197,7 +221,7 @@ def main() -> None:
         for name, t, tp, rel in rows:
             print(f"  {name:34s} {t:7.2f} s  {tp:7.0f} MiB/s  {rel}")
         for name, t, frac in rebuild:
-            print(f"  {name:34s} {t * 1000:7.0f} ms  {frac * 100:5.1f} % of a full build")
+            print(f"  {name:48s} {t * 1000:7.0f} ms  {frac * 100:5.1f} % of a full build")
         print("  raw:", {k: [round(x, 3) for x in v] for k, v in results.items()})
 
 

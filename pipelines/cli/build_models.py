@@ -169,6 +169,8 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
                 f"  model {m.name}: {m.source} sha256 {m.sha256[:12]}... verified ({_human(m.size)}{moved}); "
                 f"config {m.config}; ONNX graph {m.graph}"
             )
+            if m.note:
+                echo(f"  model {m.name}: {m.note}")
         else:
             echo(
                 f"  model {m.name}: served in place (its config.pbtxt is checked where the repository is mounted)"
@@ -195,6 +197,78 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
     echo(f"lock {display_path(r.lock_file)} ({r.lock_status})")
 
 
+def _verify(dep: Deployment, dest: Path, fmt: str) -> None:
+    """``--verify``: re-hash the stored files the committed lock names; exit 1 on any difference."""
+    from pipelines.modelrepo.build import default_workers
+    from pipelines.modelrepo.lock import lock_path, read_lock
+    from pipelines.modelrepo.verify import lock_problems, verify_lock
+
+    name = f"{dep.experiment}/{dep.name}"
+    lock_file = lock_path(dep.source, dep.name)
+    try:
+        lock = read_lock(dep.source, dep.name)
+    except (ValueError, KeyError, TypeError) as exc:
+        die(
+            f"{display_path(lock_file)}: not a lock file ({exc}): nothing verified (the experiment can "
+            f"rebuild it: `sonic build-models {name}`, then commit the lock)",
+            EXIT_INVALID,
+        )
+    if lock is None:
+        if any(m.artifact is not None for p in dep.placements for m in p.models):
+            die(f"{name} has no lock ({display_path(lock_file)}): build it first", EXIT_INVALID)
+        click.echo(f"{name}: no artifact models, no lock: nothing to verify")
+        return
+    problems = lock_problems(lock)
+    if problems:
+        for problem in problems:
+            err.print(f"{display_path(lock_file)}: {problem}", markup=False)
+        die(
+            f"{display_path(lock_file)} is not a lock sonic build-models wrote: nothing verified "
+            f"(the experiment can rebuild it: `sonic build-models {name}`, then commit the lock)",
+            EXIT_INVALID,
+        )
+    result = verify_lock(dest, lock, workers=default_workers())
+    if fmt == "json":
+        body = {
+            "ok": result.ok,
+            "deployment": name,
+            "lockFile": display_path(lock_file),
+            "snapshot": lock.snapshot,
+            "parts": [
+                {"name": p.name, "path": display_path(p.path), "present": p.present, "files": p.files}
+                for p in result.parts
+            ],
+            "mismatches": [
+                {"file": display_path(p.path / m.path), "expected": m.expected, "actual": m.actual}
+                for p, m in result.mismatches
+            ],
+        }
+        click.echo(json.dumps(body, indent=2))
+    else:
+        click.echo(f"{name}: verifying {display_path(lock_file)} against {display_path(dest)}")
+        for p in result.parts:
+            state = "intact" if not p.mismatches else f"{len(p.mismatches)} difference(s)"
+            if p.name == "cache":
+                missing = f"; {p.absent} not cached" if p.absent else ""
+                click.echo(
+                    f"  cache: {p.files} entr{'y' if p.files == 1 else 'ies'} re-hashed, {state}{missing}"
+                )
+            elif p.present:
+                click.echo(f"  {p.name} {display_path(p.path)}: {p.files} files re-hashed, {state}")
+            else:
+                click.echo(f"  {p.name}: not in {display_path(dest)}")
+        for p, m in result.mismatches:
+            click.echo(f"MODIFIED {display_path(p.path)}/{m}")
+    if not result.parts[0].present:
+        die(f"the snapshot {lock.snapshot} is not in {display_path(dest)}: build it first", EXIT_INVALID)
+    if result.mismatches:
+        die(
+            f"{len(result.mismatches)} stored file(s) differ from the lock: never serve them; remove the "
+            "modified snapshot (chmod -R u+w DIR && rm -rf DIR) and build again",
+            EXIT_INVALID,
+        )
+
+
 @cli.command("build-models")
 @deployment_argument
 @click.option(
@@ -208,6 +282,12 @@ def _print_text(r: BuildResult, dry_run: bool) -> None:
     "--local", is_flag=True, help="Also publish the CPU variant for the Triton bundled in nvidia-pytriton."
 )
 @click.option("--dry-run", is_flag=True, help="Verify sources and configs; publish nothing, write no lock.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Re-hash, offline, every stored file the committed lock names (snapshot, local variant, cache); "
+    "exit 1 on any difference. Builds nothing.",
+)
 @root_option("Repository to work in.", exists=True)
 @file_option(
     "--ca-bundle",
@@ -234,6 +314,7 @@ def build_models(
     dest: Path | None,
     local: bool,
     dry_run: bool,
+    verify: bool,
     root: Path,
     ca_bundle: Path | None,
     max_size: int | None,
@@ -250,8 +331,12 @@ def build_models(
     experiments/<experiment>/locks/<name>.repository.lock.json records what was built; rendering
     points Triton at that snapshot. CVMFS repositories are verified when mounted.
 
+    Every file of a snapshot is re-hashed before it is published or reused; a modified one is
+    refused, never served. --verify re-hashes what the committed lock names, without building.
+
     \b
-    Exit codes: 0 built (or nothing to build), 1 invalid artifact or config, 2 usage error.
+    Exit codes: 0 built (or nothing to build; --verify: intact), 1 invalid artifact or config, a
+    modified snapshot (--verify: any file differs or the snapshot is missing), 2 usage error.
     """
     # Imported here: the model builder pulls in protobuf, onnx and httpx, which other subcommands need not pay for.
     from pipelines.modelrepo.build import BuildOptions, UsageError, build
@@ -260,6 +345,11 @@ def build_models(
 
     root = find_root_or_die(root)
     tree, dep = _find_deployment(root, deployment, fmt)
+    if verify:
+        if dry_run or local:
+            die("--verify builds nothing: it cannot be combined with --dry-run or --local")
+        _verify(dep, (dest or root / ".sonic" / "models").resolve(), fmt)
+        return
     dest = (dest or _default_dest(root)).resolve()
     options = BuildOptions(
         dest=dest,

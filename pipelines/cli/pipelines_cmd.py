@@ -68,29 +68,56 @@ def render(check: bool, root: Path) -> None:
 )
 @root_option("Repository to check.")
 def verify_rendered(require_all: bool, root: Path) -> None:
-    """Check the committed gitops/rendered/ with the real tools, offline.
+    """Render the tree afresh in memory, check it with the real tools, offline, and compare it with
+    the committed gitops/rendered/ and gitops/argocd/.
 
     \b
     envoy --mode validate       every Envoy configuration
     promtool check rules        every Prometheus rule group
     kubernetes-validate         every core object, --strict, at its site's oldest and
                                 newest Kubernetes version
+    drift                       every committed file equals the fresh render
 
-    Exit 1 when anything fails (or, with --require-all, when a tool is missing).
+    The tools never read the committed files (a pull request writes them; Envoy would run their
+    Lua): those are only compared, as text. Exit 1 when anything fails (or, with --require-all,
+    when a tool is missing).
     """
-    root, tree = load_tree_at(root)
+    from pipelines.cli.render import UnsafeTreeError, read_tree
+    from pipelines.render import RenderError, render_tree
+    from pipelines.render.gitrepo import load_repository
+    from pipelines.workflows.verify_rendered import Finding
     from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
 
-    findings = verify_rendered_tree(root, tree)
+    root, tree = load_tree_at(root)
+    try:
+        rendered = render_tree(tree, repo=load_repository(root))
+    except ConfigErrors as exc:
+        report_errors(exc, "text")
+    except RenderError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        die(f"{len(exc.problems)} deployment(s) cannot be rendered", EXIT_INVALID)
+    committed: dict[str, str] | None = None
+    unsafe: list[Finding] = []
+    try:
+        committed = read_tree(root)
+    except UnsafeTreeError as exc:  # links, pipes...: reported, never followed or read
+        unsafe = [Finding("drift", problem, "failed") for problem in exc.problems]
+    findings = [*verify_rendered_tree(tree, rendered, committed), *unsafe]
     if not findings:
-        die(f"nothing to verify under {root / 'gitops' / 'rendered'}: run `sonic render` first", EXIT_INVALID)
+        die("nothing to verify: the configuration renders no deployment", EXIT_INVALID)
     failed = [f for f in findings if f.outcome == "failed"]
     skipped = [f for f in findings if f.outcome == "skipped"]
     for f in failed:
-        click.echo(f"FAIL {f.tool}: {f.subject}\n{f.detail}")
+        click.echo(f"FAIL {f.tool}: {f.subject}" + (f"\n{f.detail}" if f.detail else ""))
     for reason in sorted({f"{f.tool}: {f.detail}" for f in skipped}):
         click.echo(f"skipped {reason}")
     counts = {tool: sum(1 for f in findings if f.tool == tool and f.outcome == "ok") for tool in TOOLS}
-    out.print("checked: " + ", ".join(f"{n} with {tool}" for tool, n in counts.items()))
+    drifted = sum(1 for f in failed if f.tool == "drift")
+    out.print(
+        "checked a fresh render: "
+        + ", ".join(f"{n} with {tool}" for tool, n in counts.items())
+        + f"; {len(rendered)} files compared with the committed tree, {drifted} differ"
+    )
     if failed or (require_all and skipped):
         die(f"{len(failed)} failed, {len(skipped)} skipped", EXIT_INVALID)

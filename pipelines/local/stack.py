@@ -69,11 +69,19 @@ class Built:
 
 
 def build_local_snapshot(tree: Tree, p: SiteDeployment, dest: Path) -> Built:
-    """``sonic build-models --local``: verify the artifacts and publish the CPU variant."""
+    """``sonic build-models --local``: verify the artifacts and publish the CPU variant.
+
+    Every file of both snapshots is re-hashed before it is published or reused, so a snapshot
+    modified after publication is refused here (StackError) and never served.
+    """
     from pipelines.modelrepo.build import BuildOptions, build
+    from pipelines.modelrepo.snapshot import SnapshotError
 
     deployment = tree.deployment(f"{p.experiment}/{p.name}")
-    result = build(tree, deployment, BuildOptions(dest=dest, local=True, sites=(p.site,)))
+    try:
+        result = build(tree, deployment, BuildOptions(dest=dest, local=True, sites=(p.site,)))
+    except SnapshotError as exc:
+        raise StackError(f"{p.experiment}/{p.name}: not served: {exc}") from None
     if result.local_snapshot is None:
         raise StackError(
             f"{p.experiment}/{p.name}: nothing to serve locally (no model with an artifact; models read "

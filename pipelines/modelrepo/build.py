@@ -7,10 +7,13 @@ Order matters for the guarantees:
    the cache unless its sha256 is the declared one;
 3. ONNX graphs are cross-checked with the configs; in-place repositories verified where visible;
 4. only when all of that passed: the snapshot is published atomically (or found already there),
-   the ``--local`` variant likewise, and the lock file is written.
+   the ``--local`` variant likewise, and the lock file is written. Every file of a snapshot is
+   re-hashed right before it is published or reused (a modified one raises
+   :class:`~pipelines.modelrepo.snapshot.SnapshotError` and is never served).
 
 Any problem from steps 1-3 raises :class:`ConfigErrors` with every problem at once; nothing is
-published. A dry run stops after step 3.
+published. A dry run stops after step 3, plus the re-hash of any snapshot already published
+under the digest it computed (a real build would refuse to reuse a modified one).
 """
 
 from __future__ import annotations
@@ -32,10 +35,22 @@ from pipelines.modelrepo.cache import Cache, StatCache
 from pipelines.modelrepo.configcheck import check_config, compare_declared, placements_of
 from pipelines.modelrepo.cvmfs import InPlaceModel, InPlaceStatus, verify_in_place
 from pipelines.modelrepo.fetch import Fetched, FetchError, FetchPolicy, Source, fetch, resolve
+from pipelines.modelrepo.integrity import HashMemo
 from pipelines.modelrepo.lock import Lock, lock_path, remove_lock, write_lock
 from pipelines.modelrepo.onnxcheck import OnnxError, check_graph, read_graph
 from pipelines.modelrepo.progress import Observer, Quiet
-from pipelines.modelrepo.snapshot import StoreBusy, clean_partial, publish, store_lock
+from pipelines.modelrepo.snapshot import (
+    Entry,
+    Published,
+    SnapshotError,
+    StoreBusy,
+    clean_partial,
+    modified_message,
+    publish,
+    snapshot_dir,
+    store_lock,
+    verify_snapshot,
+)
 from pipelines.modelrepo.where import InConfigFile, InDeployment, Where
 
 
@@ -74,6 +89,7 @@ class ModelReport:
     size: int = 0
     transferred: int = 0
     graph: str = ""  # "checked", or why it was not
+    note: str = ""  # a modified cache entry that was evicted and fetched again
 
 
 @dataclass(frozen=True)
@@ -294,6 +310,7 @@ def _build_locked(
         fetched = _fetch_all(prepared, cache, stat_cache, options, observer)
     finally:
         stat_cache.save()
+        cache.save()
 
     observer.stage("graph")
     repo_models: list[layout.RepoModel] = []
@@ -320,6 +337,7 @@ def _build_locked(
             got.size,
             got.transferred,
             graph,
+            got.note,
         )
         repo_models.append(
             layout.RepoModel(
@@ -351,8 +369,12 @@ def _build_locked(
         cleaned=cleaned,
     )
     if options.dry_run:
+        _verify_published(result, repo_models, options, observer)
         return result
-    return _publish(result, repo_models, options, observer)
+    try:
+        return _publish(result, repo_models, cache, options, observer)
+    finally:
+        cache.save()
 
 
 def _fetch_all(
@@ -382,6 +404,7 @@ def _fetch_all(
                 observer,
                 f"fetch:{pr.model.name}",
                 verify_only=options.dry_run,
+                rehash_cached=options.dry_run,  # a dry run publishes nothing that would re-hash them
             )
         except FetchError as exc:
             return exc
@@ -397,14 +420,56 @@ def _fetch_all(
     return out
 
 
-def _publish(
+def _verify_published(
     result: BuildResult, models: Sequence[layout.RepoModel], options: BuildOptions, observer: Observer
+) -> None:
+    """A dry run's check of the snapshots a real build would reuse: SnapshotError if one was modified."""
+    if result.lock is None:
+        return
+    memo = HashMemo()
+    stores = [(options.dest, result.lock.snapshot, layout.entries(models))]
+    if options.local:
+        plan = local.plan(models)
+        stores.append((local.local_store(options.dest), plan.digest, list(plan.entries)))
+    for store, digest, entries in stores:
+        path = snapshot_dir(store, digest)
+        if not path.is_dir():
+            continue
+        observer.stage("verify", digest)
+        problems, _ = verify_snapshot(
+            path, entries, workers=options.workers, chunk=options.policy.chunk, memo=memo
+        )
+        if problems:
+            raise SnapshotError(modified_message(path, problems), path, problems)
+
+
+def _publish(
+    result: BuildResult,
+    models: Sequence[layout.RepoModel],
+    cache: Cache,
+    options: BuildOptions,
+    observer: Observer,
 ) -> BuildResult:
     lock = result.lock
     if lock is None:
         removed = remove_lock(result.source, result.deployment)
         return _replace(result, lock_status="removed" if removed else "none")
-    snap = publish(options.dest, lock.snapshot, layout.entries(models), observer, options.policy.chunk)
+    memo = HashMemo()  # the main and the local snapshot link the same artifacts: hash each once
+
+    def put(store: Path, digest: str, entries: Sequence[Entry]) -> Published:
+        try:
+            published = publish(
+                store, digest, entries, observer, options.policy.chunk, workers=options.workers, memo=memo
+            )
+        except SnapshotError as exc:
+            _evict_modified(cache, exc, entries)
+            raise
+        for e in entries:  # the snapshot's links changed the cached files' ctime: they were just re-hashed
+            if e.source is not None and e.relpath in published.verified:
+                cache.remember(e.source, published.verified[e.relpath], e.sha256)
+        return published
+
+    snap = put(options.dest, lock.snapshot, layout.entries(models))
     changes: dict[str, object] = {
         "snapshot": snap.path,
         "snapshot_created": snap.created,
@@ -412,13 +477,26 @@ def _publish(
     }
     if options.local:
         plan = local.plan(models)
-        loc = publish(
-            local.local_store(options.dest), plan.digest, plan.entries, observer, options.policy.chunk
-        )
+        loc = put(local.local_store(options.dest), plan.digest, plan.entries)
         changes.update(local_snapshot=loc.path, local_created=loc.created, local_skipped=plan.skipped)
     observer.stage("lock", str(result.lock_file))
     changes["lock_status"] = "written" if write_lock(result.source, lock) else "unchanged"
     return _replace(result, **changes)
+
+
+def _evict_modified(cache: Cache, exc: SnapshotError, entries: Sequence[Entry]) -> None:
+    """Drop the cache entries that share an inode with a modified snapshot file (they changed too)."""
+    by_path = {e.relpath: e for e in entries}
+    for m in exc.mismatches:
+        e = by_path.get(m.path)
+        if e is None or e.source is None:
+            continue
+        try:
+            shared = os.path.samefile(exc.path / m.path, e.source) if exc.existing else True
+        except OSError:
+            shared = not exc.existing
+        if shared:
+            cache.evict(e.sha256)
 
 
 def _replace(result: BuildResult, **changes: object) -> BuildResult:

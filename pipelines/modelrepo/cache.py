@@ -5,9 +5,16 @@
     cache/tmp/               copies being written; anything here is garbage from a killed run
     cache/stat-cache.json    (file source, stat signature) -> sha256, so an unchanged local file
                              is not re-hashed on every rebuild
+    cache/verified.json      (cached artifact, stat signature) at its last verification
 
 Nothing enters ``sha256/`` before its hash was checked, and it enters by ``os.replace``, so a
-killed run leaves either the whole verified file or nothing there.
+killed run leaves either the whole verified file or nothing there. A cached artifact is trusted
+without re-reading only while its stat signature (device, inode, size, mtime, ctime) is the one
+recorded when it was last hashed; otherwise :meth:`Cache.lookup` re-hashes it and evicts it when
+its bytes changed. Linking a snapshot to it changes its ctime too (the link count is inode
+metadata), so the build records the signature again after it re-hashed the snapshot. A signature
+can be forged by someone who owns the file and the clock, so whatever is published or served is
+re-hashed anyway (``pipelines.modelrepo.integrity``).
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 READ_ONLY = 0o444
@@ -31,6 +40,7 @@ class Cache:
         self.blobs = root / "sha256"
         self.partial = root / "partial"
         self.tmp = root / "tmp"
+        self.verified = StatCache(root / "verified.json")
 
     def prepare(self) -> None:
         """Create the folders and remove garbage left by a killed run (partial downloads are kept)."""
@@ -50,14 +60,60 @@ class Cache:
     def part(self, sha256: str) -> Path:
         return self.partial / f"{sha256}.part"
 
-    def lookup(self, sha256: str, size: int | None = None) -> Path | None:
-        """The verified file for ``sha256`` if cached (and of ``size`` when given)."""
+    def lookup(self, sha256: str, size: int | None = None, *, rehash: bool = False) -> Lookup:
+        """The verified file for ``sha256`` if cached (and of ``size`` when given).
+
+        The entry is re-hashed when its stat signature differs from the one recorded at its last
+        verification (or always, with ``rehash``); an entry whose bytes changed is evicted, and
+        the returned note says so (the caller fetches it again).
+        """
         path = self.blob(sha256)
         try:
-            st = path.stat()
+            st = path.lstat()
         except FileNotFoundError:
-            return None
-        return path if size is None or st.st_size == size else None
+            return Lookup(None)
+        shown = f"cache entry {path}"
+        if not stat.S_ISREG(st.st_mode):
+            self.evict(sha256)
+            return Lookup(None, f"{shown} was not a regular file: removed it")
+        if size is not None and st.st_size != size:
+            self.evict(sha256)
+            return Lookup(None, f"{shown} had {st.st_size} bytes, not {size}: removed it")
+        if not rehash and self.verified.get(path, st) == sha256:
+            return Lookup(path)
+        from pipelines.modelrepo.integrity import sha256_file  # integrity imports this module
+
+        try:
+            got = sha256_file(path)
+        except OSError as exc:
+            self.evict(sha256)
+            return Lookup(None, f"{shown} could not be read ({exc.strerror or exc}): removed it")
+        if got != sha256:
+            self.evict(sha256)
+            return Lookup(
+                None, f"{shown} was modified after it was verified (its bytes have sha256 {got}): removed it"
+            )
+        self.remember(path, st, sha256)
+        return Lookup(path)
+
+    def remember(self, path: Path, st: os.stat_result, sha256: str) -> None:
+        """Record that the entry at ``path`` had ``sha256`` when it had stat ``st`` (if it still has)."""
+        try:
+            now = path.lstat()
+        except FileNotFoundError:
+            return
+        if signature(now) == signature(st):
+            self.verified.put(path, st, sha256)
+
+    def evict(self, sha256: str) -> None:
+        """Remove a cached entry (snapshots that hard-link it keep their own name of the inode)."""
+        path = self.blob(sha256)
+        path.unlink(missing_ok=True)
+        self.verified.forget(path)
+
+    def save(self) -> None:
+        """Write the verification record (atomically)."""
+        self.verified.save()
 
     def new_tmp(self) -> Path:
         """A fresh, unique file name in ``tmp/`` (the file is created empty)."""
@@ -70,7 +126,16 @@ class Cache:
         os.chmod(verified, READ_ONLY)
         target = self.blob(sha256)
         os.replace(verified, target)
+        self.verified.put(target, target.lstat(), sha256)
         return target
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What :meth:`Cache.lookup` found: the verified entry (or None), and what it had to do about it."""
+
+    path: Path | None
+    note: str = ""
 
 
 Signature = tuple[int, int, int, int, int]
@@ -106,6 +171,11 @@ class StatCache:
         with self._lock:
             self._entries[str(path)] = (signature(st), sha256)
             self._dirty = True
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            if self._entries.pop(str(path), None) is not None:
+                self._dirty = True
 
     def save(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ file of the machine); ``s3://`` is not supported (no S3 server to test against).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -90,6 +91,7 @@ class Fetched:
     size: int
     sha256: str
     transferred: int  # bytes copied or downloaded by this call (0 when the cache already had it)
+    note: str = ""  # what happened to a bad cache entry on the way (evicted, fetched again)
 
 
 def resolve(source: str, base: Path, root: Path) -> Source:
@@ -175,17 +177,25 @@ def fetch(
     key: str,
     *,
     verify_only: bool = False,
+    rehash_cached: bool = False,
 ) -> Fetched:
-    """Bring the artifact into ``cache`` verified (or, with ``verify_only``, just verify a local file)."""
+    """Bring the artifact into ``cache`` verified (or, with ``verify_only``, just verify a local file).
+
+    A cached copy is re-hashed when its stat changed since it was verified (always, with
+    ``rehash_cached``); one whose bytes changed is evicted and fetched again, and ``note`` says so.
+    """
     if source.kind == "file":
         assert source.path is not None
-        return _fetch_file(source.path, sha256, size, cache, stat_cache, policy, observer, key, verify_only)
+        return _fetch_file(
+            source.path, sha256, size, cache, stat_cache, policy, observer, key, verify_only, rehash_cached
+        )
     if size is None:
         raise FetchError("an https:// artifact needs its size in bytes (artifact.size); not downloaded")
-    cached = cache.lookup(sha256, size)
-    if cached is not None:
-        return Fetched(cached, cached.stat().st_size, sha256, 0)
-    return _download(source.url, sha256, size, cache, policy, observer, key)
+    found = cache.lookup(sha256, size, rehash=rehash_cached)
+    if found.path is not None:
+        return Fetched(found.path, size, sha256, 0)
+    got = _download(source.url, sha256, size, cache, policy, observer, key)
+    return _noted(got, found.note, "downloaded it again")
 
 
 def _fetch_file(
@@ -198,6 +208,7 @@ def _fetch_file(
     observer: Observer,
     key: str,
     verify_only: bool,
+    rehash_cached: bool = False,
 ) -> Fetched:
     try:
         st = path.stat()
@@ -215,9 +226,16 @@ def _fetch_file(
     if st.st_size > limit:
         raise FetchError(f"the file has {st.st_size} bytes, above the limit of {limit} bytes")
     known = stat_cache.get(path, st)
-    cached = cache.lookup(sha256, st.st_size)
-    if known == sha256 and (cached is not None or verify_only):
-        return Fetched(cached or path, st.st_size, sha256, 0)  # unchanged since it was verified
+    if verify_only:  # the source itself is what a dry run checks (and reads the graph of)
+        if known == sha256:
+            return Fetched(path, st.st_size, sha256, 0)  # unchanged since it was verified
+        cached = None
+        note = ""
+    else:
+        found = cache.lookup(sha256, st.st_size, rehash=rehash_cached)
+        cached, note = found.path, found.note
+        if known == sha256 and cached is not None:
+            return Fetched(cached, st.st_size, sha256, 0)  # unchanged since it was verified
     observer.begin(key, f"{'hash' if verify_only or cached else 'copy'} {path.name}", st.st_size)
     try:
         if verify_only or cached is not None:
@@ -237,9 +255,13 @@ def _fetch_file(
         finally:
             tmp.unlink(missing_ok=True)
         stat_cache.put(path, st, sha256)
-        return Fetched(blob, n, sha256, n)
+        return _noted(Fetched(blob, n, sha256, n), note, "copied it again from the source")
     finally:
         observer.end(key)
+
+
+def _noted(fetched: Fetched, note: str, then: str) -> Fetched:
+    return dataclasses.replace(fetched, note=f"{note}; {then}") if note else fetched
 
 
 # --- https ----------------------------------------------------------------------------------------

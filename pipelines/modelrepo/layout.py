@@ -64,5 +64,5 @@ def entries(models: Sequence[RepoModel]) -> list[Entry]:
         text = m.config_text.encode("utf-8")
         out.append(Entry(f"{m.name}/config.pbtxt", len(text), data=text))
         for v in sorted(m.versions):
-            out.append(Entry(f"{m.name}/{v}/{m.filename}", m.size, source=m.artifact))
+            out.append(Entry(f"{m.name}/{v}/{m.filename}", m.size, source=m.artifact, sha256=m.sha256))
     return out

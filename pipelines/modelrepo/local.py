@@ -92,12 +92,16 @@ def plan(models: Sequence[RepoModel]) -> LocalPlan:
             add_data(f"{m.name}/config.pbtxt", to_text(local_config(m.config, m.filename)).encode("utf-8"))
             for v in sorted(m.versions):
                 add_data(f"{m.name}/{v}/model.py", template)
-                entries.append(Entry(f"{m.name}/{v}/{m.filename}", m.size, source=m.artifact))
+                entries.append(
+                    Entry(f"{m.name}/{v}/{m.filename}", m.size, source=m.artifact, sha256=m.sha256)
+                )
                 manifest.append((f"{m.name}/{v}/{m.filename}", m.sha256, m.size))
         elif m.platform == "python":
             add_data(f"{m.name}/config.pbtxt", to_text(_cpu_only(m.config)).encode("utf-8"))
             for v in sorted(m.versions):
-                entries.append(Entry(f"{m.name}/{v}/{m.filename}", m.size, source=m.artifact))
+                entries.append(
+                    Entry(f"{m.name}/{v}/{m.filename}", m.size, source=m.artifact, sha256=m.sha256)
+                )
                 manifest.append((f"{m.name}/{v}/{m.filename}", m.sha256, m.size))
         else:
             skipped.append(

@@ -1,9 +1,17 @@
-"""Offline verification of the committed rendered tree, with the real tools (the PR pipeline's step).
+"""Offline verification of the rendered tree, with the real tools (the PR pipeline's step).
+
+The tools run on a **fresh render made in memory** from the configuration (the renderer
+``sonic render`` uses), never on the committed ``gitops/rendered``: that tree comes with the pull
+request, and ``envoy --mode validate`` loads an Envoy configuration's Lua filters, so a committed
+file would run the pull request's Lua (``os.execute``) in the pipeline (issue 11, finding 10).
+The committed tree is only *compared* with the fresh render, as text; every difference is a
+``drift`` failure:
 
 - every Envoy configuration (a ConfigMap key ``envoy.yaml``): ``envoy --mode validate``;
 - every Prometheus rule group (PrometheusRule, or a ConfigMap key ``rules.yaml``): ``promtool check rules``;
 - every core Kubernetes object: ``kubernetes-validate --strict`` at the oldest and newest
-  Kubernetes version its site declares (clamped to the versions the package ships).
+  Kubernetes version its site declares (clamped to the versions the package ships);
+- every file of ``gitops/rendered`` and ``gitops/argocd``: committed == rendered.
 
 Custom resources (KEDA, Prometheus Operator, Argo CD) are not checked here: their CRD schemas
 are not part of the repository; the renderer's tests check them. A missing tool is reported as
@@ -15,7 +23,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,16 +55,33 @@ def envoy_binary() -> str | None:
         return shutil.which("envoy")
 
 
-def _documents(root: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(site, display path, object) for every object under gitops/rendered."""
-    base = root / RENDERED
-    for path in sorted(base.rglob("*.yaml")):
-        rel = path.relative_to(root).as_posix()
-        site = path.relative_to(base).parts[0]
-        with path.open(encoding="utf-8") as fh:
-            for doc in yaml.load_all(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-                if isinstance(doc, dict) and "kind" in doc:
-                    yield site, rel, doc
+def _documents(rendered: Mapping[str, str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(site, path, object) for every object of the rendered files under gitops/rendered."""
+    prefix = RENDERED.as_posix() + "/"
+    for rel in sorted(rendered):
+        if not rel.startswith(prefix) or not rel.endswith(".yaml"):
+            continue
+        site = rel.removeprefix(prefix).split("/", 1)[0]
+        for doc in yaml.load_all(rendered[rel], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if isinstance(doc, dict) and "kind" in doc:
+                yield site, rel, doc
+
+
+def drift(rendered: Mapping[str, str], committed: Mapping[str, str]) -> list[Finding]:
+    """Every file where the committed tree differs from the fresh render (compared as text only)."""
+    fix = "run `sonic render` and commit"
+    findings = []
+    for path in sorted(set(rendered) | set(committed)):
+        if path not in committed:
+            why = f"missing from the committed tree ({fix})"
+        elif path not in rendered:
+            why = f"committed, but the configuration renders no such file ({fix})"
+        elif committed[path] != rendered[path]:
+            why = f"the committed file differs from a fresh render; it was not checked or run ({fix})"
+        else:
+            continue
+        findings.append(Finding("drift", path, "failed", why))
+    return findings
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -94,8 +119,15 @@ def _versions(tree: Tree, site: str) -> list[str]:
     return [f"{v[0]}.{v[1]}.0" for v in picked]
 
 
-def verify(root: Path, tree: Tree) -> list[Finding]:
-    """Check every rendered object the tools know; findings in file order."""
+def verify(
+    tree: Tree, rendered: Mapping[str, str], committed: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """Check every object of a fresh render (``rendered``: path -> text) the tools know, in file order;
+    then, given the ``committed`` tree, every file that differs from it (:func:`drift`).
+
+    Only ``rendered`` reaches a tool: it must come from ``pipelines.render.render_tree``, never
+    from files a pull request can write.
+    """
     findings: list[Finding] = []
     envoy = envoy_binary()
     promtool = shutil.which("promtool")
@@ -106,7 +138,7 @@ def verify(root: Path, tree: Tree) -> list[Finding]:
     versions: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="sonic-verify-") as tmp:
         scratch = Path(tmp)
-        for n, (site, rel, obj) in enumerate(_documents(root)):
+        for n, (site, rel, obj) in enumerate(_documents(rendered)):
             subject = f"{rel}: {_name(obj)}"
             data = obj.get("data") or {}
             if obj["kind"] == "ConfigMap" and "envoy.yaml" in data:
@@ -153,4 +185,6 @@ def verify(root: Path, tree: Tree) -> list[Finding]:
                         break
                 else:
                     findings.append(Finding("kubernetes-validate", subject, "ok"))
+    if committed is not None:
+        findings.extend(drift(rendered, committed))
     return findings

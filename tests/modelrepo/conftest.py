@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.config.errors import ConfigError, ConfigErrors
 from pipelines.modelrepo.build import BuildOptions, BuildResult, build
+from pipelines.modelrepo.integrity import make_writable
 from tests.modelrepo.support import Repo, tagger_model
 
 
@@ -19,8 +20,10 @@ def repo(tmp_path: Path) -> Repo:
 
 
 @pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    return tmp_path / "store"
+def dest(tmp_path: Path) -> Iterator[Path]:
+    store = tmp_path / "store"
+    yield store
+    make_writable(store)  # snapshots are stored read-only (directories 0555): let the clean-up remove them
 
 
 @pytest.fixture(scope="session")

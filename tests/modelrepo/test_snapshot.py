@@ -112,8 +112,9 @@ def test_a_modified_published_snapshot_is_reported_not_served(
     victim = result.snapshot / "tagger" / "config.pbtxt"
     victim.chmod(0o644)
     victim.write_text(victim.read_text() + "\n# edited\n")
-    with pytest.raises(SnapshotError, match="exists but was modified"):
+    with pytest.raises(SnapshotError, match="was modified after it was published; it is not used") as info:
         run_build()
+    assert [m.path for m in info.value.mismatches] == ["tagger/config.pbtxt"]
 
 
 def test_dry_run_publishes_nothing_and_names_the_digest(
