@@ -40,6 +40,8 @@ from pipelines.config.model import Model, Site, SiteDeployment, Tensor
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2 as mc
 
+    from pipelines.config.tree import Tree
+
 MAX_CONFIG_BYTES = 1024 * 1024  # a config.pbtxt is a few KiB; Triton's own models stay far below
 # Reference files travel in the check spec ConfigMap (1 MiB in all, pipelines.checks.spec), and
 # the check pod loads the arrays into memory: bound both the file and what it unpacks to.
@@ -312,6 +314,84 @@ def config_file_errors(
     return errors, cfg
 
 
+# --- ONNX artifacts against the Triton image's ONNX Runtime ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Errors (a model the image cannot load) and warnings (an image the table does not know)."""
+
+    errors: tuple[ConfigError, ...]
+    warnings: tuple[ConfigError, ...]
+
+
+def onnx_runtime_findings(tree: Tree) -> Findings:
+    """Each local ONNX artifact's IR version and opsets against the ONNX Runtime of each image it runs in.
+
+    Only artifacts in the pull request (paths inside the experiment) are read; https artifacts
+    are checked by ``sonic build-models`` once fetched. Unreadable or invalid files are reported
+    by the build, not here (their sha256 is checked first).
+    """
+    from pipelines.config.errors import display_path
+    from pipelines.modelrepo.onnxcheck import OnnxError, read_onnx
+    from pipelines.modelrepo.onnxruntime_versions import ML_DOMAIN, TABLE, runtime_of
+
+    errors: list[ConfigError] = []
+    warnings: list[ConfigError] = []
+    for d in tree.deployments:
+        if not d.placements:
+            continue
+        doc = tree.documents[d.source]
+        folder = d.source.parent.resolve()
+        for i, m in enumerate(d.placements[0].models):
+            if m.artifact is None or m.platform != "onnxruntime_onnx" or "://" in m.artifact.source:
+                continue
+            target = (folder / m.artifact.source).resolve()
+            if not target.is_relative_to(folder) or not target.is_file():
+                continue  # the _local_file rule speaks
+            try:
+                header = read_onnx(target)[0]
+            except OnnxError:
+                continue  # the build reports it, after checking the sha256
+            at: JsonPath = ("models", i, "artifact", "source")
+            shown = display_path(target)
+            seen: set[str] = set()
+            for p in d.placements:
+                image = p.triton.image
+                if image in seen:
+                    continue
+                seen.add(image)
+                rt = runtime_of(image)
+                if rt is None:
+                    warnings.append(
+                        doc.error(
+                            at,
+                            f"cannot tell which ONNX Runtime the Triton image {image!r} (at site {p.site!r}) ships: "
+                            f"it is not in the table of Triton releases ({TABLE}), so the IR version "
+                            f"{header.ir_version} and opsets of {shown} are not checked against it",
+                        )
+                    )
+                    continue
+                too_new = [
+                    f"{'ai.onnx' if domain == '' else domain} opset {version} (it reads up to {rt.max_opsets[domain]})"
+                    for domain, version in sorted(header.opsets.items())
+                    if domain in ("", ML_DOMAIN) and version > rt.max_opsets[domain]
+                ]
+                if header.ir_version > rt.max_ir_version:
+                    too_new.insert(0, f"IR version {header.ir_version} (it reads up to {rt.max_ir_version})")
+                if too_new:
+                    errors.append(
+                        doc.error(
+                            at,
+                            f"model {m.name!r}: {shown} needs a newer ONNX Runtime than the one in {image!r} "
+                            f"(Triton {rt.triton}: ONNX Runtime {rt.onnxruntime}, at site {p.site!r}): "
+                            f"{', '.join(too_new)}; export the model for an older opset/IR version "
+                            "(e.g. torch.onnx.export(..., opset_version=N)) or use a newer Triton image",
+                        )
+                    )
+    return Findings(tuple(errors), tuple(warnings))
+
+
 __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_REFERENCE_ARRAYS",
@@ -319,9 +399,11 @@ __all__ = [
     "MAX_REFERENCE_UNPACKED",
     "ArrayHeader",
     "FileProblem",
+    "Findings",
     "InDeploymentField",
     "config_file_errors",
     "npz_headers",
+    "onnx_runtime_findings",
     "read_bounded",
     "reference_problems",
     "tensors_of",

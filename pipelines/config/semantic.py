@@ -890,3 +890,15 @@ def model_files_read(tree: Tree) -> Iterator[ConfigError]:
                     continue
                 for problem in mf.reference_problems(headers, tensors, kind, mbs, c.batch_size):
                     yield _err(tree, p.source, at, f"{shown}: model {model.name!r}: {problem}")
+
+
+@rule
+def onnx_fits_the_runtime(tree: Tree) -> Iterator[ConfigError]:
+    """An ONNX artifact's IR version and opsets are ones the Triton image's ONNX Runtime reads.
+
+    The image's release is looked up in pipelines/modelrepo/onnxruntime_versions.py; an image
+    the table does not know is a warning (``sonic validate`` prints it), not an error.
+    """
+    from pipelines.config.modelfiles import onnx_runtime_findings
+
+    yield from onnx_runtime_findings(tree).errors

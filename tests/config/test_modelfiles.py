@@ -196,3 +196,81 @@ def test_reading_is_bounded(tmp_path: Path) -> None:
         mf.read_bounded(big, 10)
     with pytest.raises(mf.FileProblem, match="is not a regular file"):
         mf.read_bounded(tmp_path, 10)
+
+
+# --- ONNX artifacts against the image's ONNX Runtime ---------------------------------------------
+
+ONNX_DEPLOYMENT = """\
+name: zz-case
+experiment: cms
+sites:
+  uchicago: {namespace: cms-af}
+triton: {image: IMAGE}
+models:
+  - name: tagger
+    artifact: {source: models/zz/model.onnx, sha256: SHA}
+    maxBatchSize: 8
+    inputs: [{name: x, dtype: FP32, dims: [4]}]
+    outputs: [{name: y, dtype: FP32, dims: [4]}]
+"""
+
+
+def onnx_model(tree: Path, opset: int, ir: int, image: str = "nvcr.io/nvidia/tritonserver:24.08-py3") -> None:
+    import hashlib
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir
+    target = tree / "experiments" / "cms" / "models" / "zz" / "model.onnx"
+    target.parent.mkdir(parents=True)
+    data = model.SerializeToString()
+    target.write_bytes(data)
+    text = ONNX_DEPLOYMENT.replace("IMAGE", image).replace("SHA", hashlib.sha256(data).hexdigest())
+    (tree / "experiments" / "cms" / "zz-case.yaml").write_text(text)
+    assert onnx  # imported for the helper module
+
+
+def test_an_opset_the_images_onnx_runtime_reads_passes(example_tree: Path) -> None:
+    onnx_model(example_tree, opset=21, ir=10)  # Triton 24.08: ONNX Runtime 1.18.1 (ONNX 1.16)
+    assert errors(example_tree) == []
+
+
+def test_a_newer_opset_and_ir_version_than_the_image_reads(example_tree: Path) -> None:
+    onnx_model(example_tree, opset=22, ir=11)
+    assert errors(example_tree) == [
+        "models[0].artifact.source: model 'tagger': experiments/cms/models/zz/model.onnx needs a newer ONNX "
+        "Runtime than the one in 'nvcr.io/nvidia/tritonserver:24.08-py3' (Triton 24.08: ONNX Runtime 1.18.1, "
+        "at site 'uchicago'): IR version 11 (it reads up to 10), ai.onnx opset 22 (it reads up to 21); export "
+        "the model for an older opset/IR version (e.g. torch.onnx.export(..., opset_version=N)) or use a newer "
+        "Triton image"
+    ]
+
+
+def test_an_image_the_table_does_not_know_is_a_warning_naming_the_table(example_tree: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    onnx_model(example_tree, opset=22, ir=11, image="fastml/triton-torchgeo:26.04-py3-geometric")
+    assert errors(example_tree) == []
+    result = CliRunner().invoke(cli, ["validate"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert warning.startswith("experiments/cms/zz-case.yaml:8:")
+    assert (
+        "models[0].artifact.source: warning: cannot tell which ONNX Runtime the Triton image "
+        "'fastml/triton-torchgeo:26.04-py3-geometric' (at site 'uchicago') ships: it is not in the table of "
+        "Triton releases (pipelines/modelrepo/onnxruntime_versions.py)" in warning
+    )
+    body = CliRunner().invoke(cli, ["validate", "--format", "json"], catch_exceptions=False).stdout
+    import json
+
+    assert [w["path"] for w in json.loads(body)["warnings"]] == ["models[0].artifact.source"]
