@@ -19,8 +19,8 @@ from pipelines.config.tree import Tree, check_tree, classify, dependents, releva
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @format_option(
-    "json prints one object: valid, files, deployments, checked (file list) and errors "
-    "(file, line, column, path, message)."
+    "json prints one object: valid, files, deployments, checked (file list), errors and warnings "
+    "(each: file, line, column, path, message)."
 )
 @click.option(
     "--changed-against",
