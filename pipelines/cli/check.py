@@ -51,6 +51,12 @@ from pipelines.config import SiteDeployment
 )
 @prometheus_option("Prometheus to ask the load and activation queries (default: the site's Prometheus).")
 @file_option("--prometheus-token-file", help="File holding a bearer token for Prometheus.")
+@click.option(
+    "--no-prometheus",
+    is_flag=True,
+    help="Ask no Prometheus (not even the site's): the scaling and admission-gate query checks are "
+    "skipped. For a local stack started without Prometheus.",
+)
 @seconds_option("--timeout", help="Bound for the whole run (default: the deployment's checks.timeout).")
 @seconds_option(
     "--metrics-wait",
@@ -70,6 +76,7 @@ def check(
     client_credentials: Path | None,
     prometheus_url: str | None,
     prometheus_token_file: Path | None,
+    no_prometheus: bool,
     timeout: float | None,
     metrics_wait: float,
     fmt: str,
@@ -113,7 +120,9 @@ def check(
         prom_token = (
             read_secret(prometheus_token_file, "--prometheus-token-file") if prometheus_token_file else None
         )
-        if prometheus_url is None and site_prometheus is not None:
+        if no_prometheus and prometheus_url is not None:
+            die("give --prometheus or --no-prometheus, not both")
+        if prometheus_url is None and site_prometheus is not None and not no_prometheus:
             prometheus_url = site_prometheus
             if fmt == "text":
                 err.print(

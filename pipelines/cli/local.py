@@ -104,7 +104,7 @@ def up(
     try:
         with _sigterm_as_interrupt():
             state = _start(tree, p, root, replicas, not no_prometheus, jwks_text, timeout)
-            _print_summary(state, stack.status(state), root)
+            _print_summary(state, stack.status(state), root, p, replicas)
             if not foreground:
                 out.print(f"stop it:   sonic local down {state.deployment}{_root_opt(root)}", markup=False)
                 return
@@ -156,15 +156,40 @@ def _start(
     return state
 
 
+def local_differences(p: SiteDeployment, replicas: int | None) -> list[str]:
+    """How the local stack differs from the deployment at its site, in words a newcomer reads once."""
+    from pipelines.local.stack import default_replicas
+
+    notes = []
+    gpu = p.triton.gpu
+    if gpu is not None:
+        notes.append(
+            f"at {p.site} each replica gets {gpu.count} {gpu.gpu_class} GPU(s); here Triton runs on this "
+            "machine's CPU (GPU instance groups run as CPU instances), so latencies are not the cluster's"
+        )
+    a = p.autoscaling
+    if a is not None and replicas is None:
+        notes.append(
+            f"at {p.site} KEDA scales {a.min}..{a.max} replicas on {a.metric}; here nothing scales: "
+            f"{default_replicas(p)} replica(s), autoscaling.min (at least one; --replicas N to change)"
+        )
+    return notes
+
+
 def _root_opt(root: Path) -> str:
     return "" if root.resolve() == Path.cwd().resolve() else f" --root {root}"
 
 
-def _print_summary(state: StackState, components: list[ComponentStatus], root: Path) -> None:
+def _print_summary(
+    state: StackState, components: list[ComponentStatus], root: Path, p: SiteDeployment, replicas: int | None
+) -> None:
     _print_status(state, components)
     for note in state.skipped:
         out.print(f"skipped: {note}", markup=False)
-    prom = f" --prometheus {state.prometheus_url}" if state.prometheus_url else ""
+    for note in local_differences(p, replicas):
+        out.print(f"differs:  {note}", markup=False)
+    # Without a local Prometheus, the check must not fall back to the site's (a cluster's) Prometheus.
+    prom = f" --prometheus {state.prometheus_url}" if state.prometheus_url else " --no-prometheus"
     out.print(
         f"check it:  sonic check --endpoint {state.endpoint} {state.deployment}{prom}{_root_opt(root)}",
         markup=False,

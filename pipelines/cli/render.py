@@ -243,10 +243,11 @@ def _render(tree: Tree, repo: Repository, only: set[str] | None = None) -> dict[
 @click.option(
     "--only",
     metavar="DEPLOYMENT",
-    help="Re-render one deployment (name or experiment/name) and the Argo CD tree.",
+    multiple=True,
+    help="Re-render this deployment (name or experiment/name) and the Argo CD tree; repeat for several.",
 )
 @_root_option
-def render(check: bool, only: str | None, root: Path) -> None:
+def render(check: bool, only: tuple[str, ...], root: Path) -> None:
     """Render every deployment's manifests into gitops/rendered and the Argo CD objects into gitops/argocd.
 
     \b
@@ -259,19 +260,18 @@ def render(check: bool, only: str | None, root: Path) -> None:
     root, tree, repo = _load(root)
     scope: list[str] = list(MANAGED)
     refs: set[str] | None = None
-    if only is not None:
-        d = deployment_or_die(tree, only)
-        refs = {f"{d.experiment}/{d.name}"}
-        # Every site directory of the deployment, including sites it no longer runs at.
-        scope = (
-            [
+    if only:
+        refs = set()
+        scope = [ARGOCD]
+        for name in only:
+            d = deployment_or_die(tree, name)
+            refs.add(f"{d.experiment}/{d.name}")
+            # Every site directory of the deployment, including sites it no longer runs at.
+            scope += [
                 str(path.relative_to(root).as_posix())
                 for path in sorted((root / RENDERED).glob(f"*/{d.experiment}/{d.name}"))
-            ]
-            + [f"{RENDERED}/{p.site}/{d.experiment}/{d.name}" for p in d.placements]
-            + [ARGOCD]
-            + [f"{RENDERED}/{s}/{NAMESPACES_DIR}" for s in sorted(tree.sites)]
-        )
+            ] + [f"{RENDERED}/{p.site}/{d.experiment}/{d.name}" for p in d.placements]
+        scope += [f"{RENDERED}/{s}/{NAMESPACES_DIR}" for s in sorted(tree.sites)]
     fresh = _render(tree, repo, refs)
     current = _read_or_exit(root)
     wanted = {k: v for k, v in current.items() if not _in_scope(k, scope)} | fresh
@@ -299,7 +299,8 @@ def render(check: bool, only: str | None, root: Path) -> None:
     "--against",
     "ref",
     metavar="GIT_REF",
-    help="Compare with the tree committed at GIT_REF (default: the working tree's files).",
+    help="Compare with the tree committed at GIT_REF (default: at the merge base of the default branch, "
+    "what a pull request from here would change; the files on disk when there is no such branch).",
 )
 @format_option()
 @_root_option
@@ -310,6 +311,13 @@ def diff(ref: str | None, fmt: str, root: Path) -> None:
     (replicas 2 -> 5, image tags, autoscaling limits, thresholds, resources). Exit 0 either way.
     """
     root, tree, repo = _load(root)
+    if ref is None:
+        ref, why = default_base(root)
+        if ref is None:
+            err.print(
+                f"sonic: comparing with the rendered files on disk ({why}); give --against GIT_REF",
+                markup=False,
+            )
     before = read_git_tree(root, ref) if ref else _read_or_exit(root)
     after = _render(tree, repo)
     summary = summarize(before, after)
@@ -324,6 +332,35 @@ def diff(ref: str | None, fmt: str, root: Path) -> None:
     untouched = sorted(set(tree.sites) - {u.site for u in summary.units})
     if untouched:
         out.print(f"no changes at: {', '.join(untouched)}", markup=False)
+
+
+def default_base(root: Path) -> tuple[str | None, str]:
+    """The merge base of HEAD and the default branch (``origin/HEAD``, else main or master), or why none.
+
+    Comparing with the files on disk would say "no changes" right after ``sonic render``; the
+    merge base is what a pull request from this branch is compared with.
+    """
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    if git("rev-parse", "--verify", "--quiet", "HEAD^{commit}") is None:
+        return None, "not a git repository with commits"
+    candidates = [git("symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")]
+    candidates += ["origin/main", "origin/master", "main", "master"]
+    for branch in (c for c in candidates if c):
+        if git("rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}") is None:
+            continue
+        base = git("merge-base", "HEAD", branch)
+        if base:
+            err.print(f"sonic: comparing with {branch} at the merge base {base[:12]}", markup=False)
+            return base, ""
+        return None, f"no merge base of HEAD and {branch} (a shallow clone?)"
+    return None, "no default branch: neither origin/HEAD, main nor master"
 
 
 def read_git_tree(root: Path, ref: str) -> dict[str, str]:

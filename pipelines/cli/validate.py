@@ -20,8 +20,8 @@ from pipelines.config.tree import Tree, classify, dependents, relevant
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @format_option(
-    "json prints one object: valid, files, deployments, checked (file list) and errors "
-    "(file, line, column, path, message)."
+    "json prints one object: valid, files, deployments, checked (file list), errors and warnings "
+    "(each: file, line, column, path, message)."
 )
 @click.option(
     "--changed-against",
@@ -62,10 +62,30 @@ def validate(paths: tuple[Path, ...], fmt: str, base: str | None) -> None:
         selection = selection & affected if paths else affected
     keep = relevant(tree, selection)
     errors = [e for e in errors if Path(e.location.file).resolve() in keep]
-    _report(tree, selection, errors, fmt)
+    warnings = [w for w in _warnings(tree) if Path(w.location.file).resolve() in keep]
+    _report(tree, selection, errors, fmt, warnings)
 
 
-def _report(tree: Tree, selection: set[Path], errors: list[ConfigError], fmt: str) -> None:
+def _warnings(tree: Tree) -> list[ConfigError]:
+    """What validation cannot decide but a person should know (an image the ONNX Runtime table lacks)."""
+    from pipelines.config.modelfiles import onnx_runtime_findings
+
+    return sorted(set(onnx_runtime_findings(tree).warnings))
+
+
+def _echo_warnings(warnings: list[ConfigError]) -> None:
+    for w in warnings:
+        click.echo(f"{w.location}: {w.path}: warning: {w.message}", err=True)
+
+
+def _report(
+    tree: Tree,
+    selection: set[Path],
+    errors: list[ConfigError],
+    fmt: str,
+    warnings: list[ConfigError] | None = None,
+) -> None:
+    warnings = warnings or []
     checked = sorted(display_path(p) for p in selection)
     n_dep = sum(1 for p in selection if classify(tree.root, p) == "deployment")
     errors = sorted(set(errors))
@@ -76,15 +96,18 @@ def _report(tree: Tree, selection: set[Path], errors: list[ConfigError], fmt: st
             "deployments": n_dep,
             "checked": checked,
             "errors": [e.as_dict() for e in errors],
+            "warnings": [w.as_dict() for w in warnings],
         }
         click.echo(json.dumps(body, indent=2))
     elif errors:
+        _echo_warnings(warnings)
         for e in errors:
             click.echo(str(e))
         click.echo(
             f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {len(checked)} files checked", err=True
         )
     else:
+        _echo_warnings(warnings)
         click.echo(f"ok: {len(checked)} files valid ({n_dep} deployments)")
     if errors:
         sys.exit(EXIT_INVALID)

@@ -222,6 +222,44 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
+# Spellings of Triton data types that other tools use (numpy, PyTorch, ONNX, C): the enum's
+# spelling differs too much for a did-you-mean by letters ('float32' is closest to 'INT32').
+_ENUM_ALIASES = {
+    "float": "FP32",
+    "float32": "FP32",
+    "single": "FP32",
+    "float16": "FP16",
+    "half": "FP16",
+    "float64": "FP64",
+    "double": "FP64",
+    "bfloat16": "BF16",
+    "bool_": "BOOL",
+    "boolean": "BOOL",
+    "long": "INT64",
+    "str": "STRING",
+    "string": "STRING",
+    "bytes": "STRING",
+    "object": "STRING",
+}
+
+
+def _alias(word: str, choices: list[str]) -> str:
+    """A did-you-mean hint from the alias table (``float32`` -> ``FP32``), if the target is a choice."""
+    target = _ENUM_ALIASES.get(word.lower().removeprefix("torch.").removeprefix("np."))
+    return f" (did you mean {target!r}?)" if target in choices else ""
+
+
+def _case_hint(value: Any, err: ValidationError) -> str:
+    """A hint when only the letter case is wrong (an upper-case hex digest, say)."""
+    if not isinstance(value, str) or value == value.lower():
+        return ""
+    try:
+        fits = Draft202012Validator(err.schema).is_valid(value.lower())
+    except jsonschema.exceptions.SchemaError:
+        return ""
+    return f" (write it in lower case: {value.lower()!r})" if fits and len(value) <= 200 else ""
+
+
 def _property_name_error(err: ValidationError) -> bool:
     """Errors raised by ``propertyNames`` concern a key, not the mapping holding it."""
     schema_path = list(err.relative_schema_path)
@@ -252,7 +290,7 @@ def _explain(doc: Document, err: ValidationError) -> Iterator[ConfigError]:
             )
     elif kind == "enum":
         options = [str(v) for v in err.validator_value]
-        hint = _suggest(inst, options) if isinstance(inst, str) else ""
+        hint = (_alias(inst, options) or _suggest(inst, options)) if isinstance(inst, str) else ""
         yield doc.error(path, f"{inst!r} is not one of: {', '.join(options)}{hint}")
     elif kind == "type":
         want = err.validator_value
@@ -275,7 +313,7 @@ def _explain(doc: Document, err: ValidationError) -> Iterator[ConfigError]:
         if not what:
             desc = _described(err.schema)
             what = f"does not match {err.validator_value}" + (f" ({desc})" if desc else "")
-        yield doc.error(path, f"{_shown(inst)} is not valid: {what}")
+        yield doc.error(path, f"{_shown(inst)} is not valid: {what}{_case_hint(inst, err)}")
     elif kind == "not":
         desc = _described(err.schema)
         yield doc.error(

@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.config.errors import ConfigError, JsonPath, display_path
+from pipelines.config.errors import ConfigError, JsonPath, display_path, format_path
 from pipelines.config.footprint import Footprint, deployment_footprint
 from pipelines.config.model import (
     Affinity,
@@ -107,7 +107,8 @@ def site_and_namespace_granted(tree: Tree) -> Iterator[ConfigError]:
                 p.source,
                 where,
                 f"experiment {p.experiment!r} is not admitted at site {p.site!r} "
-                f"(the site admits: {', '.join(sorted(site.experiments)) or 'none'})",
+                f"(the site admits: {', '.join(sorted(site.experiments)) or 'none'}); "
+                + _site_admin_fix(site.source, f"experiments.{p.experiment}"),
                 key=True,
             )
             continue
@@ -117,7 +118,8 @@ def site_and_namespace_granted(tree: Tree) -> Iterator[ConfigError]:
                 p.source,
                 (*where, "namespace"),
                 f"namespace {p.namespace!r} is not granted to {p.experiment!r} "
-                f"at site {p.site!r} (granted: {', '.join(grant.namespaces)})",
+                f"at site {p.site!r} (granted: {', '.join(grant.namespaces)}); use a granted namespace, or "
+                + _site_admin_fix(site.source, f"experiments.{p.experiment}.namespaces"),
             )
             continue
         if exp is None:
@@ -220,7 +222,10 @@ def gpu_class_known(tree: Tree) -> Iterator[ConfigError]:
                 tree,
                 p.source,
                 (*_where(tree, p, "triton", "gpu"), "class"),
-                f"{cls!r} is not a GPU class of site {p.site!r}; " + _hint(cls, list(site.gpu_classes)),
+                f"{cls!r} is not a GPU class of site {p.site!r}; "
+                + _hint(cls, list(site.gpu_classes))
+                + "; a new class: "
+                + _site_admin_fix(site.source, "gpuClasses"),
             )
 
 
@@ -237,13 +242,15 @@ def gpu_quota(tree: Tree) -> Iterator[ConfigError]:
             total += p.gpus_per_pod * p.max_replicas
             if total > quota:
                 parts = ", ".join(f"{x.name}: {x.gpus_per_pod}x{x.max_replicas}" for x in placements)
-                field = "autoscaling" if p.autoscaling else "replicas"
+                # The most replicas is what counts: autoscaling.max, or the fixed replicas count.
+                at = _where(tree, p, "autoscaling", "max") if p.autoscaling else _where(tree, p, "replicas")
                 yield _err(
                     tree,
                     p.source,
-                    _where(tree, p, field),
+                    at,
                     f"GPU quota of {exp!r} at {site_name!r} exceeded: {total} GPUs needed at most replicas "
-                    f"({parts}), quota is {quota}",
+                    f"({parts}), quota is {quota}; lower {format_path(at)} or triton.gpu.count, or "
+                    + _site_admin_fix(tree.sites[site_name].source, f"experiments.{exp}.gpuQuota"),
                 )
                 break
 
@@ -1499,3 +1506,111 @@ def admission_gate_metric(tree: Tree) -> Iterator[ConfigError]:
                             f"nothing and the gate has no load to compare; use [{MIN_RANGE_SCRAPES * scrape:g}s] or longer",
                         )
                         break
+
+
+def _site_admin_fix(site_file: Path, field: str) -> str:
+    """Who can fix a problem that only a site file can: its administrators, in that file and field."""
+    return f"only the site's administrators can change that: {field} in {display_path(site_file)}"
+
+
+@rule
+def outputs_are_not_optional(tree: Tree) -> Iterator[ConfigError]:
+    """Triton's ModelOutput has no ``optional`` flag: the build would drop it without a word."""
+    for d in tree.deployments:
+        for p in d.placements[:1]:  # models are deployment-wide: report once
+            for i, m in enumerate(p.models):
+                for j, t in enumerate(m.outputs):
+                    if t.optional:
+                        yield _err(
+                            tree,
+                            p.source,
+                            ("models", i, "outputs", j, "optional"),
+                            f"output {t.name!r} cannot be optional: Triton's model configuration has the flag "
+                            "for inputs only (a model always returns its outputs); remove it",
+                        )
+
+
+def _readable_file(p: SiteDeployment, rel: str) -> Path | None:
+    """The file ``rel`` names if the ``_local_file`` rule accepts it (inside the experiment), else None."""
+    folder = p.source.parent.resolve()
+    target = (folder / rel).resolve()
+    if Path(rel).is_absolute() or not target.is_relative_to(folder) or not target.is_file():
+        return None
+    return target
+
+
+@rule
+def model_files_read(tree: Tree) -> Iterator[ConfigError]:
+    """Supplied ``config.pbtxt`` files and reference ``.npz`` files, read as the build and the checks would.
+
+    See :mod:`pipelines.config.modelfiles`: what the build or ``sonic check`` would refuse
+    after the sync is reported on the pull request, at the field that names the file.
+    """
+    from pipelines.config import modelfiles as mf
+
+    for d in tree.deployments:
+        p = d.placements[0] if d.placements else None
+        if p is None:
+            continue
+        doc = tree.documents[p.source]
+        configs = {}
+        for i, m in enumerate(p.models):
+            target = _readable_file(p, m.config_file) if m.config_file else None
+            if target is None:
+                continue
+            at: JsonPath = ("models", i, "configFile")
+            shown = display_path(target)
+            try:
+                text = mf.read_bounded(target, mf.MAX_CONFIG_BYTES).decode("utf-8")
+            except mf.FileProblem as exc:
+                yield _err(tree, p.source, at, f"{shown} {exc} (the deployment's authors can fix it)")
+                continue
+            except UnicodeDecodeError as exc:
+                yield _err(
+                    tree, p.source, at, f"{shown} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+                )
+                continue
+            entry = doc.data["models"][i]
+            explicit = frozenset(entry) if isinstance(entry, dict) else frozenset()
+            errors, cfg = mf.config_file_errors(
+                doc, i, m, explicit, shown, text, d.placements, dict(tree.sites)
+            )
+            yield from errors
+            if cfg is not None:
+                configs[m.name] = cfg
+        for i, c in enumerate(p.checks.models):
+            model = p.model(c.name)
+            if c.reference is None or model is None:
+                continue  # an unknown model: checks_refer_to_models speaks
+            cfg = configs.get(model.name)
+            declared_in, declared_out = mf.tensors_of(cfg) if cfg is not None else ((), ())
+            mbs = cfg.max_batch_size if cfg is not None else model.max_batch_size
+            for part, kind, tensors in (
+                ("inputs", "input", model.inputs or declared_in),
+                ("outputs", "output", model.outputs or declared_out),
+            ):
+                rel = getattr(c.reference, part)
+                target = _readable_file(p, rel)
+                if target is None or not tensors:
+                    continue  # missing or outside: _local_file speaks; nothing declared: nothing to compare
+                at = ("checks", "models", i, "reference", part)
+                shown = display_path(target)
+                try:
+                    headers = mf.npz_headers(mf.read_bounded(target, mf.MAX_REFERENCE_BYTES))
+                except mf.FileProblem as exc:
+                    yield _err(tree, p.source, at, f"{shown} {exc}")
+                    continue
+                for problem in mf.reference_problems(headers, tensors, kind, mbs, c.batch_size):
+                    yield _err(tree, p.source, at, f"{shown}: model {model.name!r}: {problem}")
+
+
+@rule
+def onnx_fits_the_runtime(tree: Tree) -> Iterator[ConfigError]:
+    """An ONNX artifact's IR version and opsets are ones the Triton image's ONNX Runtime reads.
+
+    The image's release is looked up in pipelines/modelrepo/onnxruntime_versions.py; an image
+    the table does not know is a warning (``sonic validate`` prints it), not an error.
+    """
+    from pipelines.config.modelfiles import onnx_runtime_findings
+
+    yield from onnx_runtime_findings(tree).errors

@@ -94,6 +94,11 @@ def _quiet(_: str) -> None:
     pass
 
 
+def default_replicas(p: SiteDeployment) -> int:
+    """Triton replicas started locally: the fixed count, or autoscaling's min (nothing scales here); at least one."""
+    return max(1, p.autoscaling.min if p.autoscaling is not None else p.replicas)
+
+
 def up(
     tree: Tree,
     p: SiteDeployment,
@@ -123,7 +128,7 @@ def up(
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    n = replicas if replicas is not None else max(1, p.replicas)
+    n = replicas if replicas is not None else default_replicas(p)
     site = tree.sites[p.site]
     skipped: list[str] = []
     started: list[Proc] = []

@@ -12,9 +12,12 @@ and the batch dimension implied by ``max_batch_size``. Dimension rules, as Trito
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import mmap
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import onnx
 from onnx import TensorProto
@@ -43,6 +46,7 @@ ONNX_TO_TRITON: dict[int, str] = {
 }
 
 Dim = int | str | None  # fixed size, symbolic name, or unknown
+_P = TypeVar("_P", bound=Any)
 
 
 @dataclass(frozen=True)
@@ -83,20 +87,153 @@ def _tensor(vi: onnx.ValueInfoProto) -> GraphTensor:
     return GraphTensor(vi.name, elem, tuple(dims))
 
 
-def read_graph(path: Path) -> Graph:
-    """Load and validate the ONNX model at ``path``; raises OnnxError with a readable reason."""
+@dataclass(frozen=True)
+class Header:
+    """What runtimes check before anything else: the IR version and the operator sets imported."""
+
+    ir_version: int
+    opsets: dict[str, int]  # domain ("" for the default ai.onnx) -> version
+
+
+# Field numbers of onnx.proto (ModelProto, GraphProto, TensorProto, SparseTensorProto,
+# OperatorSetIdProto): only what the interface and the header need is looked at.
+_MODEL_IR_VERSION, _MODEL_GRAPH, _MODEL_OPSET_IMPORT = 1, 7, 8
+_GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_SPARSE_INITIALIZER = 5, 11, 12, 15
+_TENSOR_NAME, _SPARSE_VALUES = 8, 1
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+
+
+class _Wire:
+    """A read-only walk over protobuf wire format in a memory-mapped file.
+
+    Only the fields asked for are copied out of the map; everything else (the weights, the
+    nodes) is skipped by its length and never read, so the pages holding it are never touched
+    and do not count against the process's memory.
+    """
+
+    def __init__(self, buf: mmap.mmap | bytes):
+        self.buf = buf
+
+    def varint(self, pos: int, end: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            if pos >= end or shift > 63:
+                raise OnnxError("not a valid ONNX model: truncated or malformed protobuf (varint)")
+            byte = self.buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value, pos
+            shift += 7
+
+    def fields(self, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+        """(field number, wire type, start, end) of each field in ``buf[start:end]``; varints as (value, -1)."""
+        pos = start
+        while pos < end:
+            key, pos = self.varint(pos, end)
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise OnnxError("not a valid ONNX model: field number 0 (not protobuf)")
+            if wire == _VARINT:
+                value, pos = self.varint(pos, end)
+                yield number, wire, value, -1
+                continue
+            if wire == _LEN:
+                length, pos = self.varint(pos, end)
+                stop = pos + length
+            elif wire == _I64:
+                stop = pos + 8
+            elif wire == _I32:
+                stop = pos + 4
+            else:
+                raise OnnxError(f"not a valid ONNX model: unsupported protobuf wire type {wire}")
+            if stop > end:
+                raise OnnxError("not a valid ONNX model: truncated (a field runs past the end of the file)")
+            yield number, wire, pos, stop
+            pos = stop
+
+    def first(self, start: int, end: int, number: int) -> tuple[int, int] | None:
+        return next(((s, e) for n, w, s, e in self.fields(start, end) if n == number and w == _LEN), None)
+
+
+def _parse(cls: type[_P], data: bytes) -> _P:
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises protobuf DecodeError, ValidationError, OSError ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OnnxError(f"not a valid ONNX model: {reason}") from None
-    graph = model.graph
-    initialized = {init.name for init in graph.initializer}
-    return Graph(
-        inputs=tuple(_tensor(vi) for vi in graph.input if vi.name not in initialized),
-        outputs=tuple(_tensor(vi) for vi in graph.output),
+        parsed: _P = cls.FromString(data)
+        return parsed
+    except Exception as exc:  # protobuf's DecodeError
+        raise OnnxError(f"not a valid ONNX model: {exc}") from None
+
+
+def _scan(buf: mmap.mmap | bytes) -> tuple[Header, Graph]:
+    wire = _Wire(buf)
+    ir_version = 0
+    opsets: dict[str, int] = {}
+    graph_at: tuple[int, int] | None = None
+    for number, kind, start, end in wire.fields(0, len(buf)):
+        if number == _MODEL_IR_VERSION and kind == _VARINT:
+            ir_version = start
+        elif number == _MODEL_OPSET_IMPORT and kind == _LEN:
+            op = _parse(onnx.OperatorSetIdProto, bytes(buf[start:end]))
+            opsets[op.domain if op.domain != "ai.onnx" else ""] = int(op.version)
+        elif number == _MODEL_GRAPH and kind == _LEN:
+            graph_at = (start, end)
+    if graph_at is None or ir_version == 0:
+        raise OnnxError("not a valid ONNX model: no graph or no IR version")
+    inputs: list[onnx.ValueInfoProto] = []
+    outputs: list[onnx.ValueInfoProto] = []
+    initialized: set[str] = set()
+    for number, kind, start, end in wire.fields(*graph_at):
+        if kind != _LEN:
+            continue
+        if number in (_GRAPH_INPUT, _GRAPH_OUTPUT):
+            vi = _parse(onnx.ValueInfoProto, bytes(buf[start:end]))
+            (inputs if number == _GRAPH_INPUT else outputs).append(vi)
+        elif number == _GRAPH_INITIALIZER:
+            initialized.add(_tensor_name(wire, start, end))
+        elif number == _GRAPH_SPARSE_INITIALIZER:
+            values = wire.first(start, end, _SPARSE_VALUES)
+            if values is not None:
+                initialized.add(_tensor_name(wire, *values))
+    header = Header(ir_version, opsets)
+    graph = Graph(
+        inputs=tuple(_tensor(vi) for vi in inputs if vi.name not in initialized),
+        outputs=tuple(_tensor(vi) for vi in outputs),
     )
+    for vi in (*inputs, *outputs):
+        try:
+            onnx.checker.check_value_info(vi, onnx.checker.DEFAULT_CONTEXT)
+        except Exception as exc:  # onnx.checker.ValidationError
+            raise OnnxError(f"not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
+    return header, graph
+
+
+def _tensor_name(wire: _Wire, start: int, end: int) -> str:
+    at = wire.first(start, end, _TENSOR_NAME)
+    return bytes(wire.buf[at[0] : at[1]]).decode("utf-8", "replace") if at else ""
+
+
+def read_onnx(path: Path) -> tuple[Header, Graph]:
+    """The header and interface of the ONNX model at ``path``, without loading its weights or nodes.
+
+    The file is memory-mapped and walked at the protobuf wire level (see :class:`_Wire`): peak
+    memory is the interface, not the model (``bench/onnx_memory_bench.py``). Checked: the
+    protobuf structure of everything walked, an IR version and a graph, and each input and
+    output (``onnx.checker.check_value_info``). Not checked here: the nodes, which Triton's
+    ONNX Runtime checks when it loads the model. Raises OnnxError with a readable reason.
+    """
+    try:
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise OnnxError("not a valid ONNX model: the file is empty")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return _scan(buf)
+    except OSError as exc:
+        raise OnnxError(f"cannot read the model: {exc.strerror or exc}") from None
+
+
+def read_graph(path: Path) -> Graph:
+    """The interface of the ONNX model at ``path`` (see :func:`read_onnx`); raises OnnxError."""
+    return read_onnx(path)[1]
 
 
 def format_dims(dims: Sequence[Dim]) -> str:

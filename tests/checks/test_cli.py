@@ -24,6 +24,10 @@ def run(*args: str) -> tuple[int, str, str]:
         (["--endpoint", "127.0.0.1", "minimal"], "expected HOST:PORT"),
         (["--endpoint", "127.0.0.1:1", "minimal", "--site", "geddes"], "not placed at site 'geddes'"),
         (["--endpoint", "127.0.0.1:1", "minimal", "--token-file", "/nonexistent/token"], "--token-file"),
+        (
+            ["--endpoint", "127.0.0.1:1", "minimal", "--prometheus", "http://127.0.0.1:1", "--no-prometheus"],
+            "give --prometheus or --no-prometheus, not both",
+        ),
     ],
 )
 def test_usage_errors_exit_2(repo_root: Path, args: list[str], message: str) -> None:

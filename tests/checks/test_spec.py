@@ -91,14 +91,18 @@ def test_reference_names_are_flat_unique_and_stable(example_tree: Path) -> None:
     path = example_tree / "experiments" / "cms" / "minimal.yaml"
     data = yaml.safe_load(path.read_text())
     ref = data["checks"]["models"][0]["reference"]
-    (example_tree / "experiments" / "cms" / "other").mkdir()
+    cms = example_tree / "experiments" / "cms"
+    (cms / "other").mkdir()
+    # Valid reference outputs (validation reads them), under both file names.
+    outputs = (cms / "checks" / "btag_mini_outputs.npz").read_bytes()
     for name in ("checks/btag_mini_inputs.npz", "checks/btag_mini_outputs.npz"):
-        (example_tree / "experiments" / "cms" / "other" / Path(name).name).write_bytes(b"other")
+        (cms / "other" / Path(name).name).write_bytes(outputs)
     # Same file name in two folders, and the same file used twice.
     ref["inputs"], ref["outputs"] = "checks/btag_mini_inputs.npz", "other/btag_mini_inputs.npz"
     data["checks"]["models"].append(
         {
             "name": "btag_mini",
+            "batchSize": 4,
             "reference": {"inputs": "checks/btag_mini_inputs.npz", "outputs": "other/btag_mini_outputs.npz"},
         }
     )
@@ -109,7 +113,7 @@ def test_reference_names_are_flat_unique_and_stable(example_tree: Path) -> None:
         "other/btag_mini_inputs.npz": "reference-1-btag_mini_inputs.npz",
         "other/btag_mini_outputs.npz": "reference-2-btag_mini_outputs.npz",
     }
-    assert bundle(p).references["reference-1-btag_mini_inputs.npz"] == b"other"
+    assert bundle(p).references["reference-1-btag_mini_inputs.npz"] == outputs
     assert bundle(p) == bundle(p)
 
 

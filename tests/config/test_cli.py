@@ -108,7 +108,8 @@ def test_json_output_invalid(example_tree: Path, monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 1
     body = json.loads(result.stdout)  # nothing but the JSON document on stdout
     assert body["valid"] is False
-    assert set(body) == {"valid", "files", "deployments", "checked", "errors"}
+    assert set(body) == {"valid", "files", "deployments", "checked", "errors", "warnings"}
+    assert body["warnings"] == []
     errors: list[dict[str, Any]] = body["errors"]
     assert [(e["file"], e["path"]) for e in errors] == [
         ("experiments/atlas/broken.yaml", "models[0].platform"),

@@ -9,11 +9,13 @@ A corpus file starts with header comments::
     # path: the exact JSON path of the expected error
     # message: a fragment of the expected message
     # error-in: the file the error is reported in, when not the placed one (optional)
+    # files: a folder under invalid/files/ copied next to the placed file first (optional)
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ class Case:
     path: str
     message: str
     error_in: str
+    files: str | None = None
 
     @classmethod
     def read(cls, source: Path) -> Case:
@@ -55,6 +58,7 @@ class Case:
             head["path"],
             head["message"],
             head.get("error-in", head["place"]),
+            head.get("files"),
         )
 
 
@@ -95,6 +99,8 @@ def test_invalid_file_is_reported_exactly(
 ) -> None:
     target = example_tree / case.place
     target.parent.mkdir(parents=True, exist_ok=True)
+    if case.files is not None:
+        shutil.copytree(CORPUS / "files" / case.files, target.parent, dirs_exist_ok=True)
     target.write_bytes(case.source.read_bytes())
     assert classify(example_tree, target) == case.kind, "the header's kind must match where the file goes"
 

@@ -136,6 +136,31 @@ def test_up_status_check_down(tree: Path) -> None:
     assert again.returncode == 0 and "nothing to stop" in again.stdout
 
 
+def test_up_without_prometheus_prints_a_check_that_asks_no_prometheus(tree: Path) -> None:
+    """The printed command must not fall back to the site's (a cluster's) Prometheus."""
+    root = str(tree)
+    loosen_latency_slo(tree)
+    up = sonic("local", "up", "minimal", "--replicas", "1", "--no-prometheus", "--root", root)
+    assert up.returncode == 0, up.stderr
+    state = state_of(tree)
+    try:
+        (line,) = [line for line in up.stdout.splitlines() if line.startswith("check it:")]
+        assert line.split() == [
+            "check", "it:", "sonic", "check", "--endpoint", state.endpoint, "cms/minimal", "--no-prometheus",
+            "--root", root,
+        ]  # fmt: skip
+        check = sonic(*line.split()[3:], "--format", "json")
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "asking the site's Prometheus" not in check.stderr
+        report = json.loads(check.stdout)
+        assert report["passed"] is True
+        load = next(c for c in report["checks"] if c["check"] == "metrics.load")  # the admission gate's query
+        assert load["status"] == "skip" and "no Prometheus URL given" in load["detail"], load
+    finally:
+        assert sonic("local", "down", "minimal", "--root", root).returncode == 0
+    assert_all_gone(state)
+
+
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
     """Read the process's output until a line contains ``needle``."""
     assert proc.stdout is not None

@@ -98,3 +98,38 @@ def test_default_destination_is_ignored_by_git(example_tree: Path) -> None:
     assert code == 0
     assert (example_tree / ".sonic" / ".gitignore").read_text().splitlines()[-1] == "*"
     assert (example_tree / ".sonic" / "models" / "cache").is_dir()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_digests_do_not_depend_on_where_the_tree_or_the_store_lies(
+    example_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bytes at another absolute path (tree, store and working directory) give the same digests."""
+    import shutil
+
+    other = tmp_path / "elsewhere" / "much" / "deeper" / "checkout"
+    shutil.copytree(example_tree, other)
+    results = []
+    for tree, store, cwd in (
+        (example_tree, tmp_path / "store-a", example_tree),
+        (other, tmp_path / "b" / "store", tmp_path),
+    ):
+        (tree / LOCK).unlink(missing_ok=True)
+        monkeypatch.chdir(cwd)
+        code, out, err = run("minimal", "--root", str(tree), "--dest", str(store), "--local")
+        assert code == 0, out + err
+        (snapshot,) = list_snapshots(store)
+        (local,) = list_snapshots(store / "local")
+        results.append(
+            (
+                (tree / LOCK).read_bytes(),
+                snapshot,
+                local,
+                _files(store / "snapshots" / snapshot),
+                _files(store / "local" / "snapshots" / local),
+            )
+        )
+    assert results[0] == results[1]

@@ -359,10 +359,12 @@ def _minimal_of(root: Path) -> tuple[Any, Any]:
 
 
 def test_check_spec_over_a_mebibyte_is_refused(example_tree: Path) -> None:
+    # Validation refuses a reference file over 1 MiB (MAX_REFERENCE_BYTES); the renderer guards
+    # the ConfigMap's limit itself, for files that changed after validation.
+    p, site = _minimal_of(example_tree)
     (example_tree / "experiments" / "cms" / "checks" / "btag_mini_outputs.npz").write_bytes(
         b"\0" * CONFIGMAP_LIMIT
     )
-    p, site = _minimal_of(example_tree)
     with pytest.raises(RenderError) as info:
         render_site_deployment(p, site, lock_for(p))
     text = str(info.value)

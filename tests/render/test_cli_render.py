@@ -192,6 +192,59 @@ def test_diff_against_a_git_ref(repo: Path) -> None:
     assert "run `sonic render`" not in result.output
 
 
+def test_only_is_repeatable(repo: Path) -> None:
+    other = repo / "gitops/rendered/geddes/cms/particlenet/deployment.yaml"
+    other.write_text(other.read_text() + "# hand edit elsewhere\n")
+    targets = [
+        repo / "gitops/rendered/nautilus/atlas/traccc/deployment.yaml",
+        repo / "gitops/rendered/uchicago/atlas/exatrkx/deployment.yaml",
+    ]
+    for target in targets:
+        target.unlink()
+    result = run("render", "--only", "atlas/traccc", "--only", "exatrkx", "--root", str(repo))
+    assert result.exit_code == 0, result.output
+    assert all(target.exists() for target in targets)
+    assert other.read_text().endswith("# hand edit elsewhere\n")  # untouched
+    check = run("render", "--only", "traccc", "--only", "atlas/exatrkx", "--check", "--root", str(repo))
+    assert check.exit_code == 0, check.output
+    assert run("render", "--only", "traccc", "--only", "nope", "--root", str(repo)).exit_code == 2
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git")
+def test_plain_diff_compares_with_the_merge_base_of_the_default_branch(repo: Path) -> None:
+    """After `sonic render` the files on disk match: the change shows against where the branch began."""
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    git("checkout", "-qb", "feature")
+    path = repo / "experiments/cms/particlenet.yaml"
+    path.write_text(path.read_text().replace("replicas: 5 ", "replicas: 4 "))
+    assert run("render", "--root", str(repo)).exit_code == 0
+    git("commit", "-qam", "four replicas at nautilus")
+
+    result = run("diff", "--root", str(repo))
+    assert result.exit_code == 0, result.output
+    assert "comparing with main at the merge base" in result.stderr
+    assert "~ Deployment particlenet-triton: replicas 5 -> 4" in result.stdout
+
+
+def test_plain_diff_outside_git_compares_with_the_files_on_disk_and_says_so(repo: Path) -> None:
+    result = run("diff", "--root", str(repo))
+    assert result.exit_code == 0, result.output
+    assert "comparing with the rendered files on disk (not a git repository with commits)" in result.stderr
+    assert "no changes" in result.stdout
+
+
 # --- the committed tree is untrusted input (issue 11, finding 9) ------------------------------------
 
 SECRET_OUTSIDE = "root:x:0:0:outside-the-repository-marker\n"

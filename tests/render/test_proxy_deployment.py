@@ -107,7 +107,7 @@ def test_ingress_uses_the_site_class_annotations_and_tls() -> None:
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     assert ing["spec"]["tls"] == [
-        {"hosts": ["cms-sonic.anvil.rcac.purdue.edu"], "secretName": "anvil-wildcard-tls"}
+        {"hosts": ["cms-sonic.anvilcloud.rcac.purdue.edu"], "secretName": "anvil-wildcard-tls"}
     ]
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "particlenet-anvil-envoy", "port": {"name": "grpc"}}

@@ -84,7 +84,7 @@ def test_target_at_a_site_managed_by_a_central_argocd(tmp_path: Path, example_tr
     assert code == 0, output
     t = {p.name: p.read_text() for p in outputs.iterdir()}
     assert t["argocd-remote"] == "false" and t["argocd-kubeconfig"] == ""
-    assert t["endpoint"] == "grpcs://cms-sonic.anvil.rcac.purdue.edu:443"
+    assert t["endpoint"] == "grpcs://cms-sonic.anvilcloud.rcac.purdue.edu:443"
 
 
 def test_target_refuses_a_deployment_not_at_the_site() -> None:
