@@ -59,6 +59,7 @@ COMMAND_MODULES: dict[str, str] = {
     "diff": "render",
     "github": "github",
     "local": "local",
+    "owners": "owners",
     "pipelines": "pipelines_cmd",
     "pushgateway": "pushgateway",
     "render": "render",

@@ -127,6 +127,7 @@ class Ingress(Frozen):
     annotations: dict[str, str]
     tls_secret: str | None = None
     default_certificate: bool  # TLS for every host under domain without a Secret of ours
+    allowed_annotations: tuple[str, ...] = ()  # key patterns deployments may add to their Ingress
 
 
 class PrometheusAuth(Frozen):
@@ -153,9 +154,18 @@ class SiteGrant(Frozen):
     gpu_quota: int
 
 
+class SiteImages(Frozen):
+    """Image repositories (or ``prefix/*``) a deployment's containers may come from at a site."""
+
+    triton: tuple[str, ...] = ("nvcr.io/nvidia/tritonserver",)
+    envoy: tuple[str, ...] = ("docker.io/envoyproxy/envoy",)
+
+
 class Site(Frozen):
     name: str
     description: str = ""
+    admins: tuple[str, ...] = ()  # GitHub handles; none: the platform team owns the site file
+    images: SiteImages = Field(default_factory=SiteImages)
     argocd: ArgoCD
     kubernetes: KubernetesVersions
     gpu_classes: dict[str, GpuClass]
@@ -314,6 +324,7 @@ class Timeouts(Frozen):
 class EnvoyIngress(Frozen):
     host: str
     tls_secret: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)  # added to the site's (allowlisted keys)
 
 
 class HealthCheck(Frozen):
@@ -500,6 +511,15 @@ class SiteDeployment(Frozen):
 
     def model(self, name: str) -> Model | None:
         return next((m for m in self.models if m.name == name), None)
+
+
+def application_name(site: str, experiment: str, deployment: str) -> str:
+    """The Argo CD Application of one deployment at one site (``pipelines.render.names`` uses it).
+
+    Unique only as long as no two (site, experiment, deployment) join to the same text: the
+    rule ``application_names_unique`` refuses ``cms/mini-mal`` beside ``cms-mini/mal``.
+    """
+    return f"{site}-{experiment}-{deployment}"
 
 
 class Deployment(Frozen):

@@ -244,6 +244,10 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     annotations = dict(site.ingress.annotations)
     if not site.ingress.publishes_status:
         annotations[names.INGRESS_STATUS_ANNOTATION] = names.INGRESS_STATUS_UNPUBLISHED
+    # The deployment's own keys (validated against the site's allowedAnnotations) never replace
+    # the site's or ours: a key both set keeps the site's value.
+    for key, value in sorted(ing.annotations.items()):
+        annotations.setdefault(key, value)
     if annotations:
         m["annotations"] = annotations
     spec: dict[str, Any] = {

@@ -30,6 +30,8 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / "repo"
     shutil.copytree(ROOT / "experiments", dest / "experiments")
     shutil.copytree(ROOT / "gitops", dest / "gitops", ignore=shutil.ignore_patterns(SCRATCH_PREFIX + "*"))
+    (dest / ".github").mkdir()
+    shutil.copy(ROOT / ".github" / "CODEOWNERS", dest / ".github" / "CODEOWNERS")
     yield dest
 
 
