@@ -84,7 +84,7 @@ def _as_dict(report: OwnershipReport, of: HandlesOf) -> dict[str, object]:
         files.append(
             {
                 "path": path,
-                "owner": " or ".join(str(o) for o in sorted(allowed)),
+                "owner": _ordered(allowed),
                 "handles": sorted({h for o in allowed for h in of(o)}),
                 "problem": _stray_message(report, allowed),
             }
@@ -92,9 +92,15 @@ def _as_dict(report: OwnershipReport, of: HandlesOf) -> dict[str, object]:
     return {"ok": report.ok, "owner": str(report.owner), "files": sorted(files, key=lambda f: str(f["path"]))}
 
 
+def _ordered(owners: set[Owner]) -> str:
+    """``experiment 'atlas' or site 'nautilus' or the platform team``: experiments, sites, then the platform."""
+    rank = {"experiment": 0, "site": 1, "platform": 2}
+    return " or ".join(str(o) for o in sorted(owners, key=lambda o: (rank[o.kind], o.name)))
+
+
 def _stray_message(report: OwnershipReport, allowed: set[Owner]) -> str:
     return (
-        f"generated from files of {' or '.join(str(o) for o in sorted(allowed))} (`sonic render`), which this "
+        f"generated from files of {_ordered(allowed)} (`sonic render`), which this "
         f"pull request of {report.owner} does not change; revert it, or change it in a pull request of its owner"
     )
 
