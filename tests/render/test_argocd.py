@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import json
@@ -122,7 +123,9 @@ def _evaluator() -> Path:
     go = shutil.which("go")
     if go is None:
         pytest.skip("Go is not installed: the ApplicationSet evaluator is a Go program")
-    out = Path(tempfile.mkdtemp(prefix="sonic-appset-eval-")) / "appset_eval"
+    scratch = tempfile.mkdtemp(prefix="sonic-appset-eval-")
+    atexit.register(shutil.rmtree, scratch, True)
+    out = Path(scratch) / "appset_eval"
     subprocess.run(
         [go, "build", "-o", str(out), str(EVALUATOR)], check=True, capture_output=True, timeout=600
     )
