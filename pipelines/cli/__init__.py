@@ -60,6 +60,7 @@ COMMAND_MODULES: dict[str, str] = {
     "github": "github",
     "import": "import_cmd",
     "local": "local",
+    "owners": "owners",
     "pipelines": "pipelines_cmd",
     "pushgateway": "pushgateway",
     "render": "render",

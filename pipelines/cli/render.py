@@ -1,8 +1,9 @@
 """``sonic render`` and ``sonic diff``: write, check and explain the rendered GitOps tree.
 
-The tree (``gitops/rendered`` and ``gitops/argocd``) is written atomically: everything is
+The tree (``gitops/rendered`` and ``gitops/argocd``, and ``.github/CODEOWNERS``) is written atomically: everything is
 rendered into a scratch directory beside it, then each directory is swapped in with one
-``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel or file system lacks it). An
+``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel or file system lacks it), and each
+single file with one ``rename``. An
 interrupted render leaves the previous tree as it was; files of removed deployments disappear
 because the whole directory is replaced. Scratch directories of a killed run
 (``gitops/.sonic-render-*``) are removed by the next run.
@@ -27,12 +28,15 @@ import click
 from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
 from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
 from pipelines.config import ConfigErrors, Tree
-from pipelines.render import ARGOCD, RENDERED, RenderError, render_tree
+from pipelines.render import ARGOCD, RENDERED, RenderError, names, render_tree
+from pipelines.render.codeowners import render_codeowners
 from pipelines.render.gitrepo import Repository, load_repository
 from pipelines.render.names import NAMESPACES_DIR
 from pipelines.render.summary import summarize
 
 MANAGED = (RENDERED, ARGOCD)
+# Single generated files outside those directories (repository-relative).
+MANAGED_FILES = (names.CODEOWNERS_FILE,)
 SCRATCH_PREFIX = ".sonic-render-"
 
 _root_option = root_option("Repository to render.")
@@ -73,8 +77,10 @@ def _read_regular(path: Path) -> str:
         return fh.read().decode("utf-8")
 
 
-def read_tree(root: Path, prefixes: Iterable[str] = MANAGED) -> dict[str, str]:
-    """The files under ``prefixes`` (repository-relative directories) as ``{path: text}``.
+def read_tree(
+    root: Path, prefixes: Iterable[str] = MANAGED, single: Iterable[str] = MANAGED_FILES
+) -> dict[str, str]:
+    """The files under ``prefixes`` (repository-relative directories), and ``single`` files, as ``{path: text}``.
 
     The tree comes from a pull request, so it is untrusted: a symbolic link (or pipe, socket,
     device) anywhere under it, including the directories themselves, is refused rather than
@@ -84,12 +90,30 @@ def read_tree(root: Path, prefixes: Iterable[str] = MANAGED) -> dict[str, str]:
     files: dict[str, str] = {}
     problems: list[str] = []
 
-    def refuse(path: Path, what: str) -> None:
+    def refuse(path: Path, what: str, rule: str = _REFUSED) -> None:
         rel = path.relative_to(root).as_posix()
         problems.append(
-            f"{rel}: is {what}; {_REFUSED} (the pull request's author can fix it: "
+            f"{rel}: is {what}; {rule} (the pull request's author can fix it: "
             f"`git rm {rel}`, then `sonic render` and commit)"
         )
+
+    for one in single:
+        path = root / one
+        chain = [root / Path(*Path(one).parts[: i + 1]) for i in range(len(Path(one).parts))]
+        link = next((d for d in chain if d.is_symlink()), None)
+        rule = f"{one} must be a regular file in a real directory"
+        if link is not None:
+            refuse(link, _kind(link.lstat().st_mode), rule)
+        elif path.exists():
+            if not stat.S_ISREG(path.lstat().st_mode):
+                refuse(path, _kind(path.lstat().st_mode), rule)
+                continue
+            try:
+                files[one] = _read_regular(path)
+            except UnicodeDecodeError:
+                refuse(path, "not UTF-8 text", rule)
+            except OSError:
+                refuse(path, "not a regular file", rule)
 
     for prefix in prefixes:
         base = root / prefix
@@ -158,15 +182,18 @@ def clean_scratch(root: Path) -> None:
 
 
 def write_tree(root: Path, files: Mapping[str, str]) -> None:
-    """Replace ``gitops/rendered`` and ``gitops/argocd`` with exactly ``files``, atomically per directory."""
+    """Replace ``gitops/rendered``, ``gitops/argocd`` and the single managed files with exactly ``files``.
+
+    Atomically per directory and per file; a managed file absent from ``files`` is removed.
+    """
     gitops = root / "gitops"
     gitops.mkdir(parents=True, exist_ok=True)
     clean_scratch(root)
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=gitops))
     try:
         for rel, text in files.items():
-            if not _in_scope(rel, MANAGED):
-                raise ValueError(f"refusing to write {rel}: outside {', '.join(MANAGED)}")
+            if not _in_scope(rel, MANAGED) and rel not in MANAGED_FILES:
+                raise ValueError(f"refusing to write {rel}: outside {', '.join(MANAGED + MANAGED_FILES)}")
             _write_file(scratch / "new" / rel, text)
         for managed in MANAGED:
             fresh = scratch / "new" / managed
@@ -177,6 +204,13 @@ def write_tree(root: Path, files: Mapping[str, str]) -> None:
             elif not _exchange(fresh, target):
                 target.rename(scratch / "old")
                 fresh.rename(target)
+        for one in MANAGED_FILES:
+            target = root / one
+            if one in files:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (scratch / "new" / one).replace(target)
+            elif target.is_file():
+                target.unlink()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -224,8 +258,10 @@ def _read_or_exit(root: Path) -> dict[str, str]:
 
 
 def _render(tree: Tree, repo: Repository, only: set[str] | None = None) -> dict[str, str]:
+    """The rendered tree and the single generated files (those always complete, like gitops/argocd)."""
     try:
-        return render_tree(tree, repo=repo, only=only)
+        files = render_tree(tree, repo=repo, only=only)
+        return {**files, names.CODEOWNERS_FILE: render_codeowners(tree, repo.platform_team)}
     except RenderError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -253,6 +289,7 @@ def render(check: bool, only: tuple[str, ...], root: Path) -> None:
     \b
     gitops/rendered/<site>/<experiment>/<deployment>/<kind>.yaml  + kustomization.yaml
     gitops/argocd/<site>/{appproject,applicationset,kustomization}.yaml
+    .github/CODEOWNERS  (who reviews what: experiments' owners, sites' admins, the platform team)
 
     The output is deterministic: rendering twice gives identical bytes, so CI runs
     `sonic render --check` to prove the committed tree matches the configuration.
@@ -271,7 +308,7 @@ def render(check: bool, only: tuple[str, ...], root: Path) -> None:
                 str(path.relative_to(root).as_posix())
                 for path in sorted((root / RENDERED).glob(f"*/{d.experiment}/{d.name}"))
             ] + [f"{RENDERED}/{p.site}/{d.experiment}/{d.name}" for p in d.placements]
-        scope += [f"{RENDERED}/{s}/{NAMESPACES_DIR}" for s in sorted(tree.sites)]
+        scope += [*MANAGED_FILES, *(f"{RENDERED}/{s}/{NAMESPACES_DIR}" for s in sorted(tree.sites))]
     fresh = _render(tree, repo, refs)
     current = _read_or_exit(root)
     wanted = {k: v for k, v in current.items() if not _in_scope(k, scope)} | fresh
@@ -287,7 +324,7 @@ def render(check: bool, only: tuple[str, ...], root: Path) -> None:
         out.print(f"ok: {len(wanted)} rendered files match the configuration")
         return
     if wanted == current:
-        out.print(f"unchanged: {len(wanted)} files in {RENDERED} and {ARGOCD}")
+        out.print(f"unchanged: {len(wanted)} files in {RENDERED}, {ARGOCD} and {', '.join(MANAGED_FILES)}")
         return
     write_tree(root, wanted)
     summary = summarize(current, wanted)

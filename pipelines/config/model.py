@@ -230,9 +230,18 @@ class SiteGrant(Frozen):
     quota: NamespaceQuota = Field(default_factory=NamespaceQuota)
 
 
+class SiteImages(Frozen):
+    """Image repositories (or ``prefix/*``) a deployment's containers may come from at a site."""
+
+    triton: tuple[str, ...] = ("nvcr.io/nvidia/tritonserver",)
+    envoy: tuple[str, ...] = ("docker.io/envoyproxy/envoy",)
+
+
 class Site(Frozen):
     name: str
     description: str = ""
+    admins: tuple[str, ...] = ()  # GitHub handles; none: the platform team owns the site file
+    images: SiteImages = Field(default_factory=SiteImages)
     argocd: ArgoCD
     kubernetes: KubernetesVersions
     gpu_classes: dict[str, GpuClass]
@@ -630,6 +639,15 @@ class SiteDeployment(Frozen):
 
     def model(self, name: str) -> Model | None:
         return next((m for m in self.models if m.name == name), None)
+
+
+def application_name(site: str, experiment: str, deployment: str) -> str:
+    """The Argo CD Application of one deployment at one site (``pipelines.render.names`` uses it).
+
+    Unique only as long as no two (site, experiment, deployment) join to the same text: the
+    rule ``application_names_unique`` refuses ``cms/mini-mal`` beside ``cms-mini/mal``.
+    """
+    return f"{site}-{experiment}-{deployment}"
 
 
 class Deployment(Frozen):

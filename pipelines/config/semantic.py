@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 from pipelines.config.errors import ConfigError, JsonPath, display_path, format_path
 from pipelines.config.footprint import Footprint, deployment_footprint
+from pipelines.config.hostpaths import cvmfs_host_path_problem
+from pipelines.config.images import allowed as image_allowed
+from pipelines.config.images import repository as image_repository
 from pipelines.config.model import (
     Affinity,
     Deployment,
@@ -26,9 +29,11 @@ from pipelines.config.model import (
     PodAffinityTerm,
     Resources,
     SiteDeployment,
+    application_name,
 )
 from pipelines.config.promql import promql_problems
 from pipelines.config.quantity import memory_text, parse_quantity
+from pipelines.config.reserved import RESERVED_EXPERIMENT_NAMES, reserved_reason
 from pipelines.config.schedule import schedule_problem
 from pipelines.config.secrets import find_inline_secrets
 from pipelines.config.tree import Tree
@@ -1334,7 +1339,19 @@ def ingress_settings(tree: Tree) -> Iterator[ConfigError]:
                 )
             allowed = site.ingress.allowed_annotations
             for key in ing.annotations:
-                if key.startswith(RESERVED_KEY_PREFIXES) or any(fnmatchcase(key, g) for g in allowed):
+                if key.startswith(RESERVED_KEY_PREFIXES):
+                    continue  # reserved_label_keys speaks
+                if key in site.ingress.annotations:
+                    yield _err(
+                        tree,
+                        p.source,
+                        (*_where(tree, p, "envoy", "ingress", "annotations"), key),
+                        f"annotation {key!r} is set by site {p.site!r} on every Ingress: a deployment may not "
+                        "replace it; remove it here",
+                        key=True,
+                    )
+                    continue
+                if any(fnmatchcase(key, g) for g in allowed):
                     continue
                 listed = ", ".join(allowed) if allowed else "none"
                 yield _err(
@@ -1614,3 +1631,116 @@ def onnx_fits_the_runtime(tree: Tree) -> Iterator[ConfigError]:
     from pipelines.config.modelfiles import onnx_runtime_findings
 
     yield from onnx_runtime_findings(tree).errors
+
+
+@rule
+def reserved_namespaces(tree: Tree) -> Iterator[ConfigError]:
+    """No site grants, and no deployment uses, a namespace of the cluster or the platform."""
+    for site in tree.sites.values():
+        for exp_name, grant in sorted(site.experiments.items()):
+            for i, ns in enumerate(grant.namespaces):
+                why = reserved_reason(ns, site, prometheus=False)  # site_sanity reports Prometheus'
+                if why is not None:
+                    yield _err(
+                        tree,
+                        site.source,
+                        ("experiments", exp_name, "namespaces", i),
+                        f"namespace {ns!r} cannot be granted to an experiment: {why}; grant a namespace "
+                        "of the experiment's own (the site's administrators can change it here)",
+                    )
+    for _, p in _live(tree):
+        known = tree.sites.get(p.site)
+        why = reserved_reason(p.namespace, known) if known is not None else None
+        if why is not None:
+            yield _err(
+                tree,
+                p.source,
+                ("sites", p.site, "namespace"),
+                f"namespace {p.namespace!r} cannot hold a deployment: {why}; use a namespace that site "
+                f"{p.site!r} grants to {p.experiment!r} for its own deployments",
+            )
+
+
+@rule
+def reserved_experiment_names(tree: Tree) -> Iterator[ConfigError]:
+    for exp in tree.experiments.values():
+        if exp.name in RESERVED_EXPERIMENT_NAMES:
+            yield _err(
+                tree,
+                exp.source,
+                ("name",),
+                f"experiment name {exp.name!r} is reserved: the experiment's Argo CD AppProject takes its "
+                "name, and 'default' is Argo CD's built-in project, which admits every destination; "
+                "choose another name (and folder)",
+            )
+
+
+@rule
+def images_allowed(tree: Tree) -> Iterator[ConfigError]:
+    """Each container image comes from a repository the site lists (images.triton / images.envoy)."""
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        if site is None:
+            continue
+        for component, image, entries in (
+            ("triton", p.triton.image, site.images.triton),
+            ("envoy", p.envoy.image, site.images.envoy),
+        ):
+            if image_allowed(image, entries):
+                continue
+            yield _err(
+                tree,
+                p.source,
+                _where(tree, p, component, "image"),
+                f"image {image!r} (repository {image_repository(image)}) is not allowed at site {p.site!r}; "
+                f"allowed {component} images: {', '.join(entries) or 'none'}; the site's administrators "
+                f"can add the repository to images.{component} in {display_path(site.source)}",
+            )
+
+
+@rule
+def host_paths(tree: Tree) -> Iterator[ConfigError]:
+    """The only hostPath rendered, the site's CVMFS mount, shows CVMFS and nothing above it."""
+    for site in tree.sites.values():
+        cvmfs = site.storage.cvmfs
+        if cvmfs is None or cvmfs.host_path is None:
+            continue
+        why = cvmfs_host_path_problem(cvmfs.host_path)
+        if why is not None:
+            yield _err(
+                tree,
+                site.source,
+                ("storage", "cvmfs", "hostPath"),
+                why + " (the site's administrators can change it here)",
+            )
+
+
+@rule
+def application_names_unique(tree: Tree) -> Iterator[ConfigError]:
+    """Two deployments whose Argo CD Applications would share a name (``cms/mini-mal``, ``cms-mini/mal``).
+
+    One ApplicationSet (or a central Argo CD) would generate one Application for both, so one
+    deployment would silently replace the other. Reported in every file involved.
+    """
+    by_name: dict[str, list[SiteDeployment]] = defaultdict(list)
+    for _, p in _live(tree):
+        by_name[application_name(p.site, p.experiment, p.name)].append(p)
+    for app, users in sorted(by_name.items()):
+        if len({(u.experiment, u.name) for u in users}) < 2:
+            continue  # the same deployment twice: unique_names reports it
+        for p in users:
+            others = ", ".join(
+                sorted(
+                    f"{o.experiment}/{o.name} at {o.site!r} ({display_path(o.source)})"
+                    for o in users
+                    if (o.experiment, o.name) != (p.experiment, p.name)
+                )
+            )
+            yield _err(
+                tree,
+                p.source,
+                ("name",),
+                f"the Argo CD Application of this deployment at {p.site!r} would be named {app!r} "
+                f"(<site>-<experiment>-<deployment>), like that of {others}; one would replace the other: "
+                "rename one of the deployments",
+            )

@@ -50,8 +50,8 @@ from pipelines.render.yamlout import dump, dump_all
 
 __all__ = ["RenderError", "RenderProblem", "file_name", "render_site_deployment", "render_tree"]
 
-RENDERED = "gitops/rendered"
-ARGOCD = "gitops/argocd"
+RENDERED = names.RENDERED_DIR
+ARGOCD = names.ARGOCD_DIR
 KUSTOMIZATION = "kustomization.yaml"
 
 

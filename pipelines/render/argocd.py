@@ -288,6 +288,21 @@ def app_project(exp: Experiment, site: Site, sites: dict[str, Site], repo: Repos
     }
 
 
+# Where the ApplicationSet finds the experiment and the deployment of a directory: in the path
+# of its application.json, gitops/rendered/<site>/<experiment>/<deployment>, never in the file's
+# contents. Argo CD's git files generator sets .path.segments (the directory split at "/") and
+# .path.basename after copying the file's keys, so a "path" key in the file cannot replace them
+# (argo-cd applicationset/generators/git.go, generateParamsFromGitFile).
+EXPERIMENT_SEGMENT = len(names.RENDERED_DIR.split("/")) + 1  # gitops, rendered, <site>, <experiment>
+EXPERIMENT_FROM_PATH = f"{{{{index .path.segments {EXPERIMENT_SEGMENT}}}}}"
+DEPLOYMENT_FROM_PATH = "{{.path.basename}}"
+
+
+def application_name_template(site: Site) -> str:
+    """The Go template of the Application name: :func:`names.application_name`, from the path."""
+    return f"{site.name}-{EXPERIMENT_FROM_PATH}-{DEPLOYMENT_FROM_PATH}"
+
+
 def application_files_glob(site: Site) -> str:
     """Where the site's ApplicationSet looks for deployments: one ``application.json`` per directory."""
     return f"gitops/rendered/{site.name}/*/*/{APPLICATION_FILE}"
@@ -300,6 +315,12 @@ def application_set(site: Site, repo: Repository) -> dict[str, Any]:
     site on ``repo.branch``, so the set of Applications follows the branch: a directory the
     rollout publishes creates its Application, a directory it removes deletes it. Nothing in
     ``gitops/argocd/`` changes when deployments come and go, so it is applied once.
+
+    The Application's name, its AppProject and its labels come from the directory's path, not
+    from the file: a tampered ``application.json`` cannot put its Application into another
+    experiment's project or take another Application's name. Only the destination namespace
+    is read from the file (the path does not hold it); the experiment's AppProject admits only
+    that experiment's namespaces at this site's server, so a tampered one cannot leave them.
     """
     return {
         "apiVersion": "argoproj.io/v1alpha1",
@@ -330,17 +351,17 @@ def application_set(site: Site, repo: Repository) -> dict[str, Any]:
             "syncPolicy": {"applicationsSync": "sync", "preserveResourcesOnDeletion": False},
             "template": {
                 "metadata": {
-                    "name": "{{.name}}",
+                    "name": application_name_template(site),
                     "labels": {
                         **_argocd_labels(site),
-                        "sonic.fastml.org/experiment": "{{.experiment}}",
-                        "sonic.fastml.org/deployment": "{{.deployment}}",
+                        "sonic.fastml.org/experiment": EXPERIMENT_FROM_PATH,
+                        "sonic.fastml.org/deployment": DEPLOYMENT_FROM_PATH,
                     },
                     # Deleting an Application (its directory left the branch) deletes its objects.
                     "finalizers": [RESOURCES_FINALIZER],
                 },
                 "spec": {
-                    "project": "{{.project}}",
+                    "project": EXPERIMENT_FROM_PATH,
                     # The directory holding the application.json: the file cannot point elsewhere.
                     "source": {"repoURL": repo.url, "targetRevision": repo.branch, "path": "{{.path.path}}"},
                     "destination": {"server": site.argocd.server, "namespace": "{{.namespace}}"},

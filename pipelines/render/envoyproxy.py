@@ -294,10 +294,13 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     if site.ingress is None:
         raise problem(p, "envoy.ingress: the site offers no ingress")
     m = meta(p, "envoy", names.envoy_name(p))
-    # The deployment's own (within the site's allowedAnnotations) win over the site's.
-    annotations = {**site.ingress.annotations, **ing.annotations}
+    annotations = dict(site.ingress.annotations)
     if not site.ingress.publishes_status:
         annotations[names.INGRESS_STATUS_ANNOTATION] = names.INGRESS_STATUS_UNPUBLISHED
+    # The deployment's own keys (validated against the site's allowedAnnotations) never replace
+    # the site's or ours: a key both set keeps the site's value.
+    for key, value in sorted(ing.annotations.items()):
+        annotations.setdefault(key, value)
     if annotations:
         m["annotations"] = annotations
     spec: dict[str, Any] = {

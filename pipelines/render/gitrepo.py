@@ -19,10 +19,12 @@ from pipelines.config.loader import load_file
 REPOSITORY_FILE = Path("gitops/repository.yaml")
 
 _IMAGE = r"^[a-z0-9]([-a-z0-9._/:]*[a-z0-9])?(:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?(@sha256:[a-f0-9]{64})?$"
+# A GitHub user or team as CODEOWNERS names them (the experiment schema's owners use the same form).
+HANDLE = r"^@[A-Za-z0-9][-A-Za-z0-9]*(/[A-Za-z0-9][-A-Za-z0-9_.]*)?$"
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["url", "branch", "pipelineImage"],
+    "required": ["url", "branch", "pipelineImage", "platformTeam"],
     "properties": {
         "url": {
             "description": "Clone URL Argo CD reads (the only source repository the AppProjects allow).",
@@ -38,6 +40,14 @@ SCHEMA: dict[str, Any] = {
             "description": "Image with the `sonic` CLI (runs the PostSync check).",
             "type": "string",
             "pattern": _IMAGE,
+        },
+        "platformTeam": {
+            "description": "GitHub team (@org/team) or user (@name) that owns the repository's infrastructure: "
+            "the pipelines' code, the schemas, this file, the rendered workflows and Argo CD objects, .github/, "
+            "scripts/ and .ci/ (and site files whose site names no admins). `sonic render` writes it into "
+            ".github/CODEOWNERS; `sonic owners check` names it (docs/security.md, Ownership).",
+            "type": "string",
+            "pattern": HANDLE,
         },
         "pipelineUser": {
             "description": "Non-root UID of the pipeline image.",
@@ -76,6 +86,7 @@ class Repository:
     pipeline_user: int = 10001
     check_client_secret: str = "sonic-check-client"
     github_read_token_secret: str = "sonic-github-read-token"
+    platform_team: str = "@fastmachinelearning/sonic-platform"
 
 
 DEFAULT = Repository(
@@ -128,4 +139,5 @@ def load_repository(root: Path) -> Repository:
         pipeline_user=int(data.get("pipelineUser", DEFAULT.pipeline_user)),
         check_client_secret=str(data.get("checkClientSecret", DEFAULT.check_client_secret)),
         github_read_token_secret=str(data.get("githubReadToken", DEFAULT.github_read_token_secret)),
+        platform_team=data["platformTeam"],
     )

@@ -6,7 +6,12 @@ selectors, the NetworkPolicy and the Services can never drift apart.
 
 from __future__ import annotations
 
+from pipelines.config import model
 from pipelines.config.model import PrometheusAuth, Site, SiteDeployment
+from pipelines.config.ownership import ARGOCD_DIR, CODEOWNERS_FILE, RENDERED_DIR
+from pipelines.config.reserved import PIPELINES_NAMESPACE
+
+__all__ = ["ARGOCD_DIR", "CODEOWNERS_FILE", "PIPELINES_NAMESPACE", "RENDERED_DIR"]
 
 MANAGED_BY = "sonic-gitops"
 
@@ -151,12 +156,12 @@ def deployment_ref(p: SiteDeployment) -> str:
 
 def application_name(p: SiteDeployment) -> str:
     """Argo CD Application of one deployment at one site (unique even in a central Argo CD)."""
-    return f"{p.site}-{p.experiment}-{p.name}"
+    return model.application_name(p.site, p.experiment, p.name)
 
 
 def rendered_dir(p: SiteDeployment) -> str:
     """Repository-relative directory of the deployment's rendered manifests at its site."""
-    return f"gitops/rendered/{p.site}/{p.experiment}/{p.name}"
+    return f"{RENDERED_DIR}/{p.site}/{p.experiment}/{p.name}"
 
 
 # --- namespaces ------------------------------------------------------------------------------------

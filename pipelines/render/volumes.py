@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.config.hostpaths import cvmfs_host_path_problem
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.modelrepo.freshness import stale_reasons
 from pipelines.modelrepo.lock import Lock, lock_path
@@ -71,6 +72,9 @@ def _cvmfs_claim(p: SiteDeployment, site: Site, out: ModelSources) -> None:
 def _cvmfs_host_path(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     cvmfs = site.storage.cvmfs
     assert cvmfs is not None and cvmfs.host_path is not None
+    refused = cvmfs_host_path_problem(cvmfs.host_path)
+    if refused is not None:  # typed input that did not come through validation
+        raise problem(p, f"site {site.name!r} storage.cvmfs: {refused}")
     out.volumes.append({"name": "cvmfs", "hostPath": {"path": cvmfs.host_path, "type": "Directory"}})
 
 

@@ -3,16 +3,22 @@
 ::
 
     pending status ─┐
-    checkout ───────┴─► validate ──┬─► build-models --dry-run (one per changed deployment)
-                     (if relevant) └─► render --check ─► verify rendered objects offline
-                                       (always, whatever validate said or skipped)
+    checkout ───────┴─► owners check ─► validate ──┬─► build-models --dry-run (one per changed deployment)
+                        (always)      (if relevant) └─► render --check ─► pipelines render --check
+                                                        ─► verify rendered objects offline
+                                                        (always, whatever validate said or skipped)
     on exit (always): commit status + the one bot comment summarising per site what changes
 
 The pull-request head is checked out from ``refs/pull/<n>/head`` (forks work) at exactly the
 commit the event named. GitHub's pull_request payload lists no files, so the Sensor cannot tell
 whether a pull request touches ``experiments/`` or ``gitops/sites/``: the checkout step decides
-(``relevant``) and validation and model builds are skipped when it does not; the render check
-and the offline verification always run.
+(``relevant``) and validation and model builds are skipped when it does not. The ownership
+check, the render check, the pipeline-render check and the offline verification always run, so
+a change to ``gitops/repository.yaml``, ``gitops/rendered``, ``gitops/argocd``,
+``gitops/workflows``, ``schemas/`` or ``pipelines/`` never gets a green status without them
+(docs/security.md, Ownership). They run the pipeline image's ``sonic``, not the pull
+request's code: a pull request that changes ``pipelines/`` is checked against the released
+renderer, and its own code is tested by CI (.github/workflows/ci.yaml).
 
 No step talks to the Kubernetes API: the workflow's pods get no ServiceAccount token.
 """
@@ -46,6 +52,10 @@ NAME = "pr-validation"
 PATHS = ("experiments/", "gitops/sites/")
 # Offline verification of the rendered objects, in the image that has Envoy and promtool.
 VERIFY_ARGS = ["pipelines", "verify-rendered", "--require-all"]
+# The rendered Argo Workflows objects (gitops/workflows) match what the pipeline image renders.
+PIPELINES_CHECK_ARGS = ["pipelines", "render", "--check"]
+# The pull request changes the files of one owner only (and what is generated from them).
+OWNERS_ARGS = ["owners", "check", "--against", "{{inputs.parameters.base-sha}}"]
 
 
 def template(settings: PipelineSettings) -> WorkflowTemplate:
@@ -103,7 +113,9 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         deadline=1800,
         inputs=("deployment",),
     )
+    owners_check = sonic_step("owners-check", OWNERS_ARGS, settings, size=MEDIUM, inputs=("base-sha",))
     render_check = sonic_step("render-check", ["render", "--check"], settings, size=MEDIUM)
+    pipelines_check = sonic_step("pipelines-render-check", PIPELINES_CHECK_ARGS, settings, size=MEDIUM)
     verify = sonic_step("verify-rendered", VERIFY_ARGS, settings, size=MEDIUM)
     status = github_step(
         "report-status",
@@ -171,10 +183,17 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
         with DAG(name="main"):
             t_pending = Task(name="report-pending", template=pending)
             t_checkout = Task(name="checkout", template=checkout)
+            # Whatever the pull request touches, and before anything else reads the workspace.
+            t_owners = Task(
+                name="owners-check",
+                template=owners_check,
+                depends="checkout.Succeeded",
+                arguments={"base-sha": task_output("checkout", "base-sha")},
+            )
             t_validate = Task(
                 name="validate",
                 template=validate,
-                depends="checkout.Succeeded",
+                depends="owners-check.Succeeded || owners-check.Failed",
                 when=f"{task_output('checkout', 'relevant')} == true",
                 arguments={"base-sha": task_output("checkout", "base-sha")},
             )
@@ -196,12 +215,17 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                 template=render_check,
                 depends="validate.Succeeded || validate.Skipped || validate.Failed",
             )
+            t_pipelines = Task(
+                name="pipelines-render-check",
+                template=pipelines_check,
+                depends="render-check.Succeeded || render-check.Failed",
+            )
             Task(
                 name="verify-rendered",
                 template=verify,
-                depends="render-check.Succeeded || render-check.Failed",
+                depends="pipelines-render-check.Succeeded || pipelines-render-check.Failed",
             )
-            _ = (t_pending, t_checkout, t_validate, t_render)
+            _ = (t_pending, t_checkout, t_owners, t_validate, t_render, t_pipelines)
         with DAG(name="report"):
             Task(name="status", template=status)
             Task(name="comment", template=comment)

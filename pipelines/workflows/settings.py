@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipelines.render import names
 from pipelines.render.gitrepo import REPOSITORY_FILE, Repository, load_repository
 
 
@@ -29,7 +30,7 @@ class PipelineSettings:
 
     # The pipeline image built from the repository's Dockerfile (see IMAGE below).
     image: str
-    namespace: str = "sonic-pipelines"
+    namespace: str = names.PIPELINES_NAMESPACE
     # The configuration repository on GitHub (owner/name), and where git and the API live
     # (GitHub Enterprise sites change both).
     repository: str = "fastmachinelearning/sonic-gitops"

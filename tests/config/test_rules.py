@@ -157,3 +157,100 @@ def test_a_digest_field_is_not_a_hex_secret() -> None:
 def test_secret_like_keys_in_free_form_maps(key: str, flagged: bool) -> None:
     found = list(find_inline_secrets({"ingress": {"annotations": {key: "basic"}}}))
     assert bool(found) is flagged, found
+
+
+# --- platform boundaries (issue 11, findings 2 and 11) ----------------------------------------------
+
+
+def _allow_annotations(tree: Path, patterns: str) -> None:
+    site = tree / "gitops" / "sites" / "uchicago.yaml"
+    site.write_text(
+        site.read_text().replace(
+            "  publishesStatus: true\n", f"  publishesStatus: true\n  allowedAnnotations: {patterns}\n"
+        )
+    )
+
+
+def test_annotations_matching_the_site_patterns_are_allowed(example_tree: Path) -> None:
+    _allow_annotations(example_tree, '["nginx.ingress.kubernetes.io/proxy-*-timeout"]')
+    valid_with(
+        example_tree,
+        CPU
+        + "envoy:\n  ingress:\n    host: cms-zz.af.uchicago.edu\n    annotations:\n"
+        + '      nginx.ingress.kubernetes.io/proxy-read-timeout: "600"\n'
+        + '      nginx.ingress.kubernetes.io/proxy-send-timeout: "600"\n',
+    )
+
+
+def test_an_allowed_pattern_does_not_let_a_deployment_replace_the_sites_annotation(
+    example_tree: Path,
+) -> None:
+    _allow_annotations(example_tree, '["nginx.ingress.kubernetes.io/*"]')
+    (example_tree / "experiments" / "cms" / "zz-case.yaml").write_text(
+        CPU + "envoy:\n  ingress:\n    host: cms-zz.af.uchicago.edu\n    annotations:\n"
+        "      nginx.ingress.kubernetes.io/backend-protocol: HTTP\n"
+        "      nginx.ingress.kubernetes.io/proxy-body-size: 8m\n"
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_tree(example_tree)
+    (err,) = info.value.errors
+    assert err.path == "envoy.ingress.annotations.nginx.ingress.kubernetes.io/backend-protocol"
+    assert "is set by site 'uchicago' on every Ingress" in err.message
+
+
+def test_images_the_site_lists_in_any_spelling_are_allowed(example_tree: Path) -> None:
+    valid_with(
+        example_tree,
+        CPU
+        + "triton:\n  image: nvcr.io/nvidia/tritonserver@sha256:"
+        + "0" * 64
+        + "\nenvoy:\n  image: docker.io/envoyproxy/envoy:v1.31.2\n",
+    )
+    valid_with(example_tree, CPU + "envoy:\n  image: index.docker.io/envoyproxy/envoy:distroless-v1.40.0\n")
+
+
+def test_a_site_may_allow_a_whole_organisation(example_tree: Path) -> None:
+    site = example_tree / "gitops" / "sites" / "uchicago.yaml"
+    site.write_text(
+        site.read_text().replace(
+            "\nargocd:", "\nimages: {triton: [nvcr.io/nvidia/tritonserver, ghcr.io/cms-sw/*]}\nargocd:", 1
+        )
+    )
+    valid_with(example_tree, CPU + "triton:\n  image: ghcr.io/cms-sw/sonic/triton:24.08\n")
+
+
+def test_colliding_application_names_are_reported_in_every_file(example_tree: Path) -> None:
+    """Issue 11, finding 11: cms/mini-mal and cms-mini/mal both make the Application uchicago-cms-mini-mal."""
+    site = example_tree / "gitops" / "sites" / "uchicago.yaml"
+    site.write_text(
+        site.read_text().replace(
+            "  cms: {namespaces: [cms-af]", "  cms-mini: {namespaces: [mini]}\n  cms: {namespaces: [cms-af]"
+        )
+    )
+    mini = example_tree / "experiments" / "cms-mini"
+    mini.mkdir()
+    (mini / "experiment.yaml").write_text(
+        'name: cms-mini\nowners: ["@someone"]\ncontact: a@b.org\nsites:\n  uchicago: {namespaces: [mini]}\n'
+    )
+    (mini / "mal.yaml").write_text(
+        CPU.replace("zz-case", "mal")
+        .replace("experiment: cms", "experiment: cms-mini")
+        .replace("namespace: cms-af", "namespace: mini")
+        .replace("nfs: [cms/models]", "cvmfs: [/cvmfs/cms.cern.ch/models]")
+    )
+    (example_tree / "experiments" / "cms" / "mini-mal.yaml").write_text(CPU.replace("zz-case", "mini-mal"))
+    with pytest.raises(ConfigErrors) as info:
+        load_tree(example_tree)
+    found = {(e.location.file.split("repo/")[-1], e.path, e.message) for e in info.value.errors}
+    assert {(f, p) for f, p, _ in found} == {
+        ("experiments/cms/mini-mal.yaml", "name"),
+        ("experiments/cms-mini/mal.yaml", "name"),
+    }
+    for _, _, message in found:
+        assert message.startswith(
+            "the Argo CD Application of this deployment at 'uchicago' would be named 'uchicago-cms-mini-mal'"
+        )
+    (mine,) = [m for f, _, m in found if f == "experiments/cms/mini-mal.yaml"]
+    assert "like that of cms-mini/mal at 'uchicago'" in mine and mine.endswith(
+        "rename one of the deployments"
+    )

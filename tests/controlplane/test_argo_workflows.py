@@ -245,8 +245,9 @@ def test_pr_validation_of_an_irrelevant_change_still_checks_the_render(pipelines
     )
     phases = run.node_phases()
     assert phases.get("validate") == "Skipped"
-    assert phases.get("render-check") == "Succeeded", phases
-    assert phases.get("verify-rendered") == "Succeeded", phases
+    # Issue 11, finding 2: ownership, render and pipeline-render checks run whatever changed.
+    for step in ("owners-check", "render-check", "pipelines-render-check", "verify-rendered"):
+        assert phases.get(step) == "Succeeded", (step, phases)
     assert run.phase == "Succeeded"
     for pod in run.pods.values():
         assert_executor_token_ready(pipelines, pod)
@@ -265,6 +266,21 @@ def test_pr_validation_failure_still_runs_the_render_check_and_fails(pipelines: 
     assert phases.get("validate") == "Failed"
     assert "build-models" not in phases or phases["build-models"] == "Omitted"
     assert phases.get("render-check") == "Succeeded", phases
+    assert run.phase == "Failed"
+
+
+def test_pr_validation_mixing_owners_fails_and_still_runs_every_check(pipelines: ControlPlane) -> None:
+    run = run_workflow(
+        pipelines,
+        "sonic-pipelines",
+        template_spec("pr-validation", **PR),
+        exit_codes={"owners-check": 1},
+        outputs={"checkout": {"relevant": "true", "base-sha": "b" * 40, "deployments": "[]"}},
+    )
+    phases = run.node_phases()
+    assert phases.get("owners-check") == "Failed", phases
+    for step in ("validate", "render-check", "pipelines-render-check", "verify-rendered"):
+        assert phases.get(step) == "Succeeded", (step, phases)
     assert run.phase == "Failed"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
-import fnmatch
+import functools
 import json
-import re
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +93,8 @@ def test_application_set_reads_the_gitops_branch() -> None:
         }
     ]
     template = appset["spec"]["template"]["spec"]
-    assert template["project"] == "{{.project}}"
+    # The project is the experiment folder of the file's path, never a value of the file.
+    assert template["project"] == "{{index .path.segments 3}}"
     assert template["destination"] == {
         "server": "https://nautilus.optiputer.net:6443",
         "namespace": "{{.namespace}}",
@@ -110,57 +114,58 @@ def test_application_set_reads_the_gitops_branch() -> None:
     assert appset["spec"]["template"]["metadata"]["finalizers"] == [RESOURCES_FINALIZER]
 
 
-_PARAM = re.compile(r"\{\{\s*\.([A-Za-z0-9_.]+)\s*\}\}")
+EVALUATOR = Path(__file__).parent / "applicationset_eval" / "main.go"
 
 
-def _fill(value: Any, params: dict[str, Any]) -> Any:
-    """The ApplicationSet controller's substitution for the ``{{.a.b}}`` forms the template uses.
+@functools.cache
+def _evaluator() -> Path:
+    """The Go program that generates Applications as Argo CD does (built once per session)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("Go is not installed: the ApplicationSet evaluator is a Go program")
+    scratch = tempfile.mkdtemp(prefix="sonic-appset-eval-")
+    atexit.register(shutil.rmtree, scratch, True)
+    out = Path(scratch) / "appset_eval"
+    subprocess.run(
+        [go, "build", "-o", str(out), str(EVALUATOR)], check=True, capture_output=True, timeout=600
+    )
+    return out
 
-    A missing key raises, as ``missingkey=error`` makes the controller fail the generation.
+
+def _generate(files: dict[str, str], appset: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Applications (and generation errors) of the ApplicationSet over a rendered tree on the GitOps branch.
+
+    Go's text/template with the ApplicationSet's goTemplateOptions, on the parameters Argo CD's
+    git files generator builds (tests/render/applicationset_eval/main.go says what is reproduced).
     """
-    if isinstance(value, dict):
-        return {k: _fill(v, params) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, params) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def lookup(m: re.Match[str]) -> str:
-        found: Any = params
-        for part in m.group(1).split("."):
-            found = found[part]  # KeyError = missingkey=error
-        return str(found)
-
-    return _PARAM.sub(lookup, value)
-
-
-def _glob_matches(pattern: str, path: str) -> bool:
-    """Go's path.Match as the git files generator applies it: ``*`` never crosses a ``/``."""
-    a, b = pattern.split("/"), path.split("/")
-    return len(a) == len(b) and all(fnmatch.fnmatchcase(y, x) for x, y in zip(a, b, strict=True))
+    (generator,) = appset["spec"]["generators"]
+    (pattern,) = [f["path"] for f in generator["git"]["files"]]
+    request = {
+        "template": appset["spec"]["template"],
+        "options": appset["spec"].get("goTemplateOptions", []),
+        "pattern": pattern,
+        "files": files,
+    }
+    proc = subprocess.run(
+        [str(_evaluator())], input=json.dumps(request), capture_output=True, text=True, check=True, timeout=60
+    )
+    answer = json.loads(proc.stdout)
+    apps = [
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {**app["metadata"], "namespace": "argocd"},
+            "spec": app["spec"],
+        }
+        for app in answer["applications"]
+    ]
+    return apps, answer["errors"]
 
 
 def _generated_applications(files: dict[str, str], appset: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the ApplicationSet makes of a rendered tree published to the GitOps branch."""
-    (generator,) = appset["spec"]["generators"]
-    (pattern,) = [f["path"] for f in generator["git"]["files"]]
-    apps = []
-    for path in sorted(files):
-        if _glob_matches(pattern, path):
-            params = json.loads(files[path])
-            directory = path.rsplit("/", 1)[0]
-            params["path"] = {"path": directory, "basename": directory.rsplit("/", 1)[1]}
-            apps.append(
-                {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Application",
-                    "metadata": {
-                        **_fill(appset["spec"]["template"]["metadata"], params),
-                        "namespace": "argocd",
-                    },
-                    "spec": _fill(appset["spec"]["template"]["spec"], params),
-                }
-            )
+    """What the ApplicationSet makes of a rendered tree published to the GitOps branch (no errors allowed)."""
+    apps, errors = _generate(files, appset)
+    assert errors == []
     return apps
 
 
@@ -214,6 +219,80 @@ def test_deployments_come_and_go_without_touching_the_argocd_tree(example_tree: 
         a["metadata"]["name"] for a in _generated_applications(after, appset)
     }
     assert gone == {"nautilus-atlas-traccc"}
+
+
+def test_a_tampered_application_file_chooses_neither_project_nor_name() -> None:
+    """Issue 11, finding 11: the project and the name come from the directory, not the file."""
+    files = render_tree(tree())
+    appset = find(_argocd("nautilus"), "ApplicationSet")
+    mine = "gitops/rendered/nautilus/cms/particlenet"
+    tampered = {
+        "name": "nautilus-atlas-traccc",
+        "project": "atlas",
+        "experiment": "atlas",
+        "deployment": "traccc",
+        "site": "nautilus",
+        "namespace": "atlas-sonic",
+        "path": {"path": "gitops/rendered/nautilus/atlas/traccc", "basename": "traccc", "segments": []},
+    }
+    files[f"{mine}/{APPLICATION_FILE}"] = json.dumps(tampered)
+    apps = {a["metadata"]["name"]: a for a in _generated_applications(files, appset)}
+    app = apps["nautilus-cms-particlenet"]
+    assert app["spec"]["project"] == "cms"
+    assert app["spec"]["source"]["path"] == mine
+    assert app["metadata"]["labels"]["sonic.fastml.org/experiment"] == "cms"
+    assert app["metadata"]["labels"]["sonic.fastml.org/deployment"] == "particlenet"
+    assert apps["nautilus-atlas-traccc"]["spec"]["project"] == "atlas"  # the real one, untouched
+    # The namespace is the one value still read from the file: the cms project does not admit
+    # atlas-sonic at any server, so Argo CD refuses to sync there (docs/security.md).
+    cms = find(_argocd("nautilus"), "AppProject", "cms")["spec"]["destinations"]
+    assert app["spec"]["destination"]["namespace"] == "atlas-sonic"
+    assert all(d["namespace"] != "atlas-sonic" for d in cms)
+
+    # Negative control: the previous template, which read the project from the file.
+    old = {
+        **appset,
+        "spec": {**appset["spec"], "template": json.loads(json.dumps(appset["spec"]["template"]))},
+    }
+    old["spec"]["template"]["spec"]["project"] = "{{.project}}"
+    old["spec"]["template"]["metadata"]["name"] = "{{.name}}"
+    old_apps, errors = _generate(files, old)
+    assert errors == ["contains applications with duplicate name: nautilus-atlas-traccc"]  # took a name
+    files[f"{mine}/{APPLICATION_FILE}"] = json.dumps({**tampered, "name": "nautilus-cms-particlenet"})
+    old_apps, errors = _generate(files, old)
+    assert [a["spec"]["project"] for a in old_apps if a["spec"]["source"]["path"] == mine] == ["atlas"]
+
+
+def test_an_application_file_listing_several_objects_makes_no_second_application() -> None:
+    """The generator accepts an array of objects per file; each yields the same path-derived name."""
+    files = render_tree(tree())
+    appset = find(_argocd("nautilus"), "ApplicationSet")
+    mine = "gitops/rendered/nautilus/cms/particlenet"
+    one = json.loads(files[f"{mine}/{APPLICATION_FILE}"])
+    files[f"{mine}/{APPLICATION_FILE}"] = json.dumps([one, {**one, "namespace": "icecube-sonic"}])
+    apps, errors = _generate(files, appset)
+    assert [a["metadata"]["name"] for a in apps].count("nautilus-cms-particlenet") == 1
+    assert errors == ["contains applications with duplicate name: nautilus-cms-particlenet"]
+
+
+def test_colliding_application_names_are_real_for_argo_cd() -> None:
+    """Why validation refuses cms/mini-mal beside cms-mini/mal: Argo CD would keep only one."""
+    appset = find(_argocd("nautilus"), "ApplicationSet")
+    files = {
+        "gitops/rendered/nautilus/cms/mini-mal/application.json": json.dumps({"namespace": "cms"}),
+        "gitops/rendered/nautilus/cms-mini/mal/application.json": json.dumps({"namespace": "cms-mini"}),
+    }
+    apps, errors = _generate(files, appset)
+    assert [a["metadata"]["name"] for a in apps] == ["nautilus-cms-mini-mal"]
+    assert errors == ["contains applications with duplicate name: nautilus-cms-mini-mal"]
+
+
+def test_a_file_without_the_namespace_fails_the_generation() -> None:
+    """missingkey=error: no Application with an empty destination namespace."""
+    appset = find(_argocd("nautilus"), "ApplicationSet")
+    files = {"gitops/rendered/nautilus/cms/x/application.json": json.dumps({"name": "nautilus-cms-x"})}
+    apps, errors = _generate(files, appset)
+    assert apps == [] and len(errors) == 1 and 'map has no entry for key "namespace"' in errors[0]
 
 
 def test_sync_waves_order_config_triton_envoy_scaler() -> None:

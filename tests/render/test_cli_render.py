@@ -30,6 +30,8 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / "repo"
     shutil.copytree(ROOT / "experiments", dest / "experiments")
     shutil.copytree(ROOT / "gitops", dest / "gitops", ignore=shutil.ignore_patterns(SCRATCH_PREFIX + "*"))
+    (dest / ".github").mkdir()
+    shutil.copy(ROOT / ".github" / "CODEOWNERS", dest / ".github" / "CODEOWNERS")
     yield dest
 
 
@@ -321,3 +323,44 @@ def test_diff_against_a_ref_refuses_a_committed_symlink(repo: Path, outside: Pat
         "only regular files and directories belong under gitops/rendered and gitops/argocd"
     ) in result.output
     assert "outside-the-repository-marker" not in result.output
+
+
+# --- .github/CODEOWNERS (issue 11, finding 2) -------------------------------------------------------
+
+
+def test_check_fails_on_a_hand_edited_or_missing_codeowners(repo: Path) -> None:
+    codeowners = repo / ".github" / "CODEOWNERS"
+    codeowners.write_text(
+        codeowners.read_text().replace("/experiments/atlas/ ", "/experiments/atlas/ @mallory ")
+    )
+    result = run("render", "--check", "--root", str(repo))
+    assert (
+        result.exit_code == 1
+        and "--- a/.github/CODEOWNERS" in result.output
+        and "-/experiments/atlas/ @mallory" in result.output
+    )
+    assert run("render", "--root", str(repo)).exit_code == 0
+    assert "@mallory" not in codeowners.read_text()
+    codeowners.unlink()
+    result = run("render", "--check", "--root", str(repo))
+    assert result.exit_code == 1 and "+++ b/.github/CODEOWNERS" in result.output
+    assert run("render", "--root", str(repo)).exit_code == 0 and codeowners.is_file()
+    assert run("render", "--check", "--root", str(repo)).exit_code == 0
+
+
+def test_codeowners_may_not_be_a_link(repo: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not print me\n")
+    codeowners = repo / ".github" / "CODEOWNERS"
+    codeowners.unlink()
+    codeowners.symlink_to(secret)
+    result = run("render", "--check", "--root", str(repo))
+    assert result.exit_code == 1 and "do not print me" not in result.output
+    assert (
+        ".github/CODEOWNERS: is a symbolic link; .github/CODEOWNERS must be a regular file" in result.output
+    )
+    codeowners.unlink()
+    shutil.rmtree(repo / ".github")
+    (repo / ".github").symlink_to(tmp_path)
+    result = run("render", "--check", "--root", str(repo))
+    assert result.exit_code == 1 and ".github: is a symbolic link" in result.output

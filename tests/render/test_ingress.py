@@ -185,3 +185,20 @@ def test_docs_show_the_tested_script() -> None:
     assert key in text
     block = text.split(key, 1)[1].split("```", 1)[0]
     assert textwrap.dedent(block).strip() == ingress_health_lua().strip()
+
+
+# --- a deployment's own annotations (issue 11, finding 2) -------------------------------------------
+
+
+def test_deployment_annotations_are_added_and_never_replace_the_sites() -> None:
+    p, site, _ = next(
+        (p, s, o) for p, s, o in _ingresses() if s.ingress is not None and s.ingress.annotations
+    )
+    assert p.envoy.ingress is not None and site.ingress is not None
+    (site_key, site_value), *_ = site.ingress.annotations.items()
+    own = {"example.org/timeout": "600", site_key: "replaced"}
+    ingress = p.envoy.ingress.model_copy(update={"annotations": own})
+    mine = p.model_copy(update={"envoy": p.envoy.model_copy(update={"ingress": ingress})})
+    obj = find(render_envoy(mine, site, None), "Ingress")
+    assert obj["metadata"]["annotations"]["example.org/timeout"] == "600"
+    assert obj["metadata"]["annotations"][site_key] == site_value  # validation refuses it; the renderer too

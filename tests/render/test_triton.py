@@ -342,3 +342,20 @@ def test_snapshot_from_s3_uses_secret_references_only() -> None:
     nowhere = site.model_copy(update={"storage": Storage(pvcs=(), snapshots=None)})
     with pytest.raises(RenderError, match="no snapshot storage"):
         render_triton(p, nowhere, lock_for(p))
+
+
+@pytest.mark.parametrize("host_path", ["/", "/etc", "/var/lib/kubelet"])
+def test_renderer_refuses_a_host_path_that_is_not_a_cvmfs_mount(host_path: str) -> None:
+    """Issue 11, finding 2: a hostPath shows the node's files to every Triton pod; only CVMFS may be mounted."""
+    p, site = placement("uchicago", "exatrkx")
+    q = p.model_copy(
+        update={
+            "model_repository": p.model_repository.model_copy(update={"cvmfs": ("/cvmfs/atlas.cern.ch/m",)})
+        }
+    )
+    render_triton(q, site, None)  # the site's /cvmfs renders
+    bad = site.model_copy(
+        update={"storage": site.storage.model_copy(update={"cvmfs": Cvmfs(host_path=host_path)})}
+    )
+    with pytest.raises(RenderError, match=re.escape(f"hostPath {host_path!r}")):
+        render_triton(q, bad, None)

@@ -43,12 +43,16 @@ def test_pr_validation_flow() -> None:
     assert list(tasks) == [
         "report-pending",
         "checkout",
+        "owners-check",
         "validate",
         "build-models",
         "render-check",
+        "pipelines-render-check",
         "verify-rendered",
     ]
-    assert tasks["validate"]["depends"] == "checkout.Succeeded"
+    assert tasks["owners-check"]["depends"] == "checkout.Succeeded" and "when" not in tasks["owners-check"]
+    assert args(wt, "owners-check") == ["owners", "check", "--against", "{{inputs.parameters.base-sha}}"]
+    assert args(wt, "pipelines-render-check") == ["pipelines", "render", "--check"]
     assert tasks["validate"]["when"] == "{{tasks.checkout.outputs.parameters.relevant}} == true"
     assert tasks["build-models"]["withParam"] == "{{tasks.checkout.outputs.parameters.deployments}}"
     assert args(wt, "build-models-dry-run") == [
@@ -74,15 +78,25 @@ def test_render_check_and_verify_run_when_validate_is_skipped_or_fails() -> None
     # in Argo's enhanced depends, Skipped is not Succeeded (argo-workflows
     # workflow/controller/dag.go, evaluateDependsLogic; results in workflow/common/ancestry.go).
     tasks = dag(template("pr-validation"))
+    always = ("owners-check", "render-check", "pipelines-render-check", "verify-rendered")
     irrelevant = upstream.run_dag(tasks, {}, when={"validate": False})
     assert irrelevant["validate"] == "Skipped" and irrelevant["build-models"] == "Omitted"
-    assert irrelevant["render-check"] == "Succeeded" and irrelevant["verify-rendered"] == "Succeeded"
+    assert {irrelevant[t] for t in always} == {"Succeeded"}
     invalid = upstream.run_dag(tasks, {"validate": "Failed", "render-check": "Failed"})
     assert invalid["build-models"] == "Omitted"
     assert invalid["render-check"] == "Failed" and invalid["verify-rendered"] == "Succeeded"
+    assert invalid["pipelines-render-check"] == "Succeeded"
+    # Issue 11, finding 2: a failed check never hides the ones after it.
+    everything_fails = upstream.run_dag(
+        tasks,
+        {t: "Failed" for t in ("owners-check", "render-check", "pipelines-render-check")},
+        when={"validate": False},
+    )
+    assert everything_fails["verify-rendered"] == "Succeeded"
+    assert upstream.run_dag(tasks, {"owners-check": "Failed"})["validate"] == "Succeeded"
     assert upstream.run_dag(tasks, {})["build-models"] == "Succeeded"
     no_checkout = upstream.run_dag(tasks, {"checkout": "Failed"})
-    assert {no_checkout[t] for t in ("validate", "render-check", "verify-rendered")} == {"Omitted"}
+    assert {no_checkout[t] for t in ("validate", *always)} == {"Omitted"}
     # Negative control: the old wiring, run through the same rule, loses the render check.
     old = {**tasks, "render-check": {**tasks["render-check"], "depends": "validate.Succeeded"}}
     assert upstream.run_dag(old, {}, when={"validate": False})["render-check"] == "Omitted"
