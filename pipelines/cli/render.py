@@ -29,7 +29,6 @@ from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
 from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
 from pipelines.config import ConfigErrors, Tree
 from pipelines.render import ARGOCD, RENDERED, RenderError, names, render_tree
-from pipelines.render.codeowners import render_codeowners
 from pipelines.render.gitrepo import Repository, load_repository
 from pipelines.render.names import NAMESPACES_DIR
 from pipelines.render.summary import summarize
@@ -260,8 +259,7 @@ def _read_or_exit(root: Path) -> dict[str, str]:
 def _render(tree: Tree, repo: Repository, only: set[str] | None = None) -> dict[str, str]:
     """The rendered tree and the single generated files (those always complete, like gitops/argocd)."""
     try:
-        files = render_tree(tree, repo=repo, only=only)
-        return {**files, names.CODEOWNERS_FILE: render_codeowners(tree, repo.platform_team)}
+        return render_tree(tree, repo=repo, only=only)
     except RenderError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

@@ -8,7 +8,8 @@ Three kinds of owner, by path:
                                        in particular INFRASTRUCTURE_PATHS
 
 and the files ``sonic render`` generates, which belong to whoever owns what they are generated
-from: ``gitops/rendered/<site>/<experiment>/**`` to that experiment, that site or the platform;
+from: ``gitops/rendered/<site>/<experiment>/**`` to that experiment, that site or the platform
+(``gitops/rendered/<site>/_namespaces/**``, the namespaces' quotas, to that site or the platform);
 ``gitops/argocd/<site>/**`` to that site, the platform, or an experiment whose
 ``experiment.yaml`` the pull request changes (its AppProject); ``.github/CODEOWNERS`` to the
 platform, or an experiment or site whose owners the pull request changes. The render check
@@ -35,6 +36,9 @@ EXPERIMENTS_DIR = "experiments"
 SITES_DIR = "gitops/sites"
 RENDERED_DIR = "gitops/rendered"
 ARGOCD_DIR = "gitops/argocd"
+# gitops/rendered/<site>/_namespaces/<namespace>/: the ResourceQuota and LimitRange of each granted
+# namespace, rendered from the site file alone (experiment names cannot start with "_").
+NAMESPACES_DIR = "_namespaces"
 EXPERIMENT_FILE = "experiment.yaml"
 # GitHub reads CODEOWNERS from .github/, the repository root or docs/ (the first it finds).
 CODEOWNERS_FILE = ".github/CODEOWNERS"
@@ -102,7 +106,9 @@ def generated_owners(path: str, changed: Iterable[str]) -> set[Owner]:
         for c in changed
         if len(_parts(c)) == 3 and _parts(c)[0] == EXPERIMENTS_DIR and _parts(c)[2] == EXPERIMENT_FILE
     }
-    if path.startswith(f"{RENDERED_DIR}/") and len(parts) >= 5:
+    if path.startswith(f"{RENDERED_DIR}/") and len(parts) >= 5 and parts[3] == NAMESPACES_DIR:
+        owners |= {Owner("site", parts[2])}
+    elif path.startswith(f"{RENDERED_DIR}/") and len(parts) >= 5:
         owners |= {Owner("site", parts[2]), Owner("experiment", parts[3])}
     elif path.startswith(f"{ARGOCD_DIR}/") and len(parts) >= 4:
         owners |= {Owner("site", parts[2]), *changed_experiment_files}

@@ -36,6 +36,7 @@ from pipelines.render.argocd import (
     render_check_job,
     render_check_spec,
 )
+from pipelines.render.codeowners import render_codeowners
 from pipelines.render.envoyproxy import render_envoy
 from pipelines.render.errors import RenderError, RenderProblem, problem
 from pipelines.render.gitrepo import DEFAULT, Repository
@@ -137,8 +138,10 @@ def render_tree(
     and ``application.json`` for the site's ApplicationSet, which the kustomization does not
     list) for every deployment at every site, and ``gitops/argocd/<site>/`` (AppProjects,
     ApplicationSet, kustomization), and ``gitops/rendered/<site>/_namespaces/<namespace>/``
-    (ResourceQuota, LimitRange, kustomization) for every namespace the site grants. ``only`` (``experiment/name`` references) limits the
-    deployment directories to those deployments; the Argo CD and namespace trees are always complete.
+    (ResourceQuota, LimitRange, kustomization) for every namespace the site grants, and
+    ``.github/CODEOWNERS``. ``only`` (``experiment/name`` references) limits the deployment
+    directories to those deployments; the Argo CD and namespace trees and CODEOWNERS are always
+    complete.
 
     Raises:
         RenderError: with every deployment that cannot be rendered.
@@ -171,6 +174,7 @@ def render_tree(
             [_relative(tree, site.source), "gitops/repository.yaml", "experiments/*/experiment.yaml"]
         )
         files.update(_files_of(argo, f"{ARGOCD}/{site_name}", header))
+    files[names.CODEOWNERS_FILE] = render_codeowners(tree, repo.platform_team)
     if problems:
         raise RenderError(problems)
     return dict(sorted(files.items()))

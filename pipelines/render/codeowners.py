@@ -15,6 +15,7 @@ from __future__ import annotations
 from pipelines.config.ownership import (
     EXPERIMENTS_DIR,
     INFRASTRUCTURE_PATHS,
+    NAMESPACES_DIR,
     PLATFORM,
     RENDERED_DIR,
     SITES_DIR,
@@ -55,6 +56,9 @@ def render_codeowners(tree: Tree, platform_team: str) -> str:
         for exp in sorted(e for e in site.experiments if e in tree.experiments):
             owners = of(Owner("experiment", exp)) + of(Owner("site", name))
             lines.append(_line(f"/{RENDERED_DIR}/{name}/{exp}/", owners))
+    lines += ["", "# Each site's namespace quotas (rendered from its file alone): its admins."]
+    for name in sorted(tree.sites):
+        lines.append(_line(f"/{RENDERED_DIR}/{name}/{NAMESPACES_DIR}/", of(Owner("site", name))))
     lines += ["", "# Infrastructure: the platform team only (last, so that nothing above overrides it)."]
     for path in INFRASTRUCTURE_PATHS:
         lines.append(_line(f"/{path}", of(PLATFORM)))

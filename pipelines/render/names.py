@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pipelines.config import model
 from pipelines.config.model import PrometheusAuth, Site, SiteDeployment
-from pipelines.config.ownership import ARGOCD_DIR, CODEOWNERS_FILE, RENDERED_DIR
+from pipelines.config.ownership import ARGOCD_DIR, CODEOWNERS_FILE, NAMESPACES_DIR, RENDERED_DIR
 from pipelines.config.reserved import PIPELINES_NAMESPACE
 
-__all__ = ["ARGOCD_DIR", "CODEOWNERS_FILE", "PIPELINES_NAMESPACE", "RENDERED_DIR"]
+__all__ = ["ARGOCD_DIR", "CODEOWNERS_FILE", "NAMESPACES_DIR", "PIPELINES_NAMESPACE", "RENDERED_DIR"]
 
 MANAGED_BY = "sonic-gitops"
 
@@ -241,14 +241,13 @@ def prometheus_auth(p: SiteDeployment, site: Site) -> PrometheusAuth | None:
 # Per granted namespace, applied by the site's administrators (not by an experiment's Argo CD
 # Application: the AppProjects allow neither kind). "_" cannot start an experiment name, so the
 # directory never collides with gitops/rendered/<site>/<experiment>/.
-NAMESPACES_DIR = "_namespaces"
 QUOTA_NAME = "sonic-quota"  # the ResourceQuota
 LIMIT_RANGE_NAME = "sonic-defaults"  # the LimitRange giving containers without resources defaults
 
 
 def namespace_dir(site: str, namespace: str) -> str:
     """Repository-relative directory of one granted namespace's ResourceQuota and LimitRange."""
-    return f"gitops/rendered/{site}/{NAMESPACES_DIR}/{namespace}"
+    return f"{RENDERED_DIR}/{site}/{NAMESPACES_DIR}/{namespace}"
 
 
 def check_client_secret(p: SiteDeployment) -> str:

@@ -259,7 +259,7 @@ def test_an_image_the_table_does_not_know_is_a_warning_naming_the_table(example_
 
     from pipelines.cli import cli
 
-    onnx_model(example_tree, opset=22, ir=11, image="fastml/triton-torchgeo:26.04-py3-geometric")
+    onnx_model(example_tree, opset=22, ir=11, image="nvcr.io/nvidia/tritonserver:26.04-py3")
     assert errors(example_tree) == []
     result = CliRunner().invoke(cli, ["validate"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -267,7 +267,7 @@ def test_an_image_the_table_does_not_know_is_a_warning_naming_the_table(example_
     assert warning.startswith("experiments/cms/zz-case.yaml:8:")
     assert (
         "models[0].artifact.source: warning: cannot tell which ONNX Runtime the Triton image "
-        "'fastml/triton-torchgeo:26.04-py3-geometric' (at site 'uchicago') ships: it is not in the table of "
+        "'nvcr.io/nvidia/tritonserver:26.04-py3' (at site 'uchicago') ships: it is not in the table of "
         "Triton releases (pipelines/modelrepo/onnxruntime_versions.py)" in warning
     )
     body = CliRunner().invoke(cli, ["validate", "--format", "json"], catch_exceptions=False).stdout

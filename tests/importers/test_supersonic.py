@@ -265,8 +265,10 @@ def test_round_trip_geddes_keeps_the_real_deployment(tree: Any, tmp_path: Path) 
     assert any(t["key"] == "hub.jupyter.org/dedicated" for t in pod["tolerations"])
     # Next to the existing particlenet: 21 GPUs, and the namespace quota for 16 cores and 16G per
     # replica at 10 replicas (counted as validation counts it), rounded up to whole cores and GiB.
+    # The torchgeo image's repository is not among the site's allowed images yet.
     assert result.fragment == {
-        "experiments": {"cms": {"gpuQuota": 21, "quota": {"cpu": "202", "memory": "204Gi"}}}
+        "experiments": {"cms": {"gpuQuota": 21, "quota": {"cpu": "202", "memory": "204Gi"}}},
+        "images": {"triton": ["nvcr.io/nvidia/tritonserver", "docker.io/fastml/triton-torchgeo"]},
     }
     assert any(
         n.startswith("experiments.cms.quota.cpu: namespace 'cms-sonic' needs") for n in result.fragment_notes

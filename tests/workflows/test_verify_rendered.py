@@ -36,9 +36,11 @@ def run(root: Path, *extra: str) -> tuple[int, str]:
 
 @pytest.fixture
 def committed_tree(example_tree: Path) -> Path:
-    """The example tree with the repository's committed gitops/rendered, gitops/argocd and repository.yaml."""
+    """The example tree with the repository's committed generated files and repository.yaml."""
     for part in ("gitops/rendered", "gitops/argocd"):
         shutil.copytree(ROOT / part, example_tree / part)
+    (example_tree / ".github").mkdir(exist_ok=True)
+    shutil.copy(ROOT / ".github/CODEOWNERS", example_tree / ".github/CODEOWNERS")
     shutil.copy(ROOT / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
     return example_tree
 

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipelines.config.errors import ConfigError, Location, format_path
+from pipelines.config.images import allowed as image_allowed
+from pipelines.config.images import repository as image_repository
 from pipelines.config.loader import Document
 from pipelines.config.model import GpuClass, Site
 from pipelines.config.promql import promql_problems
@@ -253,6 +255,13 @@ class Converter:
     def triton(self, name: str) -> int:
         """Image, resources, GPU class and placement; returns GPUs per pod."""
         self.put(("triton", "image"), "triton.image", self.v("triton", "image"))
+        image = str(self.v("triton", "image"))
+        if not image_allowed(image, self.site.images.triton):
+            self.propose(
+                "images.triton",
+                [*self.site.images.triton, image_repository(image)],
+                f"the repository of {image!r}, which the site does not list yet (docs/security.md, Ownership)",
+            )
         self.quantity(("triton", "resources", "requests", "cpu"), "triton.resources.cpu")
         self.quantity(("triton", "resources", "requests", "memory"), "triton.resources.memory")
         for what, ours in (("cpu", "cpuLimit"), ("memory", "memoryLimit")):
