@@ -164,6 +164,7 @@ class Site(Frozen):
     prometheus: Prometheus | None = None
     pushgateway: str | None = None
     rollout: SiteRollout = Field(default_factory=SiteRollout)
+    require_image_digests: bool = False  # every image that runs here pinned by @sha256: digest
     experiments: dict[str, SiteGrant]
     source: Path = Field(exclude=True)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipelines.config.errors import ConfigError, JsonPath, display_path
+from pipelines.config.images import pinned
 from pipelines.config.model import Deployment, SiteDeployment
 from pipelines.config.promql import promql_problems
 from pipelines.config.schedule import schedule_problem
@@ -786,4 +787,32 @@ def no_inline_secrets(tree: Tree) -> Iterator[ConfigError]:
                 f"this looks like {what}: never commit credentials; put them in a "
                 f"Kubernetes Secret and reference it (secretRef); {_owners(source)} must remove it "
                 "and revoke it, since the pull request already published it",
+            )
+
+
+@rule
+def image_digests_required(tree: Tree) -> Iterator[ConfigError]:
+    """At a site with ``requireImageDigests``, every deployment image is pinned by digest.
+
+    A tag can be re-pushed with other content by whoever controls the registry repository; a
+    digest cannot. Images are deployment-wide (no per-site override), so the error is at the
+    deployment's own field, once per site that requires digests.
+    """
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        if site is None or not site.require_image_digests:
+            continue
+        doc = tree.documents[p.source]
+        for component, image in (("triton", p.triton.image), ("envoy", p.envoy.image)):
+            if pinned(image):
+                continue
+            where: JsonPath = (component, "image")
+            what = "image" if where in doc.values else "the default image"
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"{what} {image!r} is pinned by tag only, but site {p.site!r} requires image digests "
+                f"(requireImageDigests in {display_path(site.source)}): the deployment's authors can write "
+                f"{component}.image: '{image}@sha256:<digest>' (`crane digest {image}` prints the digest)",
             )
