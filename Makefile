@@ -5,7 +5,7 @@ VENV ?= .venv
 SONIC := $(VENV)/bin/sonic
 PY := $(VENV)/bin/python
 
-.PHONY: setup controlplane-tools github-openapi demo test lint render check-rendered e2e bench clean
+.PHONY: setup controlplane-tools github-openapi scanner scan demo test lint render check-rendered e2e bench clean
 
 setup:
 	./scripts/setup.sh
@@ -19,10 +19,18 @@ controlplane-tools:
 github-openapi:
 	./scripts/github-openapi.sh
 
+# checkov, the manifest scanner, in its own virtualenv .venv-scan (its dependencies clash with ours).
+scanner:
+	./scripts/scanner.sh
+
+# checkov over a fresh render: fails on any finding not accepted in pipelines/render/scanner.py.
+scan: setup scanner
+	$(PY) -m pytest -q tests/render/test_scanner.py
+
 demo: setup
 	$(SONIC) demo
 
-test: setup controlplane-tools github-openapi
+test: setup controlplane-tools github-openapi scanner
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
@@ -49,4 +57,4 @@ bench: setup controlplane-tools
 	$(PY) bench/controlplane_bench.py --markdown
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-scan .pytest_cache .mypy_cache .ruff_cache

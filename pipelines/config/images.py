@@ -6,6 +6,10 @@ repository, so both sides are normalised as the Docker reference library does
 (github.com/distribution/reference, ``normalize.go``: ``splitDockerDomain``): a first path
 component without ``.`` or ``:`` that is not ``localhost`` is a Docker Hub path, and a
 single-component Docker Hub name lives under ``library/``.
+
+A reference by tag (``:24.08-py3``) is a name whoever can push to the registry may point at
+other content; a digest (``@sha256:<64 hex>``) names exactly one image. The schemas accept both
+forms (``common.schema.json#/$defs/image``); a site may require digests (``requireImageDigests``).
 """
 
 from __future__ import annotations
@@ -47,3 +51,23 @@ def allowed(image: str, entries: tuple[str, ...]) -> bool:
         elif repo == repository(entry):
             return True
     return False
+
+
+DIGEST_PREFIX = "@sha256:"
+
+
+def digest(image: str) -> str | None:
+    """``sha256:<hex>`` of a digest-pinned reference, None for a reference by tag only.
+
+    >>> digest("envoyproxy/envoy:distroless-v1.40.0") is None
+    True
+    >>> digest("envoyproxy/envoy:v1@sha256:" + "0" * 64) == "sha256:" + "0" * 64
+    True
+    """
+    _, sep, hexdigits = image.partition(DIGEST_PREFIX)
+    return f"sha256:{hexdigits}" if sep else None
+
+
+def pinned(image: str) -> bool:
+    """Whether ``image`` names its content by digest."""
+    return digest(image) is not None

@@ -251,6 +251,7 @@ class Site(Frozen):
     pushgateway: str | None = None
     rollout: SiteRollout = Field(default_factory=SiteRollout)
     keda: Keda = Field(default_factory=Keda)
+    require_image_digests: bool = False  # every image that runs here pinned by @sha256: digest
     experiments: dict[str, SiteGrant]
     source: Path = Field(exclude=True)
 

@@ -36,6 +36,7 @@ _ANCHORS = {
     "hostname": "hostname",
     "httpsUrl": "https-url",
     "cron": "cron",
+    "image": "image",
 }
 
 

@@ -20,6 +20,7 @@ from pipelines.config.errors import ConfigError, JsonPath, display_path, format_
 from pipelines.config.footprint import Footprint, deployment_footprint
 from pipelines.config.hostpaths import cvmfs_host_path_problem
 from pipelines.config.images import allowed as image_allowed
+from pipelines.config.images import pinned
 from pipelines.config.images import repository as image_repository
 from pipelines.config.model import (
     Affinity,
@@ -1743,4 +1744,32 @@ def application_names_unique(tree: Tree) -> Iterator[ConfigError]:
                 f"the Argo CD Application of this deployment at {p.site!r} would be named {app!r} "
                 f"(<site>-<experiment>-<deployment>), like that of {others}; one would replace the other: "
                 "rename one of the deployments",
+            )
+
+
+@rule
+def image_digests_required(tree: Tree) -> Iterator[ConfigError]:
+    """At a site with ``requireImageDigests``, every deployment image is pinned by digest.
+
+    A tag can be re-pushed with other content by whoever controls the registry repository; a
+    digest cannot. Images are deployment-wide (no per-site override), so the error is at the
+    deployment's own field, once per site that requires digests.
+    """
+    for _, p in _live(tree):
+        site = tree.sites.get(p.site)
+        if site is None or not site.require_image_digests:
+            continue
+        doc = tree.documents[p.source]
+        for component, image in (("triton", p.triton.image), ("envoy", p.envoy.image)):
+            if pinned(image):
+                continue
+            where: JsonPath = (component, "image")
+            what = "image" if where in doc.values else "the default image"
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"{what} {image!r} is pinned by tag only, but site {p.site!r} requires image digests "
+                f"(requireImageDigests in {display_path(site.source)}): the deployment's authors can write "
+                f"{component}.image: '{image}@sha256:<digest>' (`crane digest {image}` prints the digest)",
             )

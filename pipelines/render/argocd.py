@@ -34,14 +34,16 @@ from typing import Any
 
 from pipelines.config import checkspec as spec
 from pipelines.config.footprint import CHECK_JOB
+from pipelines.config.images import pinned
 from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem
-from pipelines.render.gitrepo import DEFAULT, Repository
+from pipelines.render.gitrepo import DEFAULT, REPOSITORY_FILE, Repository
 from pipelines.render.objects import meta, prometheus_token_volume
 from pipelines.render.objects import resources as container_resources
+from pipelines.render.scanner import image_checks, skip_annotations, uid_checks
 from pipelines.render.security import container_security, pod_security
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
@@ -155,6 +157,15 @@ def render_check_job(
     The image holds no configuration tree: the deployment comes from the check spec ConfigMap
     (:func:`render_check_spec`), mounted read-only, and the site's Prometheus is passed explicitly.
     """
+    if site.require_image_digests and not pinned(repo.pipeline_image):
+        # The same image runs the site's pipelines: refusing here stops `sonic render` (and CI).
+        raise problem(
+            p,
+            f"pipelineImage {repo.pipeline_image!r} is pinned by tag only, but site {p.site!r} requires "
+            f"image digests (requireImageDigests): the repository's maintainers can pin it in "
+            f"{REPOSITORY_FILE} as '{repo.pipeline_image}@sha256:<digest>'",
+            REPOSITORY_FILE,
+        )
     args = [
         "check",
         "--spec",
@@ -201,7 +212,12 @@ def render_check_job(
         "volumeMounts": mounts,
     }
     m = meta(p, "check", names.check_name(p))
-    m["annotations"] = {HOOK: "PostSync", HOOK_DELETE_POLICY: "BeforeHookCreation"}
+    m["annotations"] = {
+        HOOK: "PostSync",
+        HOOK_DELETE_POLICY: "BeforeHookCreation",
+        # Scanner findings accepted on this Job only (pipelines/render/scanner.py).
+        **skip_annotations(*uid_checks(repo.pipeline_user), *image_checks(repo.pipeline_image)),
+    }
     return [
         {
             "apiVersion": "batch/v1",

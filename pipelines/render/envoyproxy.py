@@ -39,6 +39,7 @@ from pipelines.render.objects import (
     tolerations,
     whole_cpus,
 )
+from pipelines.render.scanner import image_checks, skip_annotations, uid_checks
 from pipelines.render.security import container_security, pod_security
 
 # The distroless Envoy images run as the "nonroot" user of their base image.
@@ -143,10 +144,12 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
         "securityContext": container_security(read_only_root=True),
         "volumeMounts": mounts,
     }
+    # Scanner findings accepted on this Deployment only (pipelines/render/scanner.py).
+    accepted = skip_annotations("CKV_K8S_35", *uid_checks(ENVOY_UID), *image_checks(p.envoy.image))
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta(p, "envoy", name),
+        "metadata": meta(p, "envoy", name, **accepted),
         "spec": {
             "replicas": p.envoy.replicas,
             "revisionHistoryLimit": 3,

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
 from pipelines.config.loader import load_file
+from pipelines.config.schema import load_schema
 
 REPOSITORY_FILE = Path("gitops/repository.yaml")
 
-_IMAGE = r"^[a-z0-9]([-a-z0-9._/:]*[a-z0-9])?(:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?(@sha256:[a-f0-9]{64})?$"
+# The one image-reference form of the schemas: by tag, or pinned by digest (@sha256:<64 hex>).
+_IMAGE_SCHEMA: dict[str, Any] = load_schema("common")["$defs"]["image"]
 # A GitHub user or team as CODEOWNERS names them (the experiment schema's owners use the same form).
 HANDLE = r"^@[A-Za-z0-9][-A-Za-z0-9]*(/[A-Za-z0-9][-A-Za-z0-9_.]*)?$"
 SCHEMA: dict[str, Any] = {
@@ -39,7 +41,7 @@ SCHEMA: dict[str, Any] = {
         "pipelineImage": {
             "description": "Image with the `sonic` CLI (runs the PostSync check).",
             "type": "string",
-            "pattern": _IMAGE,
+            "pattern": _IMAGE_SCHEMA["pattern"],
         },
         "platformTeam": {
             "description": "GitHub team (@org/team) or user (@name) that owns the repository's infrastructure: "
@@ -96,6 +98,14 @@ DEFAULT = Repository(
 )
 
 
+def _message(err: ValidationError) -> str:
+    """jsonschema's message, except for an image: say what a valid reference looks like."""
+    if err.validator == "pattern" and list(err.absolute_path) == ["pipelineImage"]:
+        what = _IMAGE_SCHEMA["description"].rstrip(".")
+        return f"{err.instance!r} is not valid: expected {what[0].lower()}{what[1:]}"
+    return str(err.message)
+
+
 def load_repository(root: Path) -> Repository:
     """Read and validate ``<root>/gitops/repository.yaml``; ConfigErrors (file:line: field: message) if invalid."""
     path = root / REPOSITORY_FILE
@@ -124,7 +134,7 @@ def load_repository(root: Path) -> Repository:
             ]
         )
     errors = [
-        doc.error(tuple(e.absolute_path), e.message)
+        doc.error(tuple(e.absolute_path), _message(e))
         for e in sorted(
             Draft202012Validator(SCHEMA).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))
         )

@@ -3,7 +3,7 @@
 - ServiceAccounts without token automount (no pod here talks to the Kubernetes API).
 - NetworkPolicies: Triton accepts only Envoy (gRPC) and Prometheus (metrics); Envoy accepts
   clients on its gRPC listener and Prometheus on its stats listener, nothing else (the admin
-  interface is bound to 127.0.0.1 inside the pod anyway).
+  interface is bound to 127.0.0.1 inside the pod anyway); the PostSync check pods accept nothing.
 - A PodDisruptionBudget for Triton: node drains take one replica at a time.
 
 Prometheus is the namespace the site file names (``prometheus.namespace``), selected by the
@@ -129,6 +129,19 @@ def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[di
                     {"ports": [{"protocol": "TCP", "port": names.ENVOY_GRPC}]},
                     *_metrics_rules(p, site, names.ENVOY_STATS),
                 ],
+            },
+        }
+    )
+    # The PostSync check Job serves nothing: no ingress at all (every pod has a policy).
+    objs.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta(p, "check", names.check_name(p)),
+            "spec": {
+                "podSelector": {"matchLabels": names.selector(p, "check")},
+                # Ingress listed with no rules denies all (the "default deny" of the NetworkPolicy docs).
+                "policyTypes": ["Ingress"],
             },
         }
     )

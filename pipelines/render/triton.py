@@ -32,6 +32,7 @@ from pipelines.render import names
 from pipelines.render.durations import whole_seconds
 from pipelines.render.errors import problem
 from pipelines.render.objects import affinity, meta, resources, spread, tolerations
+from pipelines.render.scanner import image_checks, skip_annotations, uid_checks
 from pipelines.render.security import container_security, pod_security
 from pipelines.render.volumes import model_sources
 
@@ -300,10 +301,17 @@ def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict
     if p.autoscaling is None:
         # With autoscaling KEDA owns the count: omitted, so Argo CD never fights it.
         spec["replicas"] = p.replicas
+    # Scanner findings accepted on this Deployment only (pipelines/render/scanner.py).
+    accepted = skip_annotations(
+        "CKV_K8S_22",
+        "CKV_K8S_35",
+        *uid_checks(p.triton.run_as_user),
+        *image_checks(p.triton.image),
+    )
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta(p, "triton", names.triton_name(p)),
+        "metadata": meta(p, "triton", names.triton_name(p), **accepted),
         "spec": spec,
     }
     service = {

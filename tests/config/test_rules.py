@@ -254,3 +254,49 @@ def test_colliding_application_names_are_reported_in_every_file(example_tree: Pa
     assert "like that of cms-mini/mal at 'uchicago'" in mine and mine.endswith(
         "rename one of the deployments"
     )
+
+
+DIGEST = "@sha256:" + "0123456789abcdef" * 4
+
+
+def test_images_pinned_by_digest_pass_at_a_site_that_requires_digests(example_tree: Path) -> None:
+    """Written or default images pinned by digest pass, and a digest is no inline secret."""
+    site = example_tree / "gitops" / "sites" / "uchicago.yaml"
+    site.write_text(site.read_text().replace("\nexperiments:", "\nrequireImageDigests: true\nexperiments:"))
+    pins = (
+        f"  image: nvcr.io/nvidia/tritonserver:24.08-py3{DIGEST}\n",
+        f"  image: envoyproxy/envoy:distroless-v1.40.0{DIGEST}\n",
+    )
+    for name in ("cms/minimal.yaml", "atlas/exatrkx.yaml"):
+        path = example_tree / "experiments" / name
+        text = path.read_text()
+        text = text.replace("\ntriton:\n", "\ntriton:\n" + pins[0], 1)
+        text = (
+            text.replace("\nenvoy:\n", "\nenvoy:\n" + pins[1], 1)
+            if "\nenvoy:\n" in text
+            else text + "envoy:\n" + pins[1]
+        )
+        path.write_text(text)
+    valid_with(
+        example_tree,
+        CPU + f"triton:\n  image: ghcr.io/example/triton-custom{DIGEST}\nenvoy:\n{pins[1]}",
+    )
+
+
+def test_the_digest_rule_names_each_tag_only_image(example_tree: Path) -> None:
+    site = example_tree / "gitops" / "sites" / "uchicago.yaml"
+    site.write_text(site.read_text().replace("\nexperiments:", "\nrequireImageDigests: true\nexperiments:"))
+    (example_tree / "experiments" / "cms" / "zz-case.yaml").write_text(
+        CPU + "triton:\n  image: ghcr.io/example/triton:1.0\n"
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_tree(example_tree)
+    ours = {
+        (e.path, e.message.split(" is pinned")[0])
+        for e in caught.value.errors
+        if "zz-case" in e.location.file
+    }
+    assert ours == {
+        ("triton.image", "image 'ghcr.io/example/triton:1.0'"),
+        ("envoy.image", "the default image 'envoyproxy/envoy:distroless-v1.40.0'"),
+    }

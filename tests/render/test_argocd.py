@@ -492,3 +492,74 @@ def test_tree_uses_the_repository_file() -> None:
         for p, _ in placements()
         if f"gitops/rendered/{p.site}/{p.experiment}/{p.name}/job.yaml" in files
     )
+
+
+# --- image digests (finding 14) ---------------------------------------------------------------------
+
+DIGEST = "@sha256:" + "0123456789abcdef" * 4
+
+
+def test_a_site_that_requires_digests_refuses_a_pipeline_image_by_tag() -> None:
+    p, site = placement("uchicago", "minimal")
+    strict = site.model_copy(update={"require_image_digests": True})
+    with pytest.raises(RenderError) as info:
+        render_site_deployment(p, strict, lock_for(p))
+    (problem,) = info.value.problems
+    assert problem.file == "gitops/repository.yaml" and problem.site == "uchicago"
+    assert f"pipelineImage {DEFAULT.pipeline_image!r} is pinned by tag only" in problem.message
+    assert f"'{DEFAULT.pipeline_image}@sha256:<digest>'" in problem.message
+    pinned = DEFAULT.__class__(
+        url=DEFAULT.url, branch=DEFAULT.branch, pipeline_image=DEFAULT.pipeline_image + DIGEST
+    )
+    job = find(render_site_deployment(p, strict, lock_for(p), repo=pinned), "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == DEFAULT.pipeline_image + DIGEST
+
+
+def test_images_pinned_by_digest_are_rendered_as_written() -> None:
+    p, site = placement("uchicago", "minimal")
+    triton, envoy = p.triton.image + DIGEST, "envoyproxy/envoy" + DIGEST
+    pinned = p.model_copy(
+        update={
+            "triton": p.triton.model_copy(update={"image": triton}),
+            "envoy": p.envoy.model_copy(update={"image": envoy}),
+        }
+    )
+    objs = render_site_deployment(pinned, site, lock_for(pinned))
+    images = {
+        find(objs, "Deployment", n)["spec"]["template"]["spec"]["containers"][0]["image"]
+        for n in (names.triton_name(p), names.envoy_name(p))
+    }
+    assert images == {triton, envoy}
+
+
+@pytest.mark.parametrize(
+    "image,valid",
+    [
+        ("ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0", True),
+        ("ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0" + DIGEST, True),
+        ("ghcr.io/fastmachinelearning/sonic-gitops-pipeline" + DIGEST, True),
+        (
+            "ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0"
+            + DIGEST.upper().replace("@SHA256", "@sha256"),
+            False,
+        ),
+        ("ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0" + DIGEST[:-1], False),
+    ],
+)
+def test_the_pipeline_image_takes_the_schemas_image_form(tmp_path: Path, image: str, valid: bool) -> None:
+    (tmp_path / "gitops").mkdir()
+    text = (ROOT / "gitops" / "repository.yaml").read_text()
+    (tmp_path / "gitops" / "repository.yaml").write_text(
+        text.replace(f"pipelineImage: {DEFAULT.pipeline_image}", f"pipelineImage: {image}")
+    )
+    if valid:
+        assert load_repository(tmp_path).pipeline_image == image
+        return
+    with pytest.raises(ConfigErrors) as info:
+        load_repository(tmp_path)
+    line = text.splitlines().index(f"pipelineImage: {DEFAULT.pipeline_image}") + 1
+    assert (
+        f"repository.yaml:{line}:16: pipelineImage: {image!r} is not valid: expected a container image"
+        in str(info.value)
+    )
+    assert "64 lower-case hexadecimal digits" in str(info.value)
