@@ -35,6 +35,7 @@ from pipelines.render.durations import go_duration
 from pipelines.render.monitoring import RULES_KEY, prometheus_rule_groups, prometheus_scrape_config
 from pipelines.render.objects import meta
 from pipelines.render.objects import resources as container_resources
+from pipelines.render.scanner import image_checks, skip_annotations, uid_checks
 from pipelines.render.security import container_security, namespace_peer, pod_security
 from pipelines.render.yamlout import dump
 
@@ -47,6 +48,7 @@ PROMETHEUS_RETENTION_SIZE = "3GB"  # below the volume's limit: Prometheus delete
 PROMETHEUS_VOLUME = "4Gi"
 
 GRAFANA_UID = 472  # the image's user
+GRAFANA_ADMIN_DIR = "/etc/grafana/credentials"  # the admin Secret's keys, one file each
 GRAFANA_DATASOURCES_KEY = "datasources.yaml"
 GRAFANA_DASHBOARDS_KEY = "dashboards.yaml"
 GRAFANA_DASHBOARD_DIR = "/etc/grafana/dashboards"
@@ -97,6 +99,7 @@ def _deployment(
     uid: int,
     checksum: str,
     api_token: bool = False,
+    secrets: bool = False,
 ) -> list[dict[str, Any]]:
     """Its ServiceAccount and a Deployment of one replica; ``Recreate``, because each pod's
     emptyDir is its own store anyway. A writable /tmp; everything else read-only."""
@@ -110,10 +113,15 @@ def _deployment(
         # Pods opt in below; only Prometheus does.
         "automountServiceAccountToken": False,
     }
+    # Scanner findings accepted on this Deployment only (pipelines/render/scanner.py): images by
+    # tag, the images' own users, and Prometheus's API token (it discovers its targets).
+    accepted = skip_annotations(
+        *image_checks(container["image"]), *uid_checks(uid), *(["CKV_K8S_38"] if api_token else [])
+    )
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta(p, component, name),
+        "metadata": meta(p, component, name, **accepted),
         "spec": {
             "replicas": 1,
             "revisionHistoryLimit": 3,
@@ -129,7 +137,7 @@ def _deployment(
                     # Only Prometheus talks to the Kubernetes API (endpoint discovery).
                     "automountServiceAccountToken": api_token,
                     "enableServiceLinks": False,
-                    "securityContext": pod_security(uid),
+                    "securityContext": pod_security(uid, secrets=secrets),
                     "containers": [container],
                     "volumes": volumes,
                 },
@@ -347,13 +355,19 @@ def grafana_dashboard_provider() -> dict[str, Any]:
 
 
 def _grafana_env(p: SiteDeployment) -> list[dict[str, Any]]:
-    def secret(key: str) -> dict[str, Any]:
-        return {"secretKeyRef": {"name": names.GRAFANA_ADMIN_SECRET, "key": key}}
-
     env: list[dict[str, Any]] = [
-        # The admin login: references to the site admins' Secret, never a value (no admin/admin).
-        {"name": "GF_SECURITY_ADMIN_USER", "valueFrom": secret(names.GRAFANA_ADMIN_USER_KEY)},
-        {"name": "GF_SECURITY_ADMIN_PASSWORD", "valueFrom": secret(names.GRAFANA_ADMIN_PASSWORD_KEY)},
+        # The admin login: the site admins' Secret mounted as files, never a value (no admin/admin)
+        # and never an environment variable. Grafana reads any GF_<SECTION>_<KEY>__FILE variable as
+        # the path of a file holding the value (Grafana docs, "Configure Grafana": "Variable
+        # expansion", __FILE suffix).
+        {
+            "name": "GF_SECURITY_ADMIN_USER__FILE",
+            "value": f"{GRAFANA_ADMIN_DIR}/{names.GRAFANA_ADMIN_USER_KEY}",
+        },
+        {
+            "name": "GF_SECURITY_ADMIN_PASSWORD__FILE",
+            "value": f"{GRAFANA_ADMIN_DIR}/{names.GRAFANA_ADMIN_PASSWORD_KEY}",
+        },
         {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "false"},
         {"name": "GF_USERS_ALLOW_SIGN_UP", "value": "false"},
         {"name": "GF_SECURITY_DISABLE_GRAVATAR", "value": "true"},
@@ -408,6 +422,7 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
         {"name": "datasources", "mountPath": "/etc/grafana/provisioning/datasources", "readOnly": True},
         {"name": "dashboard-provider", "mountPath": "/etc/grafana/provisioning/dashboards", "readOnly": True},
         {"name": "data", "mountPath": "/var/lib/grafana"},
+        {"name": "admin", "mountPath": GRAFANA_ADMIN_DIR, "readOnly": True},
     ]
     volumes: list[dict[str, Any]] = [
         {
@@ -425,6 +440,8 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
             },
         },
         {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}},
+        # Readable by the pod's group only (fsGroup: pod_security(secrets=True)).
+        {"name": "admin", "secret": {"secretName": names.GRAFANA_ADMIN_SECRET, "defaultMode": 0o440}},
     ]
     if p.monitoring.dashboard:
         # The ConfigMap of dashboard.py (also labelled for a site Grafana's sidecar).
@@ -450,7 +467,14 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
             p, "grafana", name, {GRAFANA_DATASOURCES_KEY: datasources, GRAFANA_DASHBOARDS_KEY: provider}
         ),
         *_deployment(
-            p, "grafana", name, container, volumes, uid=GRAFANA_UID, checksum=_checksum(datasources, provider)
+            p,
+            "grafana",
+            name,
+            container,
+            volumes,
+            uid=GRAFANA_UID,
+            checksum=_checksum(datasources, provider),
+            secrets=True,
         ),
         _service(p, "grafana", name, [("http", names.GRAFANA_PORT)]),
         _policy(p, "grafana", name, rules),

@@ -23,6 +23,7 @@ ACCEPTED: dict[str, str] = {
     "CKV_K8S_15": "image by tag only (IfNotPresent survives a registry outage); pin a digest to fix",
     "CKV_K8S_22": "Triton's backends write outside /tmp",
     "CKV_K8S_35": "the Triton management key reaches Triton's command line and Envoy's route by env",
+    "CKV_K8S_38": "the in-namespace Prometheus discovers its targets through the API (a namespaced Role)",
     "CKV_K8S_40": "runs as the image's own non-root user, a UID below 10000",
     "CKV_K8S_43": "image by tag only; pin image@sha256:<digest> to fix (a site may require it)",
 }

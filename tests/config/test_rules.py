@@ -259,10 +259,16 @@ def test_colliding_application_names_are_reported_in_every_file(example_tree: Pa
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
 
 
+# A site that requires digests, and allows the example repositories these tests use besides NVIDIA's.
+REQUIRE_DIGESTS = (
+    "\nrequireImageDigests: true\nimages: {triton: [nvcr.io/nvidia/tritonserver, ghcr.io/example/*]}"
+)
+
+
 def test_images_pinned_by_digest_pass_at_a_site_that_requires_digests(example_tree: Path) -> None:
     """Written or default images pinned by digest pass, and a digest is no inline secret."""
     site = example_tree / "gitops" / "sites" / "uchicago.yaml"
-    site.write_text(site.read_text().replace("\nexperiments:", "\nrequireImageDigests: true\nexperiments:"))
+    site.write_text(site.read_text().replace("\nexperiments:", REQUIRE_DIGESTS + "\nexperiments:"))
     pins = (
         f"  image: nvcr.io/nvidia/tritonserver:24.08-py3{DIGEST}\n",
         f"  image: envoyproxy/envoy:distroless-v1.40.0{DIGEST}\n",
@@ -285,7 +291,7 @@ def test_images_pinned_by_digest_pass_at_a_site_that_requires_digests(example_tr
 
 def test_the_digest_rule_names_each_tag_only_image(example_tree: Path) -> None:
     site = example_tree / "gitops" / "sites" / "uchicago.yaml"
-    site.write_text(site.read_text().replace("\nexperiments:", "\nrequireImageDigests: true\nexperiments:"))
+    site.write_text(site.read_text().replace("\nexperiments:", REQUIRE_DIGESTS + "\nexperiments:"))
     (example_tree / "experiments" / "cms" / "zz-case.yaml").write_text(
         CPU + "triton:\n  image: ghcr.io/example/triton:1.0\n"
     )

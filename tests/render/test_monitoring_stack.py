@@ -27,7 +27,7 @@ from pipelines.local.processes import free_port, start, stop
 from pipelines.render import names, render_site_deployment
 from pipelines.render.envoy import DEFAULT_SAMPLING_RATE, envoy_config
 from pipelines.render.monitoring import RULES_KEY
-from pipelines.render.monitoring_stack import PROMETHEUS_CONFIG_KEY, prometheus_config
+from pipelines.render.monitoring_stack import GRAFANA_UID, PROMETHEUS_CONFIG_KEY, prometheus_config
 from pipelines.render.triton import triton_args
 from tests.render.support import find, lock_for, placement, rendered
 
@@ -306,11 +306,19 @@ def test_grafana_has_no_anonymous_access_and_no_credential_value() -> None:
     env = _env(c)
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    # The admin login comes from the site admins' Secret, mounted as files (Grafana's __FILE
+    # variables), readable by the pod's group only; never a value, never an environment variable.
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "admin"]
+    (volume,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "admin"]
+    assert volume["secret"] == {"secretName": names.GRAFANA_ADMIN_SECRET, "defaultMode": 0o440}
+    assert mount["readOnly"] is True
+    assert dep["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == GRAFANA_UID
     for var, key in (
-        ("GF_SECURITY_ADMIN_USER", names.GRAFANA_ADMIN_USER_KEY),
-        ("GF_SECURITY_ADMIN_PASSWORD", names.GRAFANA_ADMIN_PASSWORD_KEY),
+        ("GF_SECURITY_ADMIN_USER__FILE", names.GRAFANA_ADMIN_USER_KEY),
+        ("GF_SECURITY_ADMIN_PASSWORD__FILE", names.GRAFANA_ADMIN_PASSWORD_KEY),
     ):
-        assert env[var] == {"secretKeyRef": {"name": names.GRAFANA_ADMIN_SECRET, "key": key}}
+        assert env[var] == f"{mount['mountPath']}/{key}"
+    assert not any("valueFrom" in e for e in c["env"])
     text = json.dumps(objs)
     assert "admin/admin" not in text and '"org_role"' not in text and "GF_AUTH_DISABLE_LOGIN_FORM" not in text
 
