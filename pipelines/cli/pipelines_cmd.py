@@ -121,3 +121,33 @@ def verify_rendered(require_all: bool, root: Path) -> None:
     )
     if failed or (require_all and skipped):
         die(f"{len(failed)} failed, {len(skipped)} skipped", EXIT_INVALID)
+
+
+# Argo's node phases: the checks that count as passed (a check skipped by its `when` did not run
+# because nothing it checks changed).
+PASSED_PHASES = ("Succeeded", "Skipped")
+
+
+@pipelines.command("verdict")
+@click.argument("results", nargs=-1, required=True, metavar="CHECK=PHASE...")
+def verdict(results: tuple[str, ...]) -> None:
+    """Fail unless every check passed: the last task of pr-validation.
+
+    The checks run one after another whatever the previous one said (so the status lists every
+    failure), which means a failed check is "handled" by the next one's `depends`; Argo then
+    takes the DAG's phase from its last tasks only (argo-workflows workflow/controller/dag.go,
+    assessDAGPhase: a later task that completes overrides its branch's phase), so without this
+    step a failed owners or render check would end in a Succeeded workflow and a green status.
+    Each CHECK=PHASE is a task's `{{tasks.<name>.status}}`.
+    """
+    failed = []
+    for item in results:
+        name, sep, phase = item.partition("=")
+        if not sep or not name:
+            die(f"expected CHECK=PHASE, got {item!r}", 2)
+        out.print(f"{name}: {phase}")
+        if phase not in PASSED_PHASES:
+            failed.append(name)
+    if failed:
+        die(f"{len(failed)} check(s) did not pass: {', '.join(failed)}", EXIT_INVALID)
+    out.print(f"all {len(results)} checks passed")

@@ -55,6 +55,8 @@ VERIFY_ARGS = ["pipelines", "verify-rendered", "--require-all"]
 # The rendered Argo Workflows objects (gitops/workflows) match what the pipeline image renders.
 PIPELINES_CHECK_ARGS = ["pipelines", "render", "--check"]
 # The pull request changes the files of one owner only (and what is generated from them).
+# The checks whose every outcome reaches the status: the verdict task fails the run if one failed.
+GATED_CHECKS = ("owners-check", "validate", "render-check", "pipelines-render-check", "verify-rendered")
 OWNERS_ARGS = ["owners", "check", "--against", "{{inputs.parameters.base-sha}}"]
 
 
@@ -117,6 +119,14 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
     render_check = sonic_step("render-check", ["render", "--check"], settings, size=MEDIUM)
     pipelines_check = sonic_step("pipelines-render-check", PIPELINES_CHECK_ARGS, settings, size=MEDIUM)
     verify = sonic_step("verify-rendered", VERIFY_ARGS, settings, size=MEDIUM)
+    verdict = sonic_step(
+        "verdict",
+        ["pipelines", "verdict", *(f"{c}={{{{inputs.parameters.{c}}}}}" for c in GATED_CHECKS)],
+        settings,
+        inputs=GATED_CHECKS,
+        workdir=None,
+        mounts=(),
+    )
     status = github_step(
         "report-status",
         argv(
@@ -224,6 +234,15 @@ def template(settings: PipelineSettings) -> WorkflowTemplate:
                 name="verify-rendered",
                 template=verify,
                 depends="pipelines-render-check.Succeeded || pipelines-render-check.Failed",
+            )
+            # Each check above runs whatever the one before it said, so its failure is "handled"
+            # and Argo would take the workflow's phase from the last check alone (dag.go,
+            # assessDAGPhase): the verdict fails the run when any check failed.
+            Task(
+                name="verdict",
+                template=verdict,
+                depends="verify-rendered.Succeeded || verify-rendered.Failed",
+                arguments={c: f"{{{{tasks.{c}.status}}}}" for c in GATED_CHECKS},
             )
             _ = (t_pending, t_checkout, t_owners, t_validate, t_render, t_pipelines)
         with DAG(name="report"):

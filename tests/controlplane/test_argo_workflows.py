@@ -27,7 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from pipelines.cli import cli
 from pipelines.config.checked import load_tree
 from tests.controlplane.conftest import needs_controller
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace, site_prerequisites
@@ -117,7 +119,8 @@ def run_workflow(
                 continue
             step = step_of(pod)
             pods[step] = pod
-            finish_step(cp, namespace, name, pod, exit_codes.get(step, 0), outputs.get(step, {}), executor)
+            code = real_exit_code(pod) if step in REAL_STEPS else exit_codes.get(step, 0)
+            finish_step(cp, namespace, name, pod, code, outputs.get(step, {}), executor)
             done.add(pod_name)
         time.sleep(0.3)
     status_ = wf.get("status", {})
@@ -129,6 +132,17 @@ def run_workflow(
     pytest.fail(
         f"workflow {name} did not finish in {timeout:g}s; unfinished steps: {json.dumps(stuck)[:3000]}"
     )
+
+
+# Steps whose real command runs here, on the arguments the controller resolved into the pod,
+# instead of an exit code the test chooses: they read nothing but their arguments.
+REAL_STEPS = frozenset({"verdict"})
+
+
+def real_exit_code(pod: Mapping[str, Any]) -> int:
+    (main,) = [c for c in pod["spec"]["containers"] if c["name"] == "main"]
+    assert main["command"][-1] == "sonic", main["command"]  # argoexec emissary -- sonic ARGS
+    return CliRunner().invoke(cli, main["args"]).exit_code
 
 
 def finish_step(
@@ -246,7 +260,7 @@ def test_pr_validation_of_an_irrelevant_change_still_checks_the_render(pipelines
     phases = run.node_phases()
     assert phases.get("validate") == "Skipped"
     # Issue 11, finding 2: ownership, render and pipeline-render checks run whatever changed.
-    for step in ("owners-check", "render-check", "pipelines-render-check", "verify-rendered"):
+    for step in ("owners-check", "render-check", "pipelines-render-check", "verify-rendered", "verdict"):
         assert phases.get(step) == "Succeeded", (step, phases)
     assert run.phase == "Succeeded"
     for pod in run.pods.values():
@@ -281,6 +295,29 @@ def test_pr_validation_mixing_owners_fails_and_still_runs_every_check(pipelines:
     assert phases.get("owners-check") == "Failed", phases
     for step in ("validate", "render-check", "pipelines-render-check", "verify-rendered"):
         assert phases.get(step) == "Succeeded", (step, phases)
+    # The real `sonic pipelines verdict` ran on the phases the controller passed it: without it
+    # the last check's success would make the run (and the commit status) green.
+    assert phases.get("verdict") == "Failed", phases
+    assert run.phase == "Failed"
+
+
+@pytest.mark.parametrize("failing", ["render-check", "pipelines-render-check"])
+def test_pr_validation_fails_when_a_middle_check_fails_and_the_last_passes(
+    pipelines: ControlPlane, failing: str
+) -> None:
+    """Argo takes a DAG's phase from its last tasks (dag.go, assessDAGPhase): the checks after the
+    failed one succeed, so only the verdict keeps the run from being Succeeded."""
+    run = run_workflow(
+        pipelines,
+        "sonic-pipelines",
+        template_spec("pr-validation", **PR),
+        exit_codes={failing: 1},
+        outputs={"checkout": {"relevant": "false", "base-sha": "b" * 40, "deployments": "[]"}},
+    )
+    phases = run.node_phases()
+    assert phases.get(failing) == "Failed", phases
+    assert phases.get("verify-rendered") == "Succeeded", phases
+    assert phases.get("verdict") == "Failed", phases
     assert run.phase == "Failed"
 
 

@@ -49,8 +49,15 @@ def test_pr_validation_flow() -> None:
         "render-check",
         "pipelines-render-check",
         "verify-rendered",
+        "verdict",
     ]
     assert tasks["owners-check"]["depends"] == "checkout.Succeeded" and "when" not in tasks["owners-check"]
+    # The verdict sees every gated check's phase (its failure fails the run; tests/controlplane).
+    assert tasks["verdict"]["depends"] == "verify-rendered.Succeeded || verify-rendered.Failed"
+    gated = ("owners-check", "validate", "render-check", "pipelines-render-check", "verify-rendered")
+    assert {a["name"]: a["value"] for a in tasks["verdict"]["arguments"]["parameters"]} == {
+        c: f"{{{{tasks.{c}.status}}}}" for c in gated
+    }
     assert args(wt, "owners-check") == ["owners", "check", "--against", "{{inputs.parameters.base-sha}}"]
     assert args(wt, "pipelines-render-check") == ["pipelines", "render", "--check"]
     assert tasks["validate"]["when"] == "{{tasks.checkout.outputs.parameters.relevant}} == true"
