@@ -68,12 +68,13 @@ def supersonic(
 
     VALUES is checked as `helm install` checks it (merged over the chart's defaults, against the
     chart's values.schema.json). Every key of the file is reported as mapped, mapped with a
-    change (and why ours differs), not representable (and why), not representable yet (the
-    deployment field it waits for), unused (off or empty), or unknown to the chart. triton.args
+    change (and why ours differs), not representable (and why), unused (off or empty), or
+    unknown to the chart. triton.args
     is split with shlex, never executed, and each tritonserver option is reported on its own.
 
     When the site lacks something the deployment needs (a GPU class for the file's GPU
-    products, CVMFS or NFS storage, an ingress, Prometheus, GPU quota), a fragment for
+    products, CVMFS or NFS storage, an ingress or an allowed ingress annotation, Prometheus,
+    the image's repository, GPU or namespace quota), a fragment for
     gitops/sites/SITE.yaml is written for its admins. The result is validated like any other
     deployment, with the fragment merged into the site file.
 

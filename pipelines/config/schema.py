@@ -21,7 +21,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from pipelines.config.errors import ConfigError, format_path
+from pipelines.config.errors import ConfigError, JsonPath, format_path
 from pipelines.config.loader import Document
 from pipelines.config.model import parse_duration
 
@@ -405,14 +405,41 @@ def _fill(schema: dict[str, Any], value: Any) -> None:
             _fill(schema["items"], item)
 
 
+# --- one value against one definition -------------------------------------------------------------
+# For values taken from another format (the SuperSONIC importer): checked against the definition
+# the value will land in, with errors located in the file it was read from.
+
+
+def definition(name: str, pointer: str) -> dict[str, Any]:
+    """One definition of a schema (``name`` such as ``common``, ``pointer`` such as ``/$defs/labels``),
+    references inlined."""
+    resolved = registry().resolver(schema_uri(name)).lookup(f"#{pointer}")
+    result: dict[str, Any] = _inline(resolved.contents, resolved.resolver, ())
+    return result
+
+
+def validate_part(doc: Document, at: JsonPath, value: Any, name: str, pointer: str) -> list[ConfigError]:
+    """Every violation of ``value`` against one definition, located at ``at`` (and below) in ``doc``."""
+    errors = list(Validator(definition(name, pointer), registry=registry()).iter_errors(value))
+    for err in errors:
+        err.path.extendleft(reversed(at))
+    found: dict[ConfigError, None] = {}
+    for err in _leaves(iter(errors)):
+        for problem in _explain(doc, err):
+            found.setdefault(problem)
+    return list(found)
+
+
 __all__ = [
     "SCHEMA_DIR",
     "SchemaName",
     "apply_defaults",
     "clone",
+    "definition",
     "format_path",
     "inlined",
     "load_schema",
     "registry",
     "validate",
+    "validate_part",
 ]

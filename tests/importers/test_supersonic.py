@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from pipelines.cli import cli
 from pipelines.config import ConfigErrors, load_tree
 from pipelines.config.checked import check_tree
 from pipelines.config.loader import load_file
+from pipelines.config.schema import inlined
 from pipelines.importers.supersonic import ImportResult, import_values, merge_fragment, validate_import
 from pipelines.importers.supersonic.chart import defaults, schema
 from pipelines.importers.supersonic.table import Key, format_key, table
@@ -59,6 +61,7 @@ COVERS = [
     Cover("real-geddes-cms.yaml", "cms", "geddes", name="particlenet-geddes"),
     Cover("real-anvil-cms.yaml", "cms", "anvil", name="cms-anvil", models=("particlenet_AK4_PT",)),
     Cover("real-nautilus-cms.yaml", "cms", "nautilus", name="cms-nautilus", models=("particlenet_AK4_PT",)),
+    Cover("cover-monitoring.yaml", "cms", "anvil"),
 ]
 BARE = Cover("cover-bare.yaml", "icecube", "bare")
 
@@ -109,18 +112,40 @@ def test_the_covering_files_together_set_every_key_of_the_chart() -> None:
     assert sorted(format_key(k) for k in wanted - covered) == []
 
 
-def test_every_pending_entry_names_a_field_from_the_agreed_list() -> None:
-    pending = {e.target for e in table().entries.values() if e.status == "pending"}
-    pending |= {e.target for e in table().flags.values() if e.status == "pending"}
-    agreed = {
-        "triton.podAnnotations", "triton.tolerations", "triton.affinity", "triton.probes.readiness.mode",
-        "envoy.podAnnotations", "envoy.nodeSelector", "envoy.tolerations", "envoy.affinity",
-        "envoy.service.type", "envoy.service.labels", "envoy.service.annotations",
-        "envoy.ingress.className", "envoy.ingress.annotations", "envoy.ingress.tls",
-        "monitoring.prometheus.enabled", "monitoring.prometheus", "monitoring.grafana.enabled",
-        "monitoring.grafana.host", "monitoring.tracing.enabled", "triton.server.flags",
-    }  # fmt: skip
-    assert pending <= agreed
+def _field(schema: dict[str, Any], dotted: str) -> bool:
+    """``dotted`` (``models[].name``) names a field of ``schema`` (an inlined schema)."""
+    node: Any = schema
+    for part in dotted.split("."):
+        name, many = part.removesuffix("[]"), part.endswith("[]")
+        forms = [node, *node.get("allOf", []), *node.get("anyOf", [])]
+        found = [f["properties"][name] for f in forms if name in f.get("properties", {})]
+        if not found:
+            return False
+        node = found[0]
+        if many:
+            node = node["items"]
+    return True
+
+
+def test_every_table_target_is_a_field_of_our_format() -> None:
+    """Each key (and Triton option) lands in a real field of the deployment or the site file."""
+    entries = [*table().entries.values(), *table().flags.values()]
+    targets = {e.target for e in entries if e.status in ("mapped", "changed")}
+    wrong = [
+        t
+        for t in sorted(targets)
+        if not (
+            _field(inlined("site"), t.removeprefix("site: "))
+            if t.startswith("site: ")
+            else _field(inlined("deployment"), t)
+        )
+    ]
+    assert targets and wrong == []
+
+
+def test_the_target_check_can_fail() -> None:
+    assert not _field(inlined("deployment"), "envoy.service.kind")
+    assert not _field(inlined("site"), "ingress.allowedAnnotation")
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -143,13 +168,25 @@ def test_the_report_explains_what_changed(tree: Any) -> None:
     assert "never through a shell" in by_key["triton.command"].why
     assert "touch" in by_key["triton.readinessProbe.command"].why  # the preStop hook that never drained
     assert by_key['grafana["grafana.ini"]["auth.anonymous"].org_role'].status == "unrepresentable"
-    assert by_key["envoy.annotations"].status == "pending"
+    assert by_key["envoy.annotations"].status == "mapped"
     assert by_key["envoy.annotations"].target == "envoy.podAnnotations"
+    # JWT auth: a LoadBalancer would carry bearer tokens in clear text, so the Service stays ClusterIP.
+    assert by_key["envoy.service.type"].status == "changed"
+    assert "LoadBalancer not carried" in by_key["envoy.service.type"].why
+    # The site sets haproxy.org/server-proto itself; the other annotation needs the site's allowlist.
+    assert "haproxy.org/server-proto already set by the site" in by_key["envoy.ingress.annotations"].why
+    assert result.fragment["ingress"] == {"allowedAnnotations": ["haproxy.org/timeout-server"]}
+    # An external Prometheus only: no Grafana in the namespace, the dashboard goes to the site's.
+    assert by_key["grafana.enabled"].status == "changed"
+    assert by_key["grafana.enabled"].target == "monitoring.dashboard"
+    assert by_key["grafana.ingress.hostName"].status == "unused"
+    assert "monitoring" not in result.deployment
     flags = {
         line.key.split(": ", 1)[1]: line for line in result.report if line.key.startswith("triton.args: ")
     }
-    assert flags["--allow-gpu-metrics=true"].status == "pending"
-    assert flags["--allow-gpu-metrics=true"].target == "triton.server.flags"
+    assert flags["--allow-gpu-metrics=true"].status == "mapped"
+    assert flags["--allow-gpu-metrics=true"].target == "triton.server.flags.allow-gpu-metrics"
+    assert result.deployment["triton"]["server"]["flags"] == {"allow-gpu-metrics": True}
     assert flags["--frobnicate=1"].status == "unrepresentable"
     assert flags["--log-verbose=1"].status == "mapped"
     assert by_key["serverLoadMetric"].status == "changed"  # release=~ cannot run here
@@ -188,18 +225,43 @@ def _one(objs: list[dict[str, Any]], kind: str, name_part: str = "") -> dict[str
     return found[0]
 
 
+def _named(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"no {kind} {name}"
+    return found[0]
+
+
+def _values_of(node: Any, key: str) -> list[Any]:
+    """Every value of ``key`` anywhere in ``node`` (the rendered Envoy configuration)."""
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [
+            x for v in node.values() for x in _values_of(v, key)
+        ]
+    if isinstance(node, list):
+        return [x for v in node for x in _values_of(v, key)]
+    return []
+
+
+def _flag_args(flags: dict[str, Any]) -> list[str]:
+    """The --name=value arguments triton.server.flags stands for (lists repeat, mappings give settings)."""
+    out: list[str] = []
+    for name, value in flags.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for setting, v in items:
+            for one in v if isinstance(v, list) else [v]:
+                text = str(one).lower() if isinstance(one, bool) else str(one)
+                out.append(f"--{name}={setting}={text}" if setting else f"--{name}={text}")
+    return out
+
+
 @pytest.mark.parametrize("c", COVERS, ids=lambda c: c.file)
 def test_round_trip_carries_each_mapped_setting(c: Cover, tree: Any, tmp_path: Path) -> None:
     result = run_import(c, tree)
     dep, objs = _objects(result, tmp_path)
-    triton = next(
-        o
-        for o in objs
-        if o["kind"] == "Deployment"
-        and "triton"
-        in json.dumps(o["spec"]["template"]["spec"]["containers"][0]["image"] + o["metadata"]["name"])
-    )
-    container = triton["spec"]["template"]["spec"]["containers"][0]
+    name = dep["name"]
+    triton = _named(objs, "Deployment", f"{name}-triton")
+    pod = triton["spec"]["template"]
+    container = pod["spec"]["containers"][0]
     args = container["args"]
     assert container["image"] == dep["triton"]["image"]
     server = dep["triton"].get("server", {})
@@ -212,6 +274,8 @@ def test_round_trip_carries_each_mapped_setting(c: Cover, tree: Any, tmp_path: P
     for backend, settings in server.get("backendConfig", {}).items():
         for k, v in settings.items():
             assert f"--backend-config={backend},{k}={v}" in args
+    for arg in _flag_args(server.get("flags", {})):
+        assert arg in args
     repos = [a.split("=", 1)[1] for a in args if a.startswith("--model-repository=")]
     for path in dep.get("modelRepository", {}).get("cvmfs", []):
         assert path in repos
@@ -224,19 +288,81 @@ def test_round_trip_carries_each_mapped_setting(c: Cover, tree: Any, tmp_path: P
     assert resources["requests"]["cpu"] == dep["triton"]["resources"]["cpu"]
     assert resources["requests"]["memory"] == dep["triton"]["resources"]["memory"]
     gpu = dep["triton"].get("gpu")
-    if gpu:
+    if gpu and gpu["count"]:
         assert str(resources["limits"]["nvidia.com/gpu"]) == str(gpu["count"])
+    elif gpu:  # GPU nodes without a GPU: placed by the class's products, GPUs hidden from Triton
+        assert "nvidia.com/gpu" not in resources.get("limits", {})
+        assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in container["env"]
+        assert "nvidia.com/gpu.product" in json.dumps(pod["spec"]["affinity"]["nodeAffinity"])
     for k, v in dep["triton"].get("nodeSelector", {}).items():
-        assert triton["spec"]["template"]["spec"]["nodeSelector"][k] == v
-    envoy_cm = json.dumps([o for o in objs if o["kind"] == "ConfigMap"])
-    if "lbPolicy" in dep["envoy"]:
-        assert dep["envoy"]["lbPolicy"] in envoy_cm
-    if "ingress" in dep["envoy"]:
-        ing = _one(objs, "Ingress")
-        assert ing["spec"]["rules"][0]["host"] == dep["envoy"]["ingress"]["host"]
-    jwt = dep["envoy"].get("auth", {}).get("jwt")
+        assert pod["spec"]["nodeSelector"][k] == v
+    for t in dep["triton"].get("tolerations", []):
+        assert t in pod["spec"]["tolerations"]
+    if "affinity" in dep["triton"]:
+        for kind, value in dep["triton"]["affinity"].items():
+            if kind != "nodeAffinity":  # node terms are merged with the GPU class's (render tests)
+                assert pod["spec"]["affinity"][kind] == value
+    for k, v in dep["triton"].get("podAnnotations", {}).items():
+        assert pod["metadata"]["annotations"][k] == v
+    readiness = dep["triton"].get("probes", {}).get("readiness", {})
+    if readiness.get("mode") == "kubernetesDefaults":
+        probe = container["readinessProbe"]
+        assert not {"periodSeconds", "timeoutSeconds", "failureThreshold"} & set(probe)
+    elif "period" in readiness:
+        assert container["readinessProbe"]["periodSeconds"] == int(readiness["period"].rstrip("s"))
+    envoy = dep["envoy"]
+    envoy_pod = _named(objs, "Deployment", f"{name}-envoy")["spec"]["template"]
+    for k, v in envoy.get("nodeSelector", {}).items():
+        assert envoy_pod["spec"]["nodeSelector"][k] == v
+    for t in envoy.get("tolerations", []):
+        assert t in envoy_pod["spec"]["tolerations"]
+    if "affinity" in envoy:
+        assert envoy_pod["spec"]["affinity"] == envoy["affinity"]
+    for k, v in envoy.get("podAnnotations", {}).items():
+        assert envoy_pod["metadata"]["annotations"][k] == v
+    service = _named(objs, "Service", f"{name}-envoy")
+    assert service["spec"].get("type", "ClusterIP") == envoy.get("service", {}).get("type", "ClusterIP")
+    for k, v in envoy.get("service", {}).get("labels", {}).items():
+        assert service["metadata"]["labels"][k] == v
+    for k, v in envoy.get("service", {}).get("annotations", {}).items():
+        assert service["metadata"]["annotations"][k] == v
+    envoy_cm = _named(objs, "ConfigMap", f"{name}-envoy")
+    envoy_config = yaml.safe_load(envoy_cm["data"]["envoy.yaml"])
+    if "lbPolicy" in envoy:
+        assert envoy["lbPolicy"] in json.dumps(envoy_config)
+    if "ingress" in envoy:
+        ing = _named(objs, "Ingress", f"{name}-envoy")
+        assert ing["spec"]["rules"][0]["host"] == envoy["ingress"]["host"]
+        if "className" in envoy["ingress"]:
+            assert ing["spec"]["ingressClassName"] == envoy["ingress"]["className"]
+        for k, v in envoy["ingress"].get("annotations", {}).items():
+            assert ing["metadata"]["annotations"][k] == v
+        if envoy["ingress"].get("tls") == "default":
+            assert ing["spec"]["tls"] == [{"hosts": [envoy["ingress"]["host"]]}]
+        if "tlsSecret" in envoy["ingress"]:
+            assert ing["spec"]["tls"][0]["secretName"] == envoy["ingress"]["tlsSecret"]
+    jwt = envoy.get("auth", {}).get("jwt")
     if jwt:
-        assert jwt["jwksUri"] in envoy_cm
+        assert jwt["jwksUri"] in json.dumps(envoy_config)
+    gate = envoy.get("admissionGate", {})
+    if gate.get("metric") == "query":
+        assert quote(gate["query"], safe="") in json.dumps(envoy_config)
+    if "tracing" in envoy:
+        assert _values_of(envoy_config, "random_sampling") == [
+            {"value": envoy["tracing"]["samplingRate"] * 100}
+        ]
+    stack = dep.get("monitoring", {})
+    for part, objects in (
+        ("prometheus", ["prometheus"]),
+        ("grafana", ["grafana"]),
+        ("tracing", ["otel-collector", "tempo"]),
+    ):
+        for obj in objects:
+            made = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{name}-{obj}"]
+            assert len(made) == (1 if stack.get(part, {}).get("enabled") else 0), obj
+    if "host" in stack.get("grafana", {}):
+        grafana = _named(objs, "Ingress", f"{name}-grafana")
+        assert grafana["spec"]["rules"][0]["host"] == stack["grafana"]["host"]
     scaling = dep.get("autoscaling")
     if scaling:
         so = _one(objs, "ScaledObject")
@@ -280,10 +406,88 @@ def test_anvil_gpu_products_without_a_class_get_a_fragment(tree: Any) -> None:
     assert result.fragment["gpuClasses"] == {
         "A10-A100-SXM4-80GB": {"products": ["NVIDIA-A10", "NVIDIA-A100-SXM4-80GB"]}
     }
+    # GPU nodes without a GPU request (CPU-only Triton on Anvil's GPU nodes): count 0 of that class.
     line = next(x for x in result.report if x.key == "triton.affinity")
-    assert line.status == "pending" and line.target == "triton.gpu.count: 0"  # GPU nodes, no GPU request
+    assert line.status == "changed" and line.target == "triton.gpu: {class: A10-A100-SXM4-80GB, count: 0}"
+    assert result.deployment["triton"]["gpu"] == {"class": "A10-A100-SXM4-80GB", "count": 0}
+    assert "gpuQuota" not in result.fragment.get("experiments", {}).get("cms", {})
     host = next(x for x in result.report if x.key == "envoy.ingress.hostName")
     assert host.status == "changed" and "renamed" in host.why
+
+
+def _report(result: ImportResult) -> dict[str, Any]:
+    return {line.key: line for line in result.report}
+
+
+def test_the_monitoring_stack_and_the_new_fields_are_imported(tree: Any) -> None:
+    """cover-monitoring at Anvil (no site Prometheus): the in-namespace stack answers the gate."""
+    result = run_import(COVERS[6], tree)
+    dep, by_key = result.deployment, _report(result)
+    assert dep["monitoring"] == {
+        "prometheus": {"enabled": True},
+        "grafana": {"enabled": True, "host": "cms-cms-monitoring-grafana.anvilcloud.rcac.purdue.edu"},
+        "tracing": {"enabled": True},
+    }
+    assert "renamed to cms-cms-monitoring-grafana" in by_key["grafana.ingress.hostName"].why
+    # No autoscaling: the file's load metric becomes the gate's own; no site Prometheus is proposed.
+    gate = dep["envoy"]["admissionGate"]
+    assert gate["metric"] == "query" and gate["threshold"] == 50
+    assert by_key["serverLoadMetric"].target == "envoy.admissionGate.query"
+    assert result.fragment == {
+        "ingress": {"allowedAnnotations": ["nginx.ingress.kubernetes.io/proxy-read-timeout"]}
+    }
+    assert dep["envoy"]["tracing"] == {"samplingRate": 0.05}
+    assert dep["triton"]["probes"]["readiness"] == {"mode": "kubernetesDefaults"}
+    # Keys the renderer owns, sandbox-loosening annotations and control-plane tolerations stay out.
+    assert dep["triton"]["podAnnotations"] == {"example.org/owner": "cms"}
+    assert "app.kubernetes.io/name left out" in by_key["triton.annotations"].why
+    assert "seccomp.security.alpha.kubernetes.io/pod left out" in by_key["triton.annotations"].why
+    assert dep["triton"]["tolerations"] == [{"key": "example.org/cpu-pool", "operator": "Exists"}]
+    assert "control-plane taint left out" in by_key["triton.tolerations"].why
+    assert dep["envoy"]["service"] == {
+        "type": "NodePort",
+        "labels": {"example.org/exposed": "true"},
+        "annotations": {"example.org/note": "node-port"},
+    }
+    ingress = dep["envoy"]["ingress"]
+    assert ingress["className"] == "nginx-internal" and ingress["tlsSecret"] == "cms-monitoring-tls"
+    assert ingress["annotations"] == {"nginx.ingress.kubernetes.io/proxy-read-timeout": "300"}
+    assert dep["triton"]["server"]["flags"] == {
+        "allow-cpu-metrics": True,
+        "log-warning": True,
+        "log-format": "ISO8601",
+        "metrics-interval-ms": 1000,
+        "model-load-thread-count": 2,
+        "rate-limit": "execution_count",
+        "rate-limit-resource": ["R1:4", "R2:2"],
+        "trace-config": {"rate": 100, "level": ["TIMESTAMPS", "TENSORS"]},
+        "metrics-config": {"summary_latencies": True},
+    }
+    flags = {
+        line.key.split(": ", 1)[1]: line for line in result.report if line.key.startswith("triton.args: ")
+    }
+    assert flags["--trace-level=TENSORS"].status == "changed"
+    assert flags["--log-file=/tmp/triton.log"].status == "unrepresentable"
+    assert "not an option a deployment sets" in flags["--http-address=0.0.0.0"].why
+    assert flags["--allow-gpu-metrics=maybe"].why.endswith("true or false")
+
+
+def test_ingress_annotations_the_site_does_not_allow_are_proposed(tree: Any) -> None:
+    """Nautilus: five of the ten annotations are the site's own; the other five need its allowlist."""
+    result = run_import(COVERS[5], tree)
+    mine = result.deployment["envoy"]["ingress"]["annotations"]
+    site = tree.sites["nautilus"].ingress.annotations
+    assert mine and not set(mine) & set(site)
+    assert result.fragment["ingress"]["allowedAnnotations"] == list(mine)
+    # Without the fragment the site's allowlist refuses them: the proposal is needed.
+    bare = ImportResult(**{**result.__dict__, "fragment": {"experiments": result.fragment["experiments"]}})
+    assert any("is not allowed on Ingresses" in e.message for e in validate_import(bare, ROOT))
+
+
+def test_tls_without_a_secret_is_the_controllers_default_certificate(tree: Any) -> None:
+    """UChicago has no TLS settings: the file's secretless tls entry becomes tls: default."""
+    result = run_import(COVERS[2], tree)
+    assert result.deployment["envoy"]["ingress"] == {"host": "atlas-nfs.af.uchicago.edu", "tls": "default"}
 
 
 def _bare_tree(tmp_path: Path) -> Path:

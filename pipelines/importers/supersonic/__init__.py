@@ -3,7 +3,7 @@
 :func:`import_values` checks the file as ``helm install`` would (merged over the chart's defaults,
 validated against the chart's schema), converts it (``convert.py``, driven by the key table
 ``keys.yaml``), and reports every key of the file: mapped, mapped with a change, not
-representable (yet), unused, or unknown to the chart. The result validates like any other
+representable, unused, or unknown to the chart. The result validates like any other
 deployment: :func:`validate_import` runs the repository's own checks on it.
 
 Example::
@@ -53,7 +53,6 @@ STATUS_TEXT: dict[Status, str] = {
     "mapped": "mapped",
     "changed": "mapped with a change",
     "unrepresentable": "not representable",
-    "pending": "not representable yet",
     "unused": "unused",
     "unknown": "unknown key",
 }
@@ -82,11 +81,8 @@ class ReportLine:
 
 
 def describe(line: ReportLine) -> str:
-    """``mapped with a change -> triton.gpu: why`` / ``not representable yet (needs FIELD): why``."""
-    if line.status == "pending":
-        head = f"not representable yet (needs {line.target})"
-    else:
-        head = STATUS_TEXT[line.status] + (f" -> {line.target}" if line.target else "")
+    """``mapped with a change -> triton.gpu: why`` / ``not representable: why``."""
+    head = STATUS_TEXT[line.status] + (f" -> {line.target}" if line.target else "")
     return head + (f": {line.why}" if line.why else "")
 
 
@@ -338,7 +334,7 @@ def _line(doc: Document, converted: Converted, path: Key, value: Any) -> ReportL
         return ReportLine(format_key(path), where.line, shown, note.status, note.target, note.why)
     if entry is None:
         return ReportLine(format_key(path), where.line, shown, "unknown", "", _unknown(path))
-    if entry.status in ("pending", "unrepresentable") and _off(path, value):
+    if _off(path, value):  # nothing to carry, whatever the key would map to
         return ReportLine(
             format_key(path), where.line, shown, "unused", entry.target, "off or empty: nothing to carry"
         )

@@ -2,8 +2,9 @@
 
 What each key becomes is in ``keys.yaml``; this module does the conversions the table names and
 records, per key, what the table alone cannot say for one file (which GPU class was chosen, why a
-host was renamed). A key whose table entry is *pending* is never written: :meth:`Converter.put`
-drops it and the report says which field it waits for.
+host was renamed). Values copied through as they are (tolerations, affinity, labels, annotations,
+Triton options) are checked against the schema field they land in, so that a bad one is reported
+at its line of the values file rather than in the written deployment.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
+
+from jsonschema.exceptions import best_match
 
 from pipelines.config.errors import ConfigError, Location, format_path
 from pipelines.config.images import allowed as image_allowed
@@ -20,6 +25,8 @@ from pipelines.config.images import repository as image_repository
 from pipelines.config.loader import Document
 from pipelines.config.model import GpuClass, Site
 from pipelines.config.promql import promql_problems
+from pipelines.config.schema import Validator, definition, validate_part
+from pipelines.config.semantic import CONTROL_PLANE_TAINTS, RESERVED_KEY_PREFIXES, SANDBOX_ANNOTATIONS
 from pipelines.config.tree import Tree
 from pipelines.importers.supersonic.table import Key, Status, format_key, table
 from pipelines.importers.supersonic.tritonargs import ArgsProblem, Option, command_line, options
@@ -88,6 +95,7 @@ class Converter:
     errors: list[ConfigError] = field(default_factory=list)
     defaults_used: dict[Key, None] = field(default_factory=dict)
     gpu_class_guessed: bool = False
+    ns: str = ""
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -111,9 +119,7 @@ class Converter:
         return True
 
     def put(self, key: Key, target: str, value: Any) -> None:
-        """Write ``value`` at ``target`` (dotted) of the deployment, unless ``key`` is pending."""
-        if table().pending(key):
-            return
+        """Write ``value`` at ``target`` (dotted) of the deployment (``key``: where it was read)."""
         node = self.out
         parts = target.split(".")
         for p in parts[:-1]:
@@ -146,16 +152,47 @@ class Converter:
         node[parts[-1]] = value
         self.fragment_notes.append(f"{path}: {why}")
 
-    def pending_note(self, key: Key, why: str) -> None:
-        entry = table().match(key)
-        target = entry.target if entry else ""
-        self.note(key, "pending", why, target)
+    def checked(self, key: Key, value: Any, pointer: str, schema: str = "deployment") -> bool:
+        """``value`` (read at ``key``) fits the schema definition it lands in; else each error is recorded."""
+        problems = validate_part(self.doc, key, value, schema, pointer)
+        self.errors.extend(problems)
+        return not problems
+
+    def own_keys(self, key: Key, mapping: Any, *, pod: bool) -> dict[str, str]:
+        """Labels or annotations a deployment may set: the renderer's keys (and, on pods, the
+        sandbox-loosening annotations) are left out, and the report names them."""
+        values = {str(k): "" if v is None else str(v) for k, v in (mapping or {}).items()}
+        reserved = [k for k in values if k.startswith(RESERVED_KEY_PREFIXES)]
+        sandbox = [k for k in values if pod and k.startswith(SANDBOX_ANNOTATIONS)]
+        reasons = []
+        if reserved:
+            reasons.append(
+                f"{', '.join(reserved)} left out: keys under {', '.join(RESERVED_KEY_PREFIXES)} are the renderer's"
+            )
+        if sandbox:
+            reasons.append(
+                f"{', '.join(sandbox)} left out: the pods' security profile is the renderer's "
+                "(RuntimeDefault seccomp, restricted Pod Security)"
+            )
+        if reasons:
+            self.note(key, "changed", "; ".join(reasons))
+        return {k: v for k, v in values.items() if k not in reserved and k not in sandbox}
+
+    def own_tolerations(self, key: Key, tolerations: list[Any]) -> tuple[list[Any], str]:
+        """Tolerations without the control-plane taints' (where workloads run is the site admins' call)."""
+        kept = [t for t in tolerations if not (isinstance(t, dict) and t.get("key") in CONTROL_PLANE_TAINTS)]
+        if len(kept) == len(tolerations):
+            return kept, ""
+        return kept, (
+            "a toleration of the control-plane taint left out: which nodes run workloads is the site "
+            "admins' decision"
+        )
 
     # --- conversion --------------------------------------------------------------------------------
 
     def run(self) -> Converted:
         name = self.deployment_name()
-        namespace = self.namespace()
+        namespace = self.ns = self.namespace()
         self.out = {
             "name": name,
             "experiment": self.experiment,
@@ -286,16 +323,22 @@ class Converter:
                 self.fail(
                     ("triton", "resources", side, GPU_RESOURCE), f"{raw!r} is not a whole number of GPUs"
                 )
-        selector = dict(self.v("triton", "nodeSelector") or {})
+        selector = {str(k): str(v) for k, v in (self.v("triton", "nodeSelector") or {}).items()}
+        if selector and not self.checked(("triton", "nodeSelector"), selector, "/$defs/labels", "common"):
+            selector = {}
         tolerations = list(self.v("triton", "tolerations") or [])
+        tol_schema = "/$defs/tritonCore/properties/tolerations"
+        if tolerations and not self.checked(("triton", "tolerations"), tolerations, tol_schema):
+            tolerations = []
         products = self.products()
         cls_name, cls = self.gpu_class(gpus, products, selector, tolerations)
-        if gpus and cls_name:
+        if cls_name:
             self.put(
                 ("triton", "resources", "limits", GPU_RESOURCE),
                 "triton.gpu",
                 {"class": cls_name, "count": gpus},
             )
+        if gpus and cls_name:
             for side in ("limits", "requests"):
                 if self.given("triton", "resources", side, GPU_RESOURCE):
                     self.note(
@@ -307,7 +350,7 @@ class Converter:
                     )
         # Placement the GPU class already gives is left to it; the rest is the deployment's own.
         covered_sel = cls.node_selector if cls else {}
-        rest = {k: str(v) for k, v in selector.items() if covered_sel.get(k) != str(v)}
+        rest = {k: v for k, v in selector.items() if covered_sel.get(k) != v}
         if rest:
             self.put(("triton", "nodeSelector"), "triton.nodeSelector", rest)
         if selector and len(rest) < len(selector):
@@ -319,23 +362,27 @@ class Converter:
                 "triton.nodeSelector",
             )
         covered_tol = [_toleration(t) for t in cls.tolerations] if cls else []
-        own = [t for t in tolerations if _toleration_dict(t) not in covered_tol]
-        if tolerations and not own:
+        not_covered = [t for t in tolerations if _toleration_dict(t) not in covered_tol]
+        own, dropped = self.own_tolerations(("triton", "tolerations"), not_covered)
+        if own:
+            self.put(("triton", "tolerations"), "triton.tolerations", own)
+        given_by_class = len(tolerations) - len(not_covered)
+        reasons = [dropped] if dropped else []
+        if given_by_class > 0:
+            reasons.insert(0, f"{given_by_class} given by the site's GPU class {cls_name} (its tolerations)")
+            if own:
+                reasons.append(f"{len(own)} kept in triton.tolerations")
+        if reasons:
             self.note(
                 ("triton", "tolerations"),
                 "changed",
-                f"given by the site's GPU class {cls_name} (its tolerations)",
-                "site: gpuClasses",
+                "; ".join(reasons),
+                "triton.tolerations" if own else "site: gpuClasses",
             )
-        elif own:
-            self.put(("triton", "tolerations"), "triton.tolerations", own)
-            if tolerations != own:
-                self.pending_note(
-                    ("triton", "tolerations"),
-                    f"{len(tolerations) - len(own)} given by the GPU class {cls_name}, {len(own)} not",
-                )
-        annotations = self.v("triton", "annotations") or {}
-        if annotations:
+        annotations = self.own_keys(("triton", "annotations"), self.v("triton", "annotations"), pod=True)
+        if annotations and self.checked(
+            ("triton", "annotations"), annotations, "/$defs/annotations", "common"
+        ):
             self.put(("triton", "annotations"), "triton.podAnnotations", annotations)
         return gpus if cls_name else 0
 
@@ -355,11 +402,15 @@ class Converter:
                 return [str(x) for x in expr["values"]]
         except (KeyError, TypeError, ValueError):
             pass
-        self.put(("triton", "affinity"), "triton.affinity", affinity)
-        self.pending_note(
-            ("triton", "affinity"),
-            f"only a required node affinity on {PRODUCT_LABEL} alone maps to a GPU class",
-        )
+        if self.checked(("triton", "affinity"), affinity, "/$defs/affinity", "common"):
+            self.put(("triton", "affinity"), "triton.affinity", affinity)
+            self.note(
+                ("triton", "affinity"),
+                "mapped",
+                f"carried as it is (only a required node affinity on {PRODUCT_LABEL} alone picks a GPU "
+                "class); merged with the GPU class's node affinity",
+                "triton.affinity",
+            )
         return None
 
     def gpu_class(
@@ -386,15 +437,12 @@ class Converter:
                     f"nodes of {', '.join(products)} (the values file's node affinity)",
                 )
             if gpus == 0:
-                self.note(
-                    key,
-                    "pending",
-                    f"GPU-node affinity ({chosen}) without a GPU request; imported as CPU-only, "
-                    "without GPU-node placement",
-                    "triton.gpu.count: 0",
+                why += (
+                    "; no GPU is requested: triton.gpu.count 0 runs the pods on the class's nodes without a "
+                    "GPU, and Triton does not see the node's GPUs (with SuperSONIC it saw them, though no "
+                    "request or quota accounted for them)"
                 )
-                return None, None
-            self.note(key, "changed", why, f"triton.gpu.class: {chosen}")
+            self.note(key, "changed", why, f"triton.gpu: {{class: {chosen}, count: {gpus}}}")
             return chosen, classes.get(chosen) or GpuClass(
                 resource=GPU_RESOURCE, node_selector={}, products=tuple(products), tolerations=()
             )
@@ -459,15 +507,19 @@ class Converter:
         repositories: list[str] = []
         models: list[str] = []
         server: dict[str, Any] = {}
+        flags: dict[str, Any] = {}
         for opt in opts:
             entry = table().flag(opt.name)
-            if entry is None:
-                self.flags.append(
-                    FlagLine(opt, "unrepresentable", "", "not a tritonserver option this importer knows")
-                )
+            if entry is None:  # any other option that triton.server.flags knows
+                status, why = self.extra_flag(opt.name, opt.value, flags)
+                target = f"triton.server.flags.{opt.name}" if status == "mapped" else ""
+                self.flags.append(FlagLine(opt, status, target, why))
                 continue
-            if entry.status == "pending":
-                self.flags.append(FlagLine(opt, "pending", entry.target, entry.why))
+            if opt.name in ("trace-level", "trace-rate"):  # the older spelling of two trace settings
+                setting = opt.name.removeprefix("trace-")
+                status, why = self.extra_flag("trace-config", f"{setting}={opt.value or ''}", flags)
+                line = FlagLine(opt, entry.status, entry.target, entry.why)
+                self.flags.append(line if status == "mapped" else FlagLine(opt, status, "", why))
                 continue
             problem = self.server_option(opt, server, repositories, models)
             if problem is None:
@@ -477,9 +529,32 @@ class Converter:
                 self.flags.append(
                     FlagLine(opt, status, entry.target if status != "unrepresentable" else "", why)
                 )
+        if flags:
+            server["flags"] = flags
         if server:
             self.out.setdefault("triton", {})["server"] = server
         return repositories, models
+
+    def extra_flag(self, name: str, value: str | None, flags: dict[str, Any]) -> tuple[Status, str]:
+        """One option into ``flags`` (triton.server.flags) when that field knows it and the value fits."""
+        spec = _flag_specs().get(name)
+        if spec is None:
+            return "unrepresentable", "not a tritonserver option this importer knows"
+        if "not" in spec:
+            return "unrepresentable", f"not an option a deployment sets: {spec.get('description', '')}"
+        candidate = _flag_value(spec, value, flags.get(name))
+        problem = None if candidate is None else best_match(Validator(spec).iter_errors(candidate))
+        if candidate is None or problem is not None:
+            detail = (
+                problem.schema.get("description", problem.message)
+                if problem is not None and problem.validator == "not" and isinstance(problem.schema, dict)
+                else problem.message
+                if problem is not None
+                else _flag_form(spec)
+            )
+            return "unrepresentable", f"{value!r} is not a value of triton.server.flags.{name}: {detail}"
+        flags[name] = candidate
+        return "mapped", ""
 
     def server_option(
         self, opt: Option, server: dict[str, Any], repositories: list[str], models: list[str]
@@ -728,8 +803,8 @@ class Converter:
             period, failures = _int(self.v(*sp, "periodSeconds")), _int(self.v(*sp, "failureThreshold"))
             if period and failures:
                 probes["startupTimeout"] = f"{period * failures}s"
-        if probes:
-            self.out.setdefault("triton", {})["probes"] = probes
+        if probes:  # beside the readiness mode, when reset put one there
+            self.out.setdefault("triton", {}).setdefault("probes", {}).update(probes)
 
     # --- Envoy -----------------------------------------------------------------------------------
 
@@ -750,26 +825,8 @@ class Converter:
             ("limits", "memory", "memoryLimit"),
         ):
             self.quantity(("envoy", "resources", side, what), f"envoy.resources.{ours}")
-        for key, ours in (
-            ("nodeSelector", "envoy.nodeSelector"),
-            ("tolerations", "envoy.tolerations"),
-            ("annotations", "envoy.podAnnotations"),
-            ("affinity", "envoy.affinity"),
-        ):
-            value = self.v("envoy", key)
-            if value:
-                self.put(("envoy", key), ours, value)
-        service_type = self.v("envoy", "service", "type")
-        if service_type and service_type != "ClusterIP":
-            self.put(("envoy", "service", "type"), "envoy.service.type", service_type)
-        elif service_type:
-            self.note(
-                ("envoy", "service", "type"), "mapped", "ClusterIP: the client Service is a ClusterIP Service"
-            )
-        for key in ("labels", "annotations"):
-            value = self.v("envoy", "service", key)
-            if value:
-                self.put(("envoy", "service", key), f"envoy.service.{key}", value)
+        self.envoy_placement()
+        self.envoy_service()
         self.ingress(name, envoy)
         timeout = self.v("envoy", "grpc_route_timeout")
         if timeout is not None:
@@ -815,10 +872,60 @@ class Converter:
                     gate["threshold"] = threshold
             elif self.given("serverLoadThreshold") and not self.v("keda", "enabled"):
                 gate["threshold"] = self.v("serverLoadThreshold")
+            if not self.v("keda", "enabled"):
+                self.gate_metric(gate)
             envoy["admissionGate"] = gate
         elif self.given("serverAdmissionThreshold"):
             self.note(("serverAdmissionThreshold",), "unused", "the Prometheus-based rate limiter is off")
         self.jwt(envoy)
+
+    def envoy_placement(self) -> None:
+        selector = {str(k): str(v) for k, v in (self.v("envoy", "nodeSelector") or {}).items()}
+        if selector and self.checked(("envoy", "nodeSelector"), selector, "/$defs/labels", "common"):
+            self.put(("envoy", "nodeSelector"), "envoy.nodeSelector", selector)
+        tolerations = list(self.v("envoy", "tolerations") or [])
+        tol_schema = "/$defs/envoyCore/properties/tolerations"
+        if tolerations and self.checked(("envoy", "tolerations"), tolerations, tol_schema):
+            own, dropped = self.own_tolerations(("envoy", "tolerations"), tolerations)
+            if dropped:
+                self.note(("envoy", "tolerations"), "changed", dropped)
+            if own:
+                self.put(("envoy", "tolerations"), "envoy.tolerations", own)
+        affinity = self.v("envoy", "affinity") or {}
+        if affinity and self.checked(("envoy", "affinity"), affinity, "/$defs/affinity", "common"):
+            self.put(("envoy", "affinity"), "envoy.affinity", affinity)
+        annotations = self.own_keys(("envoy", "annotations"), self.v("envoy", "annotations"), pod=True)
+        if annotations and self.checked(
+            ("envoy", "annotations"), annotations, "/$defs/annotations", "common"
+        ):
+            self.put(("envoy", "annotations"), "envoy.podAnnotations", annotations)
+
+    def envoy_service(self) -> None:
+        """The client Service: its type (never exposing bearer tokens in clear text), labels, annotations."""
+        svc = ("envoy", "service")
+        service_type = self.v(*svc, "type")
+        if service_type not in (None, "ClusterIP", "NodePort", "LoadBalancer"):
+            self.fail(
+                (*svc, "type"), f"{service_type!r} is not a Service type (ClusterIP, NodePort, LoadBalancer)"
+            )
+        elif service_type and service_type != "ClusterIP":
+            if self.v("envoy", "auth", "enabled"):
+                self.note(
+                    (*svc, "type"),
+                    "changed",
+                    f"{service_type} not carried: with JWT auth (envoy.auth.enabled) bearer tokens would cross "
+                    "the network in clear text (Envoy's listener is plain HTTP/2); the Service stays ClusterIP "
+                    "and clients reach Envoy through envoy.ingress with TLS",
+                    "envoy.service.type",
+                )
+            else:
+                self.put((*svc, "type"), "envoy.service.type", service_type)
+        elif service_type:
+            self.note((*svc, "type"), "mapped", "ClusterIP: the client Service is a ClusterIP Service")
+        for key, pointer in (("labels", "/$defs/labels"), ("annotations", "/$defs/annotations")):
+            value = self.own_keys((*svc, key), self.v(*svc, key), pod=False)
+            if value and self.checked((*svc, key), value, pointer, "common"):
+                self.put((*svc, key), f"envoy.service.{key}", value)
 
     def ingress(self, name: str, envoy: dict[str, Any]) -> None:
         ing = ("envoy", "ingress")
@@ -874,20 +981,19 @@ class Converter:
                 )
             else:
                 self.put((*ing, "ingressClassName"), "envoy.ingress.className", class_name)
-        annotations = {str(k): str(v) for k, v in (self.v(*ing, "annotations") or {}).items()}
-        site_ann = site_ing.annotations if site_ing else {}
-        extra = {k: v for k, v in annotations.items() if site_ann.get(k) != v}
-        if annotations and not extra:
-            self.note(
-                (*ing, "annotations"),
-                "mapped",
-                "the site's ingress annotations already set them",
-                "site: ingress.annotations",
-            )
-        elif extra:
-            self.put((*ing, "annotations"), "envoy.ingress.annotations", extra)
-        if self.v(*ing, "tls"):
-            if site_ing is not None and (site_ing.tls_secret or site_ing.default_certificate):
+        self.ingress_annotations()
+        tls = self.v(*ing, "tls")
+        if tls:
+            secrets = [str(e["secretName"]) for e in tls if isinstance(e, dict) and e.get("secretName")]
+            if secrets:
+                self.put((*ing, "tls"), "envoy.ingress.tlsSecret", secrets[0])
+                self.note(
+                    (*ing, "tls"),
+                    "changed",
+                    f"the certificate Secret {secrets[0]} (it must exist in namespace {self.ns})",
+                    "envoy.ingress.tlsSecret",
+                )
+            elif site_ing is not None and (site_ing.tls_secret or site_ing.default_certificate):
                 self.note(
                     (*ing, "tls"),
                     "changed",
@@ -896,6 +1002,72 @@ class Converter:
                 )
             else:
                 self.put((*ing, "tls"), "envoy.ingress.tls", "default")
+
+    def gate_metric(self, gate: dict[str, Any]) -> None:
+        """Without autoscaling, the file's load metric is the gate's own (with it, the gate shares it)."""
+        query = str(self.v("serverLoadMetric") or "")
+        if not query:
+            return
+        problems = promql_problems(query, self.ns)
+        if problems:
+            self.note(
+                ("serverLoadMetric",),
+                "changed",
+                f"the query cannot run here ({problems[0]}); the admission gate uses the built-in queueLatency "
+                f'metric: rewrite it with namespace="{self.ns}" in every selector and set '
+                "envoy.admissionGate.metric: query",
+                "envoy.admissionGate.metric",
+            )
+            return
+        gate["metric"] = "query"
+        gate["query"] = query
+        self.note(
+            ("serverLoadMetric",),
+            "mapped",
+            "the admission gate's own metric (envoy.admissionGate.metric: query with this PromQL; autoscaling is off)",
+            "envoy.admissionGate.query",
+        )
+
+    def ingress_annotations(self) -> None:
+        """The deployment's own Ingress annotations: the site's are left to it, the rest must be allowed."""
+        key: Key = ("envoy", "ingress", "annotations")
+        annotations = self.own_keys(key, self.v(*key), pod=False)
+        if not annotations:
+            return
+        site_ing = self.site.ingress
+        site_ann = site_ing.annotations if site_ing else {}
+        same = sorted(k for k in annotations if site_ann.get(k) == annotations[k])
+        differ = sorted(k for k in annotations if k in site_ann and site_ann[k] != annotations[k])
+        extra = {k: v for k, v in annotations.items() if k not in site_ann}
+        reasons = []
+        if same:
+            reasons.append(f"{', '.join(same)} already set by the site")
+        if differ:
+            reasons.append(
+                f"{', '.join(f'{k} (site: {site_ann[k]}, file: {annotations[k]})' for k in differ)} set "
+                "differently by the site, whose value stays: a deployment never replaces a site's annotation"
+            )
+        if extra and self.checked(key, extra, "/$defs/annotations", "common"):
+            self.put(key, "envoy.ingress.annotations", extra)
+            allowed = [*(site_ing.allowed_annotations if site_ing else ())]
+            proposed = self.fragment.get("ingress", {}).get("allowedAnnotations", allowed)
+            missing = [k for k in extra if not any(fnmatchcase(k, g) for g in proposed)]
+            if missing:
+                self.propose(
+                    "ingress.allowedAnnotations",
+                    [*proposed, *missing],
+                    f"the imported Ingress annotations {', '.join(missing)}, which the site does not allow yet "
+                    "(exact keys; a glob such as prefix/timeout-* allows a family; docs/security.md)",
+                )
+                reasons.append(f"{', '.join(missing)} proposed for the site's ingress.allowedAnnotations")
+            reasons.append(f"{', '.join(extra)} in envoy.ingress.annotations")
+        if reasons:
+            self.note(
+                key,
+                "changed",
+                "; ".join(reasons),
+                "envoy.ingress.annotations" if extra else "site: ingress.annotations",
+            )
 
     def jwt(self, envoy: dict[str, Any]) -> None:
         auth = ("envoy", "auth")
@@ -942,10 +1114,9 @@ class Converter:
             for sub in self.doc.data.get("keda", {}) if isinstance(self.doc.data.get("keda"), dict) else {}:
                 if sub != "enabled" and table().match((*keda, sub)) is not None:
                     self.note((*keda, sub), "unused", "autoscaling is off (keda.enabled: false)")
-            if self.given("serverLoadThreshold") and not gate:
-                self.note(
-                    ("serverLoadThreshold",), "unused", "neither autoscaling nor the admission gate is on"
-                )
+            for key in ("serverLoadThreshold", "serverLoadMetric"):
+                if self.given(key) and not gate:
+                    self.note((key,), "unused", "neither autoscaling nor the admission gate is on")
         else:
             if self.given("triton", "replicas"):
                 self.note(
@@ -976,7 +1147,8 @@ class Converter:
                 if isinstance(threshold, int | float) and threshold > 0:
                     scaling["threshold"] = threshold
             self.out["autoscaling"] = scaling
-        if (self.v("keda", "enabled") or gate) and self.site.prometheus is None:
+        own = bool(self.v("prometheus", "enabled"))  # the in-namespace Prometheus answers them
+        if (self.v("keda", "enabled") or gate) and self.site.prometheus is None and not own:
             self.prometheus_fragment()
         self.quota(gpus)
 
@@ -1050,17 +1222,99 @@ class Converter:
             )
 
     def monitoring(self) -> None:
-        for key, target in (
-            (("prometheus", "enabled"), "monitoring.prometheus.enabled"),
-            (("grafana", "enabled"), "monitoring.grafana.enabled"),
-        ):
-            if self.v(*key):
-                self.put(key, target, True)
-        if self.v("grafana", "ingress", "enabled"):
-            hosts = self.v("grafana", "ingress", "hosts") or []
-            host = self.v("grafana", "ingress", "hostName") or (hosts[0] if hosts else None)
-            if host:
-                self.put(("grafana", "ingress", "hostName"), "monitoring.grafana.host", str(host))
+        """SuperSONIC's in-namespace Prometheus, Grafana and tracing -> the in-namespace stack."""
+        prometheus = bool(self.v("prometheus", "enabled"))
+        if prometheus:
+            self.put(("prometheus", "enabled"), "monitoring.prometheus.enabled", True)
+        if self.v("grafana", "enabled"):
+            if prometheus:
+                self.put(("grafana", "enabled"), "monitoring.grafana.enabled", True)
+                self.grafana_host()
+            else:
+                self.note(
+                    ("grafana", "enabled"),
+                    "changed",
+                    "not run in the namespace: the file's Grafana reads an external Prometheus, and ours reads "
+                    "only the in-namespace one; the dashboard is provisioned for the site's Grafana "
+                    "(monitoring.dashboard). For a Grafana here, set monitoring.prometheus.enabled and "
+                    "monitoring.grafana.enabled (the in-namespace Prometheus then answers KEDA and the gate)",
+                    "monitoring.dashboard",
+                )
+                self.unused_below(
+                    ("grafana", "ingress"), "Grafana is not run in the namespace (see grafana.enabled)"
+                )
+                self.unused_below(
+                    ("grafana", "grafana.ini", "server"),
+                    "Grafana is not run in the namespace (see grafana.enabled)",
+                )
+        tracing = [k for k in ("opentelemetry-collector", "tempo") if self.v(k, "enabled")]
+        if tracing:
+            self.put((tracing[0], "enabled"), "monitoring.tracing.enabled", True)
+        rate = self.v("envoy", "tracing_sampling_rate")
+        key: Key = ("envoy", "tracing_sampling_rate")
+        if rate is not None and tracing:
+            if self.checked(key, rate, "/$defs/envoy/properties/tracing/properties/samplingRate"):
+                self.put(key, "envoy.tracing.samplingRate", rate)
+        elif rate is not None:
+            self.note(
+                key,
+                "unused",
+                "no collector: opentelemetry-collector and tempo are off, so SuperSONIC's Envoy traced nothing "
+                "either; set envoy.tracing (collector) or monitoring.tracing.enabled to trace",
+            )
+
+    def unused_below(self, key: Key, why: str) -> None:
+        """Every key the file sets under ``key`` is reported unused, with ``why``."""
+        node: Any = self.doc.data
+        for p in key:
+            node = node.get(p) if isinstance(node, dict) else None
+        for sub in node if isinstance(node, dict) else {}:
+            self.note((*key, str(sub)), "unused", why)
+
+    def grafana_host(self) -> None:
+        """grafana.ingress -> monitoring.grafana.host, under the same host rules as Envoy's."""
+        ing = ("grafana", "ingress")
+        if not self.v(*ing, "enabled"):
+            return
+        hosts = self.v(*ing, "hosts") or []
+        host_key: Key = (*ing, "hostName") if self.v(*ing, "hostName") else (*ing, "hosts")
+        host = str(self.v(*ing, "hostName") or (hosts[0] if hosts else "")).lower()
+        if not host or not HOST.match(host):
+            self.fail(host_key, f"{host!r} is not a host name: Grafana's ingress needs one (hostName)")
+            return
+        site_ing = self.site.ingress
+        domain = site_ing.domain if site_ing else self.fragment.get("ingress", {}).get("domain")
+        if site_ing is not None and not (site_ing.tls_secret or site_ing.default_certificate):
+            self.note(
+                (*ing, "enabled"),
+                "changed",
+                f"no Ingress to Grafana: site {self.site.name!r} has no TLS for its ingress hosts and the "
+                "login would cross it in clear text (reach Grafana with kubectl port-forward, or ask the "
+                "site admins for ingress.tlsSecret or defaultCertificate)",
+                "monitoring.grafana",
+            )
+            return
+        if domain is None:
+            self.note(
+                (*ing, "enabled"),
+                "changed",
+                f"no Ingress to Grafana: site {self.site.name!r} offers no ingress (reach it with kubectl port-forward)",
+                "monitoring.grafana",
+            )
+            return
+        wanted = f"{self.experiment}-{self.out['name']}-grafana.{domain}"
+        first = host.split(".", 1)[0]
+        if not host.endswith("." + domain) or not first.startswith(f"{self.experiment}-"):
+            self.note(
+                host_key,
+                "changed",
+                f"{host} renamed to {wanted}: a host must start with '{self.experiment}-' and lie under the "
+                f"site's ingress domain {domain} (docs/security.md)",
+                "monitoring.grafana.host",
+            )
+            host = wanted
+        self.put(host_key, "monitoring.grafana.host", host)
+
         password = (
             self.doc.data.get("grafana", {}).get("adminPassword")
             if self.given("grafana", "adminPassword")
@@ -1076,6 +1330,67 @@ class Converter:
 
 
 # --- small conversions ---------------------------------------------------------------------------
+
+
+@cache
+def _flag_specs() -> dict[str, dict[str, Any]]:
+    """The options triton.server.flags knows, each with its schema (references inlined)."""
+    props: dict[str, dict[str, Any]] = definition("deployment", "/$defs/tritonFlags")["properties"]
+    return props
+
+
+def _flag_value(spec: dict[str, Any], text: str | None, current: Any) -> Any:
+    """One occurrence of an option, in triton.server.flags' form, added to ``current`` (None: no value).
+
+    A list-valued option collects its repetitions; ``<setting>=<value>`` options (--trace-config,
+    --metrics-config) fill a mapping, each setting by its own type.
+    """
+    kind = spec.get("type")
+    if kind == "object":
+        setting, eq, raw = (text or "").partition("=")
+        sub = spec.get("properties", {}).get(setting)
+        if not eq or not isinstance(sub, dict):
+            return None
+        mapping = dict(current) if isinstance(current, dict) else {}
+        value = _flag_value(sub, raw, mapping.get(setting))
+        if value is None:
+            return None
+        mapping[setting] = value
+        return mapping
+    if kind == "array":
+        item = _flag_scalar(spec.get("items", {}), text)
+        return None if item is None else [*(current if isinstance(current, list) else []), item]
+    if "anyOf" in spec and text is not None:  # one value, or a list when repeated (trace level)
+        return text if current is None else [*(current if isinstance(current, list) else [current]), text]
+    return _flag_scalar(spec, text)
+
+
+def _flag_form(spec: dict[str, Any]) -> str:
+    """What an option's value must look like, for the report."""
+    kind = spec.get("type")
+    if kind == "object":
+        return f"give <setting>=<value> with a setting of: {', '.join(spec.get('properties', {}))}"
+    if kind == "array":
+        return _flag_form(spec.get("items", {}))
+    return {"boolean": "true or false", "integer": "a whole number", "number": "a number"}.get(
+        str(kind), str(spec.get("description", "a value"))
+    )
+
+
+def _flag_scalar(spec: dict[str, Any], text: str | None) -> Any:
+    kind = spec.get("type")
+    if kind == "boolean":
+        return _bool(text)
+    if text is None:
+        return None
+    if kind == "integer":
+        return int(text) if re.fullmatch(r"-?[0-9]+", text.strip()) else None
+    if kind == "number":
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return text
 
 
 def _int(value: Any) -> int | None:

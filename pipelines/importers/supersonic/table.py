@@ -1,8 +1,7 @@
 """The key table (``keys.yaml``): what becomes of each key of a SuperSONIC values file.
 
-The table is data, so that what the importer does with each key is read in one place and the
-keys waiting for a new deployment field (the ``pending`` section) can be flipped to mapped by
-moving one line.
+The table is data, so that what the importer does with each key is read in one place, apart
+from the code that converts the values.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import yaml
 KEYS_FILE = Path(__file__).with_name("keys.yaml")
 
 Key = tuple[str, ...]
-Status = Literal["mapped", "changed", "unrepresentable", "pending", "unused", "unknown"]
+Status = Literal["mapped", "changed", "unrepresentable", "unused", "unknown"]
 
 # One path segment: a plain name, or a bracketed quoted name that may contain dots.
 _SEGMENT = re.compile(r'\["(?P<quoted>[^"]+)"\]|(?P<plain>[^.\[\]]+)')
@@ -82,10 +81,6 @@ class Table:
     def flag(self, name: str) -> Entry | None:
         return self.flags.get(name)
 
-    def pending(self, key: Key) -> bool:
-        entry = self.entries.get(key)
-        return entry is not None and entry.status == "pending"
-
 
 def _entry(key: Key, spec: Any) -> Entry:
     if not isinstance(spec, dict):
@@ -97,10 +92,6 @@ def _entry(key: Key, spec: Any) -> Entry:
     return Entry(key, "mapped", str(spec["to"]), "")
 
 
-def _pending(key: Key, field: Any) -> Entry:
-    return Entry(key, "pending", str(field), "")
-
-
 @cache
 def table() -> Table:
     data = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
@@ -108,14 +99,5 @@ def table() -> Table:
     for text, spec in data["keys"].items():
         key = parse_key(text)
         entries[key] = _entry(key, spec)
-    for text, field in data["pending"].items():
-        key = parse_key(text)
-        if key in entries:
-            raise ValueError(f"{text}: listed both as a key and as pending")
-        entries[key] = _pending(key, field)
     flags = {name: _entry(("triton", "args", name), spec) for name, spec in data["flags"].items()}
-    for name, field in data["pendingFlags"].items():
-        if name in flags:
-            raise ValueError(f"--{name}: listed both as a flag and as pending")
-        flags[name] = _pending(("triton", "args", name), field)
     return Table(entries, flags)
