@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import Tree
+from pipelines.render import names
 from pipelines.render.yamlout import dump_all
 from pipelines.workflows import (
     build_model_repository,
@@ -42,7 +43,7 @@ def common(settings: PipelineSettings) -> list[dict[str, Any]]:
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": settings.namespace, "labels": {"app.kubernetes.io/part-of": "sonic"}},
+        "metadata": {"name": settings.namespace, "labels": {names.PART_OF_LABEL: names.PART_OF}},
     }
     return [
         namespace,
