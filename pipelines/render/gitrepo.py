@@ -47,9 +47,9 @@ SCHEMA: dict[str, Any] = {
         },
         "platformTeam": {
             "description": "GitHub team (@org/team) or user (@name) that owns the repository's infrastructure: "
-            "the pipelines' code, the schemas, this file, the rendered workflows and Argo CD objects, .github/, "
+            f"the pipelines' code, the schemas, this file, the rendered workflows and Argo CD objects, {layout.GITHUB_DIR}/, "
             "scripts/ and .ci/ (and site files whose site names no admins). `sonic render` writes it into "
-            ".github/CODEOWNERS; `sonic owners check` names it (docs/security.md, Ownership).",
+            f"{layout.CODEOWNERS_FILE}; `sonic owners check` names it (docs/security.md, Ownership).",
             "type": "string",
             "pattern": HANDLE,
         },

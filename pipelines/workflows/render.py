@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import Tree
+from pipelines.config import Tree, layout
 from pipelines.render import names
 from pipelines.render.yamlout import dump_all
 from pipelines.workflows import (
@@ -32,7 +32,7 @@ from pipelines.workflows import (
 )
 from pipelines.workflows.settings import DEFAULT, PipelineSettings
 
-OUT_DIR = Path("gitops") / "workflows"  # the CLI repeats it as text, to avoid importing hera
+OUT_DIR = Path(layout.WORKFLOWS_DIR)
 
 
 def _header(source: str) -> str:
