@@ -1010,7 +1010,7 @@ class Converter:
                     "keda.enabled",
                     f"autoscaling and the admission gate query Prometheus, but site {self.site.name!r} "
                     "declares none and the values file names no external one (prometheus.external): "
-                    f"ask the site admins to declare it in gitops/sites/{self.site.name}.yaml",
+                    f"ask the site admins to declare it in {layout.site_file(self.site.name)}",
                 )
             )
             return
