@@ -815,7 +815,7 @@ def schedule_is_sane(tree: Tree) -> Iterator[ConfigError]:
 
 def _owners(source: Path) -> str:
     """Who edits ``source``, by where it lives (sites' files, experiments' files, deployments)."""
-    if source.parent.as_posix().endswith(f"/{layout.SITES_DIR}"):
+    if source.parent.parts[-2:] == tuple(layout.SITES_DIR.split("/")):
         return "the site's administrators"
     if source.name == layout.EXPERIMENT_FILE:
         return "the experiment's coordinators"
