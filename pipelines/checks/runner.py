@@ -102,4 +102,4 @@ def run_checks(
             add(result)
     finally:
         ctx.client.close()
-    return Report(f"{p.experiment}/{p.name}", p.site, str(ep), tuple(results))
+    return Report(p.ref, p.site, str(ep), tuple(results))

@@ -28,9 +28,10 @@ from pipelines.cli.options import (
     format_option,
     root_option,
 )
-from pipelines.config import ConfigErrors, Deployment
+from pipelines.config import ConfigErrors, Deployment, layout
 from pipelines.config.checked import check_tree
 from pipelines.config.errors import display_path
+from pipelines.config.model import deployment_ref
 from pipelines.config.tree import classify, relevant
 
 if TYPE_CHECKING:
@@ -93,7 +94,9 @@ def _find_deployment(root: Path, name: str, fmt: str) -> tuple[Any, Deployment]:
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         wanted = candidate.resolve()
         if classify(root, wanted) != "deployment":
-            die(f"{name}: not a deployment file (deployments are experiments/<experiment>/<name>.yaml)")
+            die(
+                f"{name}: not a deployment file (deployments are {layout.deployment_file('<experiment>', '<name>')})"
+            )
     else:
         for path, doc in tree.documents.items():
             data = doc.data if isinstance(doc.data, dict) else {}
@@ -105,7 +108,7 @@ def _find_deployment(root: Path, name: str, fmt: str) -> tuple[Any, Deployment]:
                     die(f"{name!r} is ambiguous: give experiment/name or the file path")
                 wanted = path
     if wanted is None:
-        known = ", ".join(sorted(f"{d.experiment}/{d.name}" for d in tree.deployments)) or "none"
+        known = ", ".join(sorted(d.ref for d in tree.deployments)) or "none"
         die(f"{name!r} is not a deployment; known: {known}")
     keep = relevant(tree, {wanted})
     mine = [e for e in errors if Path(e.location.file).resolve() in keep]
@@ -161,7 +164,7 @@ def _as_json(r: BuildResult) -> dict[str, Any]:
 
 def _print_text(r: BuildResult, dry_run: bool) -> None:
     echo = click.echo
-    echo(f"{r.experiment}/{r.deployment} ({display_path(r.source)})")
+    echo(f"{deployment_ref(r.experiment, r.deployment)} ({display_path(r.source)})")
     for m in r.models:
         if m.kind == "artifact":
             moved = f", {_human(m.transferred)} transferred" if m.transferred else ", cached"
@@ -203,7 +206,7 @@ def _verify(dep: Deployment, dest: Path, fmt: str) -> None:
     from pipelines.modelrepo.lock import lock_path, read_lock
     from pipelines.modelrepo.verify import lock_problems, verify_lock
 
-    name = f"{dep.experiment}/{dep.name}"
+    name = f"{dep.ref}"
     lock_file = lock_path(dep.source, dep.name)
     try:
         lock = read_lock(dep.source, dep.name)

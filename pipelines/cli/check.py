@@ -23,7 +23,7 @@ from pipelines.cli.options import (
     seconds_option,
     site_option,
 )
-from pipelines.config import SiteDeployment
+from pipelines.config import SiteDeployment, layout
 
 
 @cli.command()
@@ -38,7 +38,7 @@ from pipelines.config import SiteDeployment
 @dir_option(
     "--rendered",
     "rendered_dir",
-    help="Check the deployment rendered in this gitops/rendered/<site>/<experiment>/<deployment> "
+    help=f"Check the deployment rendered in this {layout.rendered_dir('<site>', '<experiment>', '<deployment>')} "
     "directory (e.g. of a GitOps branch checkout): its check spec ConfigMap, what Argo CD deployed.",
 )
 @endpoint_option("The deployment's gRPC endpoint (its Envoy).")
@@ -129,11 +129,7 @@ def check(
                     f"sonic: asking the site's Prometheus at {prometheus_url} (override with --prometheus)"
                 )
         # The spinner only where a person watches; JSON output stays clean for machines.
-        progress = (
-            out.status(f"checking {p.experiment}/{p.name} at {endpoint} ...")
-            if fmt == "text"
-            else nullcontext()
-        )
+        progress = out.status(f"checking {p.ref} at {endpoint} ...") if fmt == "text" else nullcontext()
         try:
             with progress:
                 report = run_checks(
@@ -183,7 +179,7 @@ def _deployment(
         except SpecError as exc:
             die(str(exc))
         if site is not None and site != p.site:
-            die(f"--site {site}: the spec {spec_file} describes {p.experiment}/{p.name} at site {p.site!r}")
+            die(f"--site {site}: the spec {spec_file} describes {p.ref} at site {p.site!r}")
         return p, None
     if deployment is None:
         die("missing DEPLOYMENT (name or experiment/name), --spec FILE or --rendered DIR")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import NoReturn
 
@@ -18,7 +19,7 @@ from rich.text import Text
 
 from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, load_or_exit, out
 from pipelines.cli.options import find_root_or_die, resolve_placement, root_option
-from pipelines.config import ConfigErrors, SiteDeployment, Tree
+from pipelines.config import ConfigErrors, SiteDeployment, Tree, layout
 
 DEMO_DEPLOYMENT = "cms/minimal"
 
@@ -69,7 +70,7 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool, no_prometheus: 
         Step("validate", "passed", f"{len(tree.deployments)} deployments valid", time.perf_counter() - t0)
     )
 
-    out.rule(f"[bold]2. build {p.experiment}/{p.name} (--local)")
+    out.rule(f"[bold]2. build {p.ref} (--local)")
     repository = _build(tree, p, root, steps)
 
     out.rule("[bold]3. render")
@@ -111,7 +112,7 @@ def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Non
         out.print(f"skipped: the renderer is not available ({exc})", markup=False)
         steps.append(Step("render", "skipped", f"renderer not available ({exc})", time.perf_counter() - t0))
         return
-    ref = f"{p.experiment}/{p.name}"
+    ref = p.ref
     try:
         files = render_tree(tree, only={ref})
     except RenderError as exc:
@@ -126,7 +127,7 @@ def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Non
     mine = {
         path: text
         for path, text in files.items()
-        if f"/{p.experiment}/{p.name}/" in path and path.endswith(".yaml")
+        if fnmatch(path, f"{layout.rendered_dir('*', p.experiment, p.name)}/*") and path.endswith(".yaml")
     }
     for path, text in mine.items():
         target = dest / path
@@ -184,7 +185,7 @@ def _run_stack(
         out.rule("[bold]5. check (through Envoy)")
         t1 = time.perf_counter()
         out.print(
-            f"$ sonic check --endpoint {state.endpoint} {p.experiment}/{p.name}"
+            f"$ sonic check --endpoint {state.endpoint} {p.ref}"
             + (f" --prometheus {state.prometheus_url}" if state.prometheus_url else ""),
             markup=False,
         )
@@ -206,7 +207,7 @@ def _run_stack(
         if keep:
             out.rule("[bold]7. down (skipped: --keep)")
             out.print(
-                f"the stack keeps running; stop it with: sonic local down {p.experiment}/{p.name}",
+                f"the stack keeps running; stop it with: sonic local down {p.ref}",
                 markup=False,
             )
         else:
@@ -250,7 +251,7 @@ def print_site_summary(tree: Tree) -> None:
                 g = p.triton.gpu
                 gpu = f"{g.count}x {g.gpu_class}" if g.count else f"CPU on {g.gpu_class} nodes"
             used[p.experiment] = used.get(p.experiment, 0) + p.gpus_per_pod * p.max_replicas
-            table.add_row(f"{p.experiment}/{p.name}", p.namespace, scale, gpu, str(len(p.models)))
+            table.add_row(p.ref, p.namespace, scale, gpu, str(len(p.models)))
         out.print(table)
         quotas = ", ".join(
             f"{e}: {used.get(e, 0)}/{g.gpu_quota} GPUs" for e, g in sorted(site.experiments.items())

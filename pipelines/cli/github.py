@@ -17,7 +17,7 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, err, out
 from pipelines.cli.options import die_remote, dir_option, file_option, write_outputs
-from pipelines.config import find_root
+from pipelines.config import find_root, layout
 from pipelines.config.checked import check_tree
 from pipelines.config.tree import LayoutError, dependents
 from pipelines.workflows import gitrepo, pr_summary
@@ -176,7 +176,7 @@ def affected_deployments(root: Path, changed: tuple[str, ...]) -> list[str]:
         return []
     tree, _ = check_tree(root)  # problems are reported by `sonic validate`, the next step
     files = dependents(tree, {(root / c).resolve() for c in changed})
-    return sorted(f"{d.experiment}/{d.name}" for d in tree.deployments if d.source.resolve() in files)
+    return sorted(d.ref for d in tree.deployments if d.source.resolve() in files)
 
 
 @github.command()
@@ -338,7 +338,7 @@ def _rendered_changes(
     head = git("rev-parse", "HEAD").strip()
     base = git("merge-base", f"refs/remotes/origin/{base_ref}", head).strip()
     status = git(
-        "diff", "--name-status", "--no-renames", base, head, "--", "gitops/rendered", "gitops/argocd"
+        "diff", "--name-status", "--no-renames", base, head, "--", layout.RENDERED_DIR, layout.ARGOCD_DIR
     )
     names = [n for n in git("diff", "--name-only", "--no-renames", base, head).splitlines() if n]
     return pr_summary.parse_name_status(status), head, names

@@ -10,9 +10,10 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, report_errors
 from pipelines.cli.options import format_option
-from pipelines.config import ConfigError, ConfigErrors, LayoutError, Location, find_root
+from pipelines.config import ConfigError, ConfigErrors, LayoutError, Location, find_root, layout
 from pipelines.config.checked import check_tree
 from pipelines.config.errors import display_path
+from pipelines.config.model import deployment_ref
 
 
 @cli.group(name="import")
@@ -23,10 +24,16 @@ def import_group() -> None:
 @import_group.command(name="supersonic")
 @click.argument("values", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--experiment", "-e", required=True, help="The experiment that owns the deployment (experiments/E)."
+    "--experiment",
+    "-e",
+    required=True,
+    help=f"The experiment that owns the deployment ({layout.experiment_dir('E')}).",
 )
 @click.option(
-    "--site", "-s", required=True, help="The site the values file was installed at (gitops/sites/S.yaml)."
+    "--site",
+    "-s",
+    required=True,
+    help=f"The site the values file was installed at ({layout.site_file('S')}).",
 )
 @click.option("--name", "-n", help="Deployment name (default: the file's nameOverride).")
 @click.option("--namespace", help="Namespace at the site (default: the experiment's only namespace there).")
@@ -42,7 +49,7 @@ def import_group() -> None:
     "--out",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the deployment here (e.g. experiments/cms/particlenet-geddes.yaml); default: stdout, "
+    help=f"Write the deployment here (e.g. {layout.deployment_file('cms', 'particlenet-geddes')}); default: stdout, "
     "with the report on stderr.",
 )
 @click.option(
@@ -100,7 +107,7 @@ def supersonic(
         )
     except ConfigErrors as exc:
         report_errors(exc, fmt)
-    target = out or Path("experiments") / experiment / f"{result.name}.yaml"
+    target = out or Path(layout.deployment_file(experiment, result.name))
     problems = [_relocate(e, target, root, site) for e in validate_import(result, root)]
     if out is not None:
         out.write_text(result.deployment_yaml, encoding="utf-8")
@@ -115,7 +122,7 @@ def supersonic(
         click.echo(result.deployment_yaml, nl=False)
     say = _printer(to_stderr)
     say(
-        f"import of {result.source} as {experiment}/{result.name} at site {site!r} (namespace {result.namespace})"
+        f"import of {result.source} as {deployment_ref(experiment, result.name)} at site {site!r} (namespace {result.namespace})"
     )
     for line in result.report:
         where = f"{result.source}:{line.line}" if line.line else result.source
@@ -128,9 +135,9 @@ def supersonic(
         say(f"wrote {display_path(out)}")
     if result.fragment:
         if site_out is not None:
-            say(f"wrote {display_path(site_out)}: merge it into gitops/sites/{site}.yaml (the site admins)")
+            say(f"wrote {display_path(site_out)}: merge it into {layout.site_file(site)} (the site admins)")
         else:
-            say(f"site fragment for gitops/sites/{site}.yaml (the site admins merge it):")
+            say(f"site fragment for {layout.site_file(site)} (the site admins merge it):")
             say(result.fragment_yaml.rstrip("\n"))
     if problems:
         say("the imported deployment does not validate yet:")
@@ -149,5 +156,5 @@ def _printer(to_stderr: bool):  # type: ignore[no-untyped-def]
 def _relocate(err: ConfigError, target: Path, root: Path, site: str) -> ConfigError:
     """An error found in the scratch copy, shown at the file the user has (or will have)."""
     name = Path(err.location.file).name
-    shown = display_path(target) if name == target.name else f"gitops/sites/{site}.yaml (with the fragment)"
+    shown = display_path(target) if name == target.name else f"{layout.site_file(site)} (with the fragment)"
     return ConfigError(Location(shown, err.location.line, err.location.col), err.path, err.message)

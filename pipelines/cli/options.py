@@ -142,11 +142,11 @@ def resolve_placement(tree: Tree, deployment: str, site: str | None) -> SiteDepl
     sites = [x.site for x in d.placements]
     if site is None:
         if len(sites) != 1:
-            die(f"{d.experiment}/{d.name} runs at several sites ({', '.join(sites)}): choose one with --site")
+            die(f"{d.ref} runs at several sites ({', '.join(sites)}): choose one with --site")
         return d.placements[0]
     p = d.at(site)
     if p is None:
-        die(f"{d.experiment}/{d.name} is not placed at site {site!r} (sites: {', '.join(sites)})")
+        die(f"{d.ref} is not placed at site {site!r} (sites: {', '.join(sites)})")
     return p
 
 

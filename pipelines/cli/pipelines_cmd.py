@@ -11,10 +11,10 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, out, report_errors
 from pipelines.cli.options import load_tree_at, root_option
-from pipelines.config import ConfigErrors
+from pipelines.config import ConfigErrors, layout
 from pipelines.workflows.settings import SettingsError, load_settings
 
-OUT_DIR = "gitops/workflows"
+OUT_DIR = layout.WORKFLOWS_DIR
 TOOLS = ("envoy", "promtool", "kubernetes-validate")
 
 
@@ -25,7 +25,7 @@ def pipelines() -> None:
 
 @pipelines.command()
 @click.option(
-    "--check", is_flag=True, help="Write nothing; exit 1 with a diff when gitops/workflows/ is out of date."
+    "--check", is_flag=True, help=f"Write nothing; exit 1 with a diff when {OUT_DIR}/ is out of date."
 )
 @root_option("Repository to render.")
 def render(check: bool, root: Path) -> None:

@@ -23,6 +23,7 @@ from pipelines.cli.options import (
     forwarded_check_options,
     site_option,
 )
+from pipelines.config import layout
 from pipelines.workflows.check_runner import run_check
 from pipelines.workflows.pushgateway import PushError, check_metrics, exposition, push
 
@@ -60,8 +61,8 @@ def _push(url: str, job: str, grouping: list[tuple[str, str]], text: str) -> Non
 @dir_option(
     "--rendered",
     "rendered_dir",
-    help="Passed to sonic check: check the deployment rendered in this gitops/rendered/<site>/"
-    "<experiment>/<deployment> directory instead of DEPLOYMENT.",
+    help=f"Passed to sonic check: check the deployment rendered in this "
+    f"{layout.rendered_dir('<site>', '<experiment>', '<deployment>')} directory instead of DEPLOYMENT.",
 )
 @url_option
 @job_option

@@ -27,7 +27,7 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
 from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
-from pipelines.config import ConfigErrors, Tree
+from pipelines.config import ConfigErrors, Tree, layout
 from pipelines.render import ARGOCD, RENDERED, RenderError, names, render_tree
 from pipelines.render.gitrepo import Repository, load_repository
 from pipelines.render.names import NAMESPACES_DIR
@@ -176,7 +176,7 @@ def _write_file(path: Path, text: str) -> None:
 
 def clean_scratch(root: Path) -> None:
     """Remove scratch directories left by a render that was killed."""
-    for stale in (root / "gitops").glob(SCRATCH_PREFIX + "*"):
+    for stale in (root / layout.GITOPS_DIR).glob(SCRATCH_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -185,7 +185,7 @@ def write_tree(root: Path, files: Mapping[str, str]) -> None:
 
     Atomically per directory and per file; a managed file absent from ``files`` is removed.
     """
-    gitops = root / "gitops"
+    gitops = root / layout.GITOPS_DIR
     gitops.mkdir(parents=True, exist_ok=True)
     clean_scratch(root)
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=gitops))
@@ -300,12 +300,12 @@ def render(check: bool, only: tuple[str, ...], root: Path) -> None:
         scope = [ARGOCD]
         for name in only:
             d = deployment_or_die(tree, name)
-            refs.add(f"{d.experiment}/{d.name}")
+            refs.add(d.ref)
             # Every site directory of the deployment, including sites it no longer runs at.
             scope += [
                 str(path.relative_to(root).as_posix())
-                for path in sorted((root / RENDERED).glob(f"*/{d.experiment}/{d.name}"))
-            ] + [f"{RENDERED}/{p.site}/{d.experiment}/{d.name}" for p in d.placements]
+                for path in sorted(root.glob(layout.rendered_dir("*", d.experiment, d.name)))
+            ] + [layout.rendered_dir(p.site, d.experiment, d.name) for p in d.placements]
         scope += [*MANAGED_FILES, *(f"{RENDERED}/{s}/{NAMESPACES_DIR}" for s in sorted(tree.sites))]
     fresh = _render(tree, repo, refs)
     current = _read_or_exit(root)

@@ -35,6 +35,7 @@ from pipelines.cli.options import (
     write_outputs,
 )
 from pipelines.config.model import parse_duration
+from pipelines.render.names import GITOPS_BRANCH
 from pipelines.workflows import argocd, gitrepo, rollout_ops
 from pipelines.workflows.check_runner import run_check
 from pipelines.workflows.github import TokenError, read_token
@@ -72,7 +73,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
 #: The options every command that pushes to the GitOps branch takes.
 with_remote = compose(
     click.option("--remote", required=True, help="Git URL of the repository holding the GitOps branch."),
-    click.option("--branch", default="gitops", show_default=True, help="The branch Argo CD syncs from."),
+    click.option("--branch", default=GITOPS_BRANCH, show_default=True, help="The branch Argo CD syncs from."),
     file_option("--token-file", help="File holding a token allowed to push (sent as an HTTP header)."),
     dir_option("--workdir", required=True, help="Empty directory for the branch's working copy."),
     click.option("--workflow", default="", help="Workflow name recorded in the commit message."),
@@ -157,7 +158,7 @@ def commit(
     "as REVISION when it contains it (a later rollout pushed on top). Default: only REVISION itself.",
 )
 @click.option(
-    "--branch", default="gitops", show_default=True, help="The GitOps branch, fetched into --checkout."
+    "--branch", default=GITOPS_BRANCH, show_default=True, help="The GitOps branch, fetched into --checkout."
 )
 @file_option("--token-file", help="File holding a token that may read the repository (for --checkout).")
 def wait(

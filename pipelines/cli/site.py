@@ -16,6 +16,7 @@ from rich.text import Text
 
 from pipelines.cli import EXIT_INVALID, cli, die, err, out
 from pipelines.cli.options import file_option, load_tree_at, root_option
+from pipelines.config import layout
 
 if TYPE_CHECKING:
     from pipelines.doctor.result import Report
@@ -57,9 +58,9 @@ def site() -> None:
 @click.option(
     "--receives-webhooks",
     is_flag=True,
-    help="This cluster also runs pr-validation and Argo Events (gitops/workflows/pr-validation.yaml, events.yaml).",
+    help=f"This cluster also runs pr-validation and Argo Events ({layout.WORKFLOWS_DIR}/pr-validation.yaml, events.yaml).",
 )
-@root_option("Repository holding gitops/sites/SITE.yaml and the rendered tree.")
+@root_option(f"Repository holding {layout.site_file('SITE')} and the rendered tree.")
 def doctor(
     site_name: str,
     kubeconfig: Path | None,
@@ -110,7 +111,7 @@ def doctor(
     site_config = tree.sites.get(site_name)
     if site_config is None:
         die(
-            f"unknown site {site_name!r} (no gitops/sites/{site_name}.yaml); known: {', '.join(sorted(tree.sites))}"
+            f"unknown site {site_name!r} (no {layout.site_file(site_name)}); known: {', '.join(sorted(tree.sites))}"
         )
     try:
         share = load_share(repo, site_config.name, receives_webhooks=receives_webhooks)

@@ -11,7 +11,7 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die
 from pipelines.cli.options import format_option
-from pipelines.config import ConfigError, LayoutError, expand, find_root
+from pipelines.config import ConfigError, LayoutError, expand, find_root, layout
 from pipelines.config.checked import check_tree
 from pipelines.config.errors import display_path
 from pipelines.config.tree import Tree, classify, dependents, relevant
@@ -51,7 +51,9 @@ def validate(paths: tuple[Path, ...], fmt: str, base: str | None) -> None:
     """
     try:
         root = find_root(paths[0] if paths else Path.cwd())
-        given = list(paths) or [p for p in (root / "experiments", root / "gitops" / "sites") if p.exists()]
+        given = list(paths) or [
+            p for p in (root / layout.EXPERIMENTS_DIR, root / layout.SITES_DIR) if p.exists()
+        ]
         selection = expand(root, given)
     except LayoutError as exc:
         die(str(exc))

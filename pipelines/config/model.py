@@ -631,6 +631,11 @@ class SiteDeployment(Frozen):
     source: Path = Field(exclude=True)
 
     @property
+    def ref(self) -> str:
+        """``<experiment>/<deployment>``: how the CLI, reports and errors name the deployment."""
+        return deployment_ref(self.experiment, self.name)
+
+    @property
     def max_replicas(self) -> int:
         return self.autoscaling.max if self.autoscaling else self.replicas
 
@@ -640,6 +645,11 @@ class SiteDeployment(Frozen):
 
     def model(self, name: str) -> Model | None:
         return next((m for m in self.models if m.name == name), None)
+
+
+def deployment_ref(experiment: str, deployment: str) -> str:
+    """``<experiment>/<deployment>``: the one spelling of a deployment reference (``sonic check cms/x``)."""
+    return f"{experiment}/{deployment}"
 
 
 def application_name(site: str, experiment: str, deployment: str) -> str:
@@ -658,6 +668,11 @@ class Deployment(Frozen):
     experiment: str
     source: Path = Field(exclude=True)
     placements: tuple[SiteDeployment, ...]
+
+    @property
+    def ref(self) -> str:
+        """``<experiment>/<deployment>``, as :attr:`SiteDeployment.ref`."""
+        return deployment_ref(self.experiment, self.name)
 
     def at(self, site: str) -> SiteDeployment | None:
         return next((p for p in self.placements if p.site == site), None)

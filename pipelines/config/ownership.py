@@ -29,29 +29,33 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
+from pipelines.config.layout import (
+    ARGOCD_DIR,
+    CODEOWNERS_FILE,
+    EXPERIMENT_FILE,
+    EXPERIMENTS_DIR,
+    GITHUB_DIR,
+    NAMESPACES_DIR,
+    RENDERED_DIR,
+    REPOSITORY_FILE,
+    SITES_DIR,
+    WORKFLOWS_DIR,
+)
+
 if TYPE_CHECKING:
     from pipelines.config.tree import Tree
 
-EXPERIMENTS_DIR = "experiments"
-SITES_DIR = "gitops/sites"
-RENDERED_DIR = "gitops/rendered"
-ARGOCD_DIR = "gitops/argocd"
-# gitops/rendered/<site>/_namespaces/<namespace>/: the ResourceQuota and LimitRange of each granted
-# namespace, rendered from the site file alone (experiment names cannot start with "_").
-NAMESPACES_DIR = "_namespaces"
-EXPERIMENT_FILE = "experiment.yaml"
-# GitHub reads CODEOWNERS from .github/, the repository root or docs/ (the first it finds).
-CODEOWNERS_FILE = ".github/CODEOWNERS"
+
 # What decides which code the pipelines run, with which image and permissions: the platform
 # team's alone (directories end with "/"). Everything else outside experiments/ and
 # gitops/sites/ is the platform team's too; these are named in CODEOWNERS explicitly.
 INFRASTRUCTURE_PATHS = (
     "pipelines/",
     "schemas/",
-    "gitops/repository.yaml",
-    "gitops/workflows/",
-    "gitops/argocd/",
-    ".github/",
+    REPOSITORY_FILE,
+    f"{WORKFLOWS_DIR}/",
+    f"{ARGOCD_DIR}/",
+    f"{GITHUB_DIR}/",
     "scripts/",
     ".ci/",
     "tools/",

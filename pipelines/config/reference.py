@@ -19,13 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.config import layout
 from pipelines.config.schema import SchemaName, inlined, load_schema
 
 # The order of the document, with where each kind of file lives.
 FILES: tuple[tuple[SchemaName, str], ...] = (
-    ("experiment", "experiments/<experiment>/experiment.yaml"),
-    ("site", "gitops/sites/<site>.yaml"),
-    ("deployment", "experiments/<experiment>/<deployment>.yaml"),
+    ("experiment", layout.experiment_file("<experiment>")),
+    ("site", layout.site_file("<site>")),
+    ("deployment", layout.deployment_file("<experiment>", "<deployment>")),
 )
 _KEY_STOPWORDS = frozenset({"a", "an", "the", "name", "kubernetes", "triton"})
 _ANCHORS = {

@@ -16,6 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipelines.config import layout
 from pipelines.config.errors import ConfigError, JsonPath, display_path, format_path
 from pipelines.config.footprint import Footprint, deployment_footprint
 from pipelines.config.hostpaths import cvmfs_host_path_problem
@@ -83,7 +84,7 @@ def known_experiment(tree: Tree) -> Iterator[ConfigError]:
                 tree,
                 d.source,
                 ("experiment",),
-                f"unknown experiment {d.experiment!r} (no experiments/{d.experiment}/experiment.yaml); "
+                f"unknown experiment {d.experiment!r} (no {layout.experiment_file(d.experiment)}); "
                 + _hint(d.experiment, list(tree.experiments)),
             )
 
@@ -100,8 +101,7 @@ def site_and_namespace_granted(tree: Tree) -> Iterator[ConfigError]:
                 tree,
                 p.source,
                 where,
-                f"unknown site {p.site!r} (no gitops/sites/{p.site}.yaml); "
-                + _hint(p.site, list(tree.sites)),
+                f"unknown site {p.site!r} (no {_site_file(p.site)}); " + _hint(p.site, list(tree.sites)),
                 key=True,
             )
             continue
@@ -137,7 +137,7 @@ def site_and_namespace_granted(tree: Tree) -> Iterator[ConfigError]:
                 p.source,
                 where,
                 f"experiment {p.experiment!r} does not list site {p.site!r} in "
-                f"experiments/{p.experiment}/experiment.yaml (it lists: {', '.join(sorted(exp.sites))})",
+                f"{layout.experiment_file(p.experiment)} (it lists: {', '.join(sorted(exp.sites))})",
                 key=True,
             )
         elif p.namespace not in claim.namespaces:
@@ -472,7 +472,7 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
         for p, where, what in users:
             others = ", ".join(
                 sorted(
-                    f"{o.experiment}/{o.name} at {o.site!r} ({display_path(o.source)})"
+                    f"{o.ref} at {o.site!r} ({display_path(o.source)})"
                     + ("" if o_what == "Envoy" else f" for {o_what}")
                     for o, _, o_what in users
                     if (o.source, o.site, o_what) != (p.source, p.site, what)
@@ -489,8 +489,9 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
 JWT_WITHOUT_TLS = (
     "the deployment uses JWT auth (envoy.auth.jwt) but this Ingress has no TLS, so bearer tokens would "
     "cross the network in clear text; give envoy.ingress.tlsSecret, or have the admins of site "
-    "'{site}' set ingress.tlsSecret or ingress.defaultCertificate: true in gitops/sites/{site}.yaml "
-    "(or set envoy.ingress.tls: default if the controller's default certificate covers the host)"
+    "'{site}' set ingress.tlsSecret or ingress.defaultCertificate: true in "
+    + layout.site_file("{site}")
+    + " (or set envoy.ingress.tls: default if the controller's default certificate covers the host)"
 )
 
 
@@ -656,7 +657,7 @@ def _local_file(tree: Tree, p: SiteDeployment, path: JsonPath, rel: str) -> Iter
             tree,
             p.source,
             path,
-            f"{rel!r} points outside experiments/{folder.name}/: "
+            f"{rel!r} points outside {layout.experiment_dir(folder.name)}/: "
             "give a path relative to the deployment file, inside the experiment's folder",
         )
     elif not target.is_file():
@@ -814,9 +815,9 @@ def schedule_is_sane(tree: Tree) -> Iterator[ConfigError]:
 
 def _owners(source: Path) -> str:
     """Who edits ``source``, by where it lives (sites' files, experiments' files, deployments)."""
-    if source.parent.name == "sites":
+    if source.parent.parts[-2:] == tuple(layout.SITES_DIR.split("/")):
         return "the site's administrators"
-    if source.name == "experiment.yaml":
+    if source.name == layout.EXPERIMENT_FILE:
         return "the experiment's coordinators"
     return "the deployment's authors"
 
@@ -894,7 +895,8 @@ def monitoring_stack(tree: Tree) -> Iterator[ConfigError]:
 GRAFANA_WITHOUT_TLS = (
     "Grafana's login would cross the Ingress in clear text: site {site!r} has no TLS for its ingress "
     "hosts; its administrators can set ingress.tlsSecret or ingress.defaultCertificate: true in "
-    "gitops/sites/{site}.yaml, or drop monitoring.grafana.host (port-forward instead)"
+    + layout.site_file("{site}")
+    + ", or drop monitoring.grafana.host (port-forward instead)"
 )
 
 
@@ -1063,7 +1065,7 @@ def namespace_quota(tree: Tree) -> Iterator[ConfigError]:
                     f"{_shown_amount(key, quota)}. Each deployment counts its Triton pods at maximum replicas "
                     "plus a rolling-update pod, its Envoy pods plus one, its check Job and its model build "
                     "(docs/security.md, 'Quotas'). Lower the replicas or resources, or ask the site's "
-                    f"administrators to raise experiments.{p.experiment}.quota.{key} in gitops/sites/{site_name}.yaml",
+                    f"administrators to raise experiments.{p.experiment}.quota.{key} in {_site_file(site_name)}",
                 )
 
 
@@ -1087,9 +1089,7 @@ def jwt_audience_per_deployment(tree: Tree) -> Iterator[ConfigError]:
         if len(users) < 2:
             continue
         for d, i in users:
-            others = ", ".join(
-                sorted(f"{o.experiment}/{o.name} ({display_path(o.source)})" for o, _ in users if o is not d)
-            )
+            others = ", ".join(sorted(f"{o.ref} ({display_path(o.source)})" for o, _ in users if o is not d))
             yield _err(
                 tree,
                 d.source,
@@ -1147,7 +1147,7 @@ def _once(errors: Iterator[ConfigError]) -> Iterator[ConfigError]:
 
 
 def _site_file(site: str) -> str:
-    return f"gitops/sites/{site}.yaml"
+    return layout.site_file(site)
 
 
 def _placement_settings(tree: Tree, p: SiteDeployment) -> Iterator[ConfigError]:
@@ -1290,7 +1290,7 @@ def envoy_service_settings(tree: Tree) -> Iterator[ConfigError]:
             taken[(p.site, p.namespace)].setdefault(svc, (p, what))
     for p in placements:
         if p.envoy.service.alias:
-            what = f"the alias Service of {p.experiment}/{p.name}"
+            what = f"the alias Service of {p.ref}"
             taken[(p.site, p.namespace)].setdefault(p.envoy.service.alias, (p, what))
 
     def errors() -> Iterator[ConfigError]:
@@ -1732,7 +1732,7 @@ def application_names_unique(tree: Tree) -> Iterator[ConfigError]:
         for p in users:
             others = ", ".join(
                 sorted(
-                    f"{o.experiment}/{o.name} at {o.site!r} ({display_path(o.source)})"
+                    f"{o.ref} at {o.site!r} ({display_path(o.source)})"
                     for o in users
                     if (o.experiment, o.name) != (p.experiment, p.name)
                 )

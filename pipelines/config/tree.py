@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from pipelines.config import schema
+from pipelines.config import layout, schema
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
 from pipelines.config.loader import Document, load_file
 from pipelines.config.model import Deployment, Experiment, Site, SiteDeployment
@@ -35,9 +35,11 @@ def find_root(path: Path) -> Path:
     """The repository root above ``path``: the nearest folder holding ``experiments/`` or ``gitops/``."""
     path = path.resolve()
     for candidate in (path, *path.parents):
-        if (candidate / "experiments").is_dir() or (candidate / "gitops").is_dir():
+        if (candidate / layout.EXPERIMENTS_DIR).is_dir() or (candidate / layout.GITOPS_DIR).is_dir():
             return candidate
-    raise LayoutError(f"{path}: not inside a configuration tree (no experiments/ or gitops/ folder above it)")
+    raise LayoutError(
+        f"{path}: not inside a configuration tree (no {layout.EXPERIMENTS_DIR}/ or {layout.GITOPS_DIR}/ folder above it)"
+    )
 
 
 def classify(root: Path, path: Path) -> Kind | None:
@@ -48,9 +50,9 @@ def classify(root: Path, path: Path) -> Kind | None:
         return None
     if not parts or not parts[-1].endswith(YAML_SUFFIXES):
         return None
-    if len(parts) == 3 and parts[:2] == ("gitops", "sites"):
+    if len(parts) == 3 and "/".join(parts[:2]) == layout.SITES_DIR:
         return "site"
-    if len(parts) == 3 and parts[0] == "experiments":
+    if len(parts) == 3 and parts[0] == layout.EXPERIMENTS_DIR:
         return "experiment" if Path(parts[2]).stem == "experiment" else "deployment"
     return None
 
@@ -58,7 +60,7 @@ def classify(root: Path, path: Path) -> Kind | None:
 def discover(root: Path) -> dict[Path, Kind]:
     """Every configuration file under ``root``, by kind."""
     found: dict[Path, Kind] = {}
-    globs = ["gitops/sites/*", "experiments/*/*"]
+    globs = [f"{layout.SITES_DIR}/*", f"{layout.EXPERIMENTS_DIR}/*/*"]
     for pattern in globs:
         for path in sorted(root.glob(pattern)):
             kind = classify(root, path)
@@ -84,8 +86,8 @@ def expand(root: Path, paths: Iterable[Path]) -> set[Path]:
             raise LayoutError(f"{given}: no such file or folder")
         else:
             raise LayoutError(
-                f"{given}: not a configuration file; sites are gitops/sites/<name>.yaml, experiments "
-                "experiments/<name>/experiment.yaml, deployments experiments/<experiment>/<name>.yaml"
+                f"{given}: not a configuration file; sites are {layout.site_file('<name>')}, experiments "
+                f"{layout.experiment_file('<name>')}, deployments {layout.deployment_file('<experiment>', '<name>')}"
             )
     return selected
 
@@ -110,9 +112,9 @@ class Tree:
 
     def deployment(self, name: str) -> Deployment:
         """Look a deployment up by ``name`` or ``experiment/name``; KeyError with the choices otherwise."""
-        matches = [d for d in self.deployments if name in (d.name, f"{d.experiment}/{d.name}")]
+        matches = [d for d in self.deployments if name in (d.name, d.ref)]
         if len(matches) != 1:
-            known = ", ".join(sorted(f"{d.experiment}/{d.name}" for d in self.deployments))
+            known = ", ".join(sorted(d.ref for d in self.deployments))
             why = "is ambiguous" if matches else "is not a deployment"
             raise KeyError(f"{name!r} {why}; known: {known}")
         return matches[0]
@@ -210,7 +212,7 @@ class Loader:
                 doc.error(
                     ("experiment",),
                     f"deployment belongs to experiment {raw['experiment']!r} but lives in "
-                    f"experiments/{path.parent.name}/: move it or fix the field",
+                    f"{layout.experiment_dir(path.parent.name)}/: move it or fix the field",
                 )
             )
         if "replicas" in raw and "autoscaling" in raw:
@@ -259,10 +261,10 @@ def relevant(tree: Tree, selection: set[Path]) -> set[Path]:
         doc = tree.documents.get(path)
         if doc is None or classify(tree.root, path) != "deployment":
             continue
-        keep.add((path.parent / "experiment.yaml").resolve())
+        keep.add((path.parent / layout.EXPERIMENT_FILE).resolve())
         sites = doc.data.get("sites") if isinstance(doc.data, dict) else None
         for name in sites if isinstance(sites, dict) else ():
-            keep.add((tree.root / "gitops" / "sites" / f"{name}.yaml").resolve())
+            keep.add((tree.root / layout.site_file(name)).resolve())
     return keep
 
 
@@ -287,7 +289,11 @@ def dependents(tree: Tree, changed: set[Path]) -> set[Path]:
             out.add(path.resolve())
         if kind == "site":
             touched_sites.add(Path(parts[-1]).stem)
-        elif parts[:1] == ("experiments",) and len(parts) >= 2 and (kind == "experiment" or len(parts) > 3):
+        elif (
+            parts[:1] == (layout.EXPERIMENTS_DIR,)
+            and len(parts) >= 2
+            and (kind == "experiment" or len(parts) > 3)
+        ):
             touched_experiments.add(parts[1])
     for path, doc in tree.documents.items():
         if classify(root, path) != "deployment":

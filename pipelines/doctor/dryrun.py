@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines.config import layout
 from pipelines.doctor.cluster import ApiError, Cluster
 from pipelines.doctor.manifests import Manifest
 from pipelines.doctor.result import Finding, failed, passed, skipped
@@ -24,8 +25,8 @@ POD_SECURITY_WARNING = "would violate PodSecurity"
 
 def refusal_fix(m: Manifest) -> str:
     """What to do about a refused object: fix the cluster, or the source of a generated file."""
-    if m.path.startswith("gitops/rendered/") or m.path.startswith("gitops/argocd/"):
-        source = "its source (experiments/ or the site file) and run sonic render"
+    if m.path.startswith((f"{layout.RENDERED_DIR}/", f"{layout.ARGOCD_DIR}/")):
+        source = f"its source ({layout.EXPERIMENTS_DIR}/ or the site file) and run sonic render"
     else:
         source = "its source in pipelines/workflows/ and run sonic pipelines render"
     return f"fix what the API server names on the cluster (CRD version, admission policy, quota), or {source}"

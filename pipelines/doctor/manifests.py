@@ -22,12 +22,11 @@ from typing import Any
 
 import yaml
 
+from pipelines.config import layout
 from pipelines.render import ARGOCD, KUSTOMIZATION, RENDERED
 from pipelines.render.argocd import APPLICATION_FILE
 
-# pipelines/workflows/render.py says the same; importing it would load hera for one string
-# (tests/doctor/test_manifests.py keeps the two in step).
-WORKFLOWS = "gitops/workflows"
+WORKFLOWS = layout.WORKFLOWS_DIR
 
 # Kinds a controller creates from another kind: the cluster must serve them although no file
 # holds one. An ApplicationSet generates Applications; Argo Workflows runs a WorkflowTemplate

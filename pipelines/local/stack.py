@@ -77,14 +77,14 @@ def build_local_snapshot(tree: Tree, p: SiteDeployment, dest: Path) -> Built:
     from pipelines.modelrepo.build import BuildOptions, build
     from pipelines.modelrepo.snapshot import SnapshotError
 
-    deployment = tree.deployment(f"{p.experiment}/{p.name}")
+    deployment = tree.deployment(p.ref)
     try:
         result = build(tree, deployment, BuildOptions(dest=dest, local=True, sites=(p.site,)))
     except SnapshotError as exc:
-        raise StackError(f"{p.experiment}/{p.name}: not served: {exc}") from None
+        raise StackError(f"{p.ref}: not served: {exc}") from None
     if result.local_snapshot is None:
         raise StackError(
-            f"{p.experiment}/{p.name}: nothing to serve locally (no model with an artifact; models read "
+            f"{p.ref}: nothing to serve locally (no model with an artifact; models read "
             "in place from CVMFS/NFS cannot run on this machine)"
         )
     return Built(result.local_snapshot, tuple(result.local_skipped))
@@ -160,7 +160,7 @@ def up(
             _start_prometheus(p, prom_bin, directory, tritons, stats, prom_port, timeout, started)
             prometheus_port = prom_port
         state = StackState(
-            deployment=f"{p.experiment}/{p.name}",
+            deployment=p.ref,
             site=p.site,
             run_dir=directory,
             started_at=start_time,

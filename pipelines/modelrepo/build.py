@@ -139,7 +139,7 @@ def select_placements(deployment: Deployment, sites: Sequence[str]) -> list[Site
     unknown = [s for s in sites if s not in placed]
     if unknown:
         raise UsageError(
-            f"deployment {deployment.experiment}/{deployment.name} does not run at site {unknown[0]!r} "
+            f"deployment {deployment.ref} does not run at site {unknown[0]!r} "
             f"(it runs at: {', '.join(placed)})"
         )
     return [p for p in deployment.placements if not sites or p.site in sites]

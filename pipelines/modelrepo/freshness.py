@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pipelines.config.model import Model, SiteDeployment
+from pipelines.config.model import Model, SiteDeployment, deployment_ref
 from pipelines.modelrepo import pbtxt
 from pipelines.modelrepo.lock import Lock
 
@@ -29,7 +29,7 @@ def stale_reasons(lock: Lock, p: SiteDeployment) -> list[str]:
     """Why ``lock`` does not describe ``p``'s models with artifacts; empty when it is current."""
     reasons: list[str] = []
     if (lock.experiment, lock.deployment) != (p.experiment, p.name):
-        reasons.append(f"the lock is for {lock.experiment}/{lock.deployment}, not {p.experiment}/{p.name}")
+        reasons.append(f"the lock is for {deployment_ref(lock.experiment, lock.deployment)}, not {p.ref}")
     if lock.snapshot != lock.content_digest():
         reasons.append("the snapshot digest does not match the lock's content (edited by hand?)")
     locked = {m.name: m for m in lock.models}

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import layout
+
 LOCK_VERSION = 1
 
 
@@ -84,7 +86,7 @@ def content_digest(experiment: str, deployment: str, models: tuple[LockedModel, 
 
 def lock_path(deployment_file: Path, deployment_name: str) -> Path:
     """Where the lock of the deployment declared in ``deployment_file`` lives."""
-    return deployment_file.parent / "locks" / f"{deployment_name}.repository.lock.json"
+    return deployment_file.parent / layout.LOCKS_DIR / layout.lock_name(deployment_name)
 
 
 def read_lock(deployment_file: Path, deployment_name: str) -> Lock | None:

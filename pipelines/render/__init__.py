@@ -24,6 +24,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import layout
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.config.tree import Tree
 from pipelines.modelrepo.lock import Lock, lock_path, read_lock
@@ -170,10 +171,8 @@ def render_tree(
         argo = render_argocd_site(
             site, dict(tree.experiments), dict(tree.sites), tree.site_deployments(site_name), repo
         )
-        header = _header(
-            [_relative(tree, site.source), "gitops/repository.yaml", "experiments/*/experiment.yaml"]
-        )
-        files.update(_files_of(argo, f"{ARGOCD}/{site_name}", header))
+        header = _header([_relative(tree, site.source), layout.REPOSITORY_FILE, layout.experiment_file("*")])
+        files.update(_files_of(argo, layout.argocd_dir(site_name), header))
     files[names.CODEOWNERS_FILE] = render_codeowners(tree, repo.platform_team)
     if problems:
         raise RenderError(problems)

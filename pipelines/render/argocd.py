@@ -81,7 +81,7 @@ NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
 def sync_wave(obj: dict[str, Any]) -> int | None:
     """The object's sync wave (None for hooks, which run after the waves)."""
     kind = obj["kind"]
-    component = obj["metadata"]["labels"].get("app.kubernetes.io/name")
+    component = obj["metadata"]["labels"].get(names.NAME_LABEL)
     if kind == "Job":
         return None
     if kind == "ScaledObject":
@@ -264,11 +264,7 @@ def application_file(p: SiteDeployment) -> str:
 
 
 def _argocd_labels(site: Site) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/part-of": "sonic",
-        "app.kubernetes.io/managed-by": names.MANAGED_BY,
-        "sonic.fastml.org/site": site.name,
-    }
+    return names.managed_labels(site=site.name)
 
 
 def app_project(exp: Experiment, site: Site, sites: dict[str, Site], repo: Repository) -> dict[str, Any]:
@@ -286,11 +282,7 @@ def app_project(exp: Experiment, site: Site, sites: dict[str, Site], repo: Repos
             "name": exp.name,
             "namespace": site.argocd.namespace,
             # No site label: the same project is written into every site directory.
-            "labels": {
-                "app.kubernetes.io/part-of": "sonic",
-                "app.kubernetes.io/managed-by": names.MANAGED_BY,
-                "sonic.fastml.org/experiment": exp.name,
-            },
+            "labels": names.managed_labels(experiment=exp.name),
             "finalizers": [RESOURCES_FINALIZER],
         },
         "spec": {
@@ -321,7 +313,7 @@ def application_name_template(site: Site) -> str:
 
 def application_files_glob(site: Site) -> str:
     """Where the site's ApplicationSet looks for deployments: one ``application.json`` per directory."""
-    return f"gitops/rendered/{site.name}/*/*/{APPLICATION_FILE}"
+    return f"{names.RENDERED_DIR}/{site.name}/*/*/{APPLICATION_FILE}"
 
 
 def application_set(site: Site, repo: Repository) -> dict[str, Any]:
@@ -370,8 +362,8 @@ def application_set(site: Site, repo: Repository) -> dict[str, Any]:
                     "name": application_name_template(site),
                     "labels": {
                         **_argocd_labels(site),
-                        "sonic.fastml.org/experiment": EXPERIMENT_FROM_PATH,
-                        "sonic.fastml.org/deployment": DEPLOYMENT_FROM_PATH,
+                        names.EXPERIMENT_LABEL: EXPERIMENT_FROM_PATH,
+                        names.DEPLOYMENT_LABEL: DEPLOYMENT_FROM_PATH,
                     },
                     # Deleting an Application (its directory left the branch) deletes its objects.
                     "finalizers": [RESOURCES_FINALIZER],

@@ -116,10 +116,10 @@ def dashboard(p: SiteDeployment) -> dict[str, Any]:
         _panel(i + 1, title, unit, targets, x=12 * (i % 2), y=8 * (i // 2))
         for i, (title, unit, targets) in enumerate(specs)
     ]
-    uid = "sonic-" + hashlib.sha256(f"{p.site}/{p.experiment}/{p.name}".encode()).hexdigest()[:16]
+    uid = "sonic-" + hashlib.sha256(f"{p.site}/{p.ref}".encode()).hexdigest()[:16]
     return {
         "uid": uid,
-        "title": f"SONIC {p.experiment}/{p.name} at {p.site}",
+        "title": f"SONIC {p.ref} at {p.site}",
         "tags": ["sonic", p.experiment, p.site],
         "editable": False,
         "schemaVersion": 39,

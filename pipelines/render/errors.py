@@ -38,4 +38,4 @@ class RenderError(Exception):
 def problem(p: SiteDeployment, message: str, source: Path | None = None) -> RenderError:
     """A :class:`RenderError` about ``p`` (located at its deployment file unless ``source`` is given)."""
     where = display_path(source if source is not None else p.source)
-    return RenderError([RenderProblem(where, p.site, f"{p.experiment}/{p.name}", message)])
+    return RenderError([RenderProblem(where, p.site, p.ref, message)])

@@ -13,11 +13,13 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
+from pipelines.config import layout
 from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
 from pipelines.config.loader import load_file
 from pipelines.config.schema import load_schema
+from pipelines.render import names
 
-REPOSITORY_FILE = Path("gitops/repository.yaml")
+REPOSITORY_FILE = Path(layout.REPOSITORY_FILE)
 
 # The one image-reference form of the schemas: by tag, or pinned by digest (@sha256:<64 hex>).
 _IMAGE_SCHEMA: dict[str, Any] = load_schema("common")["$defs"]["image"]
@@ -45,9 +47,9 @@ SCHEMA: dict[str, Any] = {
         },
         "platformTeam": {
             "description": "GitHub team (@org/team) or user (@name) that owns the repository's infrastructure: "
-            "the pipelines' code, the schemas, this file, the rendered workflows and Argo CD objects, .github/, "
+            f"the pipelines' code, the schemas, this file, the rendered workflows and Argo CD objects, {layout.GITHUB_DIR}/, "
             "scripts/ and .ci/ (and site files whose site names no admins). `sonic render` writes it into "
-            ".github/CODEOWNERS; `sonic owners check` names it (docs/security.md, Ownership).",
+            f"{layout.CODEOWNERS_FILE}; `sonic owners check` names it (docs/security.md, Ownership).",
             "type": "string",
             "pattern": HANDLE,
         },
@@ -55,7 +57,7 @@ SCHEMA: dict[str, Any] = {
             "description": "Non-root UID of the pipeline image.",
             "type": "integer",
             "minimum": 1,
-            "default": 10001,
+            "default": names.PIPELINE_UID,
         },
         "checkClientSecret": {
             "description": "Secret with OAuth2 client credentials (keys token-url, client-id, client-secret; "
@@ -64,7 +66,7 @@ SCHEMA: dict[str, Any] = {
             "PostSync check uses its own <deployment>-check-client Secret in its namespace.",
             "type": "string",
             "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
-            "default": "sonic-check-client",
+            "default": names.CHECK_CLIENT_SECRET,
         },
         "githubReadToken": {
             "description": "Secret (key `token`) with a GitHub token that may only read the repository: the "
@@ -72,7 +74,7 @@ SCHEMA: dict[str, Any] = {
             "token that writes commit statuses and comments stays in the pipelines namespace.",
             "type": "string",
             "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
-            "default": "sonic-github-read-token",
+            "default": names.GITHUB_READ_TOKEN_SECRET,
         },
     },
 }
@@ -85,16 +87,16 @@ class Repository:
     url: str
     branch: str
     pipeline_image: str
-    pipeline_user: int = 10001
-    check_client_secret: str = "sonic-check-client"
-    github_read_token_secret: str = "sonic-github-read-token"
+    pipeline_user: int = names.PIPELINE_UID
+    check_client_secret: str = names.CHECK_CLIENT_SECRET
+    github_read_token_secret: str = names.GITHUB_READ_TOKEN_SECRET
     platform_team: str = "@fastmachinelearning/sonic-platform"
 
 
 DEFAULT = Repository(
     url="https://github.com/fastmachinelearning/sonic-gitops.git",
-    branch="gitops",
-    pipeline_image="ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0",
+    branch=names.GITOPS_BRANCH,
+    pipeline_image=names.PIPELINE_IMAGE,
 )
 
 

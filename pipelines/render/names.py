@@ -6,14 +6,34 @@ selectors, the NetworkPolicy and the Services can never drift apart.
 
 from __future__ import annotations
 
-from pipelines.config import model
+from pipelines.config import layout, model
+from pipelines.config.layout import ARGOCD_DIR, CODEOWNERS_FILE, NAMESPACES_DIR, RENDERED_DIR
 from pipelines.config.model import PrometheusAuth, Site, SiteDeployment
-from pipelines.config.ownership import ARGOCD_DIR, CODEOWNERS_FILE, NAMESPACES_DIR, RENDERED_DIR
 from pipelines.config.reserved import PIPELINES_NAMESPACE
 
 __all__ = ["ARGOCD_DIR", "CODEOWNERS_FILE", "NAMESPACES_DIR", "PIPELINES_NAMESPACE", "RENDERED_DIR"]
 
+# --- labels (every object sonic writes carries PART_OF_LABEL; see managed_labels) -------------------
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+EXPERIMENT_LABEL = "sonic.fastml.org/experiment"
+SITE_LABEL = "sonic.fastml.org/site"
+DEPLOYMENT_LABEL = "sonic.fastml.org/deployment"
+PART_OF = "sonic"
 MANAGED_BY = "sonic-gitops"
+
+# --- the pipelines' defaults: gitops/repository.yaml may set each (render/gitrepo.py) ---------------
+# The image with the ``sonic`` CLI, built from the repository's Dockerfile, and its non-root user.
+PIPELINE_IMAGE = "ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0"
+PIPELINE_UID = 10001  # the Dockerfile's ``sonic`` user
+# The branch Argo CD syncs from (a rollout copies one deployment's rendered directory there).
+GITOPS_BRANCH = "gitops"
+# OAuth2 client credentials of the checks in the pipelines namespace (JWT deployments).
+CHECK_CLIENT_SECRET = "sonic-check-client"
+# The read-only GitHub token: the one token mounted in experiment namespaces.
+GITHUB_READ_TOKEN_SECRET = "sonic-github-read-token"
 
 # Triton's three endpoints (fixed by the image), Envoy's client listener, stats and admin.
 TRITON_HTTP = 8000
@@ -62,20 +82,24 @@ def triton_service_host(p: SiteDeployment) -> str:
     return f"{triton_name(p)}.{p.namespace}.svc.cluster.local"
 
 
+def managed_labels(*, experiment: str | None = None, site: str | None = None) -> dict[str, str]:
+    """Labels on every object ``sonic render`` writes, with its experiment and site when it has them."""
+    out = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: MANAGED_BY}
+    if experiment is not None:
+        out[EXPERIMENT_LABEL] = experiment
+    if site is not None:
+        out[SITE_LABEL] = site
+    return out
+
+
 def labels(p: SiteDeployment, component: str) -> dict[str, str]:
     """Labels on every object of one component; a superset of :func:`selector`."""
-    return {
-        **selector(p, component),
-        "app.kubernetes.io/part-of": "sonic",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "sonic.fastml.org/experiment": p.experiment,
-        "sonic.fastml.org/site": p.site,
-    }
+    return {**selector(p, component), **managed_labels(experiment=p.experiment, site=p.site)}
 
 
 def selector(p: SiteDeployment, component: str) -> dict[str, str]:
     """The stable subset of labels used in selectors (immutable on Deployments)."""
-    return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": p.name}
+    return {NAME_LABEL: component, INSTANCE_LABEL: p.name}
 
 
 # --- object names (every object a deployment renders is named here) --------------------------------
@@ -123,7 +147,12 @@ def nfs_export_path(p: SiteDeployment, export: str) -> str:
 
 def snapshot_subpath(p: SiteDeployment) -> str:
     """Directory of this deployment's built snapshots inside the site's snapshot claim."""
-    return f"{p.experiment}/{p.name}"
+    return snapshot_dir(p.experiment, p.name)
+
+
+def snapshot_dir(experiment: str, deployment: str) -> str:
+    """:func:`snapshot_subpath` from the two names (the build workflow has them as parameters)."""
+    return f"{experiment}/{deployment}"
 
 
 def monitoring_name(p: SiteDeployment) -> str:
@@ -150,8 +179,8 @@ def check_name(p: SiteDeployment) -> str:
 
 
 def deployment_ref(p: SiteDeployment) -> str:
-    """``<experiment>/<deployment>``: how the CLI names a deployment."""
-    return f"{p.experiment}/{p.name}"
+    """``<experiment>/<deployment>``: how the CLI names a deployment (:attr:`SiteDeployment.ref`)."""
+    return p.ref
 
 
 def application_name(p: SiteDeployment) -> str:
@@ -161,7 +190,7 @@ def application_name(p: SiteDeployment) -> str:
 
 def rendered_dir(p: SiteDeployment) -> str:
     """Repository-relative directory of the deployment's rendered manifests at its site."""
-    return f"{RENDERED_DIR}/{p.site}/{p.experiment}/{p.name}"
+    return layout.rendered_dir(p.site, p.experiment, p.name)
 
 
 # --- namespaces ------------------------------------------------------------------------------------
@@ -247,7 +276,7 @@ LIMIT_RANGE_NAME = "sonic-defaults"  # the LimitRange giving containers without 
 
 def namespace_dir(site: str, namespace: str) -> str:
     """Repository-relative directory of one granted namespace's ResourceQuota and LimitRange."""
-    return f"{RENDERED_DIR}/{site}/{NAMESPACES_DIR}/{namespace}"
+    return layout.namespace_dir(site, namespace)
 
 
 def check_client_secret(p: SiteDeployment) -> str:

@@ -28,12 +28,7 @@ from pipelines.render import names
 
 
 def _labels(site: Site, experiment: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/part-of": "sonic",
-        "app.kubernetes.io/managed-by": names.MANAGED_BY,
-        "sonic.fastml.org/experiment": experiment,
-        "sonic.fastml.org/site": site.name,
-    }
+    return names.managed_labels(experiment=experiment, site=site.name)
 
 
 def gpu_resources(site: Site) -> list[str]:

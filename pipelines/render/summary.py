@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+from pipelines.config.layout import ARGOCD_DIR, RENDERED_DIR
+from pipelines.config.model import deployment_ref
+
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FIELDS = 4  # changed fields listed per object before "... and N more"
 
@@ -80,10 +83,11 @@ class Summary:
 
 def _unit_of(path: str) -> tuple[str, str] | None:
     parts = path.split("/")
-    if parts[:2] == ["gitops", "rendered"] and len(parts) == 6:
-        return parts[2], f"{parts[3]}/{parts[4]}"
-    if parts[:2] == ["gitops", "argocd"] and len(parts) == 4:
-        return parts[2], "argocd"
+    rendered, argocd = RENDERED_DIR.split("/"), ARGOCD_DIR.split("/")
+    if parts[: len(rendered)] == rendered and len(parts) == len(rendered) + 4:  # <site>/<exp>/<dep>/<file>
+        return parts[-4], deployment_ref(parts[-3], parts[-2])
+    if parts[: len(argocd)] == argocd and len(parts) == len(argocd) + 2:  # <site>/<file>
+        return parts[-2], "argocd"
     return None
 
 

@@ -20,7 +20,9 @@ from typing import Any
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 
-from pipelines.config import Site, Tree
+from pipelines.config import Site, Tree, layout
+from pipelines.config.model import deployment_ref
+from pipelines.render import names
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
@@ -47,7 +49,7 @@ def template(settings: PipelineSettings, site: Site, namespace: str) -> Workflow
     token = github_read_token(settings)
     experiment, deployment = wf_param("experiment"), wf_param("deployment")
     # The directory the renderers mount into Triton (render.names.snapshot_subpath).
-    dest = f"{SNAPSHOTS}/{experiment}/{deployment}"
+    dest = f"{SNAPSHOTS}/{names.snapshot_dir(experiment, deployment)}"
     snapshots = m.Volume(
         name="snapshots",
         persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(claim_name=site.storage.snapshots.claim),
@@ -56,13 +58,13 @@ def template(settings: PipelineSettings, site: Site, namespace: str) -> Workflow
     checkout = checkout_step(settings, token, repository=wf_param("repository"), ref=wf_param("revision"))
     lock = m.Artifact(
         name="lock",
-        path=f"{SRC}/experiments/{experiment}/locks/{deployment}.repository.lock.json",
+        path=f"{SRC}/{layout.lock_file(experiment, deployment)}",
         archive=m.ArchiveStrategy(none=m.NoneStrategy()),
         optional=True,
     )
     build = sonic_step(
         "build-models",
-        argv("build-models", f"{experiment}/{deployment}", dest=dest),
+        argv("build-models", deployment_ref(experiment, deployment), dest=dest),
         settings,
         # Downloads resume and snapshots publish atomically: retrying a build is safe.
         size=LARGE,
@@ -77,7 +79,7 @@ def template(settings: PipelineSettings, site: Site, namespace: str) -> Workflow
             name=NAME,
             annotations={
                 "workflows.argoproj.io/description": f"Build a deployment's model snapshot into {site.storage.snapshots.claim}.",
-                "sonic.fastml.org/site": site.name,
+                names.SITE_LABEL: site.name,
             },
             entrypoint="main",
             arguments=[

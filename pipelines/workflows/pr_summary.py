@@ -14,13 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pipelines.config import layout
+from pipelines.config.model import deployment_ref
 from pipelines.workflows.github import COMMENT_MARKER
 
 ChangeKind = Literal["added", "modified", "removed"]
 _KIND = {"A": "added", "M": "modified", "T": "modified", "D": "removed", "C": "added"}
 _SYMBOL = {"added": "+", "modified": "~", "removed": "-"}
-RENDERED = "gitops/rendered/"
-ARGOCD = "gitops/argocd/"
+RENDERED = f"{layout.RENDERED_DIR}/"
+ARGOCD = f"{layout.ARGOCD_DIR}/"
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def by_site(changes: Sequence[FileChange]) -> dict[str, dict[str, list[FileChang
         parts = c.path[len(RENDERED) :].split("/")
         if len(parts) >= 4:
             site, experiment, deployment = parts[0], parts[1], parts[2]
-            grouped[site][f"{experiment}/{deployment}"].append(c)
+            grouped[site][deployment_ref(experiment, deployment)].append(c)
         elif parts:
             grouped[parts[0]]["(site-wide)"].append(c)
     return {
@@ -110,7 +112,9 @@ def comment_body(
         lines += [f"| `{_cell(f.step)}` | {_cell(f.message)} |" for f in failures]
         lines.append("")
     if not relevant:
-        lines.append("No change under `experiments/` or `gitops/sites/`: nothing to validate or roll out.")
+        lines.append(
+            f"No change under `{layout.EXPERIMENTS_DIR}/` or `{layout.SITES_DIR}/`: nothing to validate or roll out."
+        )
         return "\n".join(lines) + "\n"
     sites = by_site(changes)
     if not sites:

@@ -29,6 +29,7 @@ from typing import Any
 
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 
+from pipelines.config import layout
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
@@ -49,7 +50,7 @@ from pipelines.workflows.steps import (
 
 NAME = "pr-validation"
 # Which changes are worth validating (the checkout step's ``relevant`` output).
-PATHS = ("experiments/", "gitops/sites/")
+PATHS = (f"{layout.EXPERIMENTS_DIR}/", f"{layout.SITES_DIR}/")
 # Offline verification of the rendered objects, in the image that has Envoy and promtool.
 VERIFY_ARGS = ["pipelines", "verify-rendered", "--require-all"]
 # The rendered Argo Workflows objects (gitops/workflows) match what the pipeline image renders.

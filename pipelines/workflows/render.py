@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import Tree
+from pipelines.config import Tree, layout
+from pipelines.render import names
 from pipelines.render.yamlout import dump_all
 from pipelines.workflows import (
     build_model_repository,
@@ -31,7 +32,7 @@ from pipelines.workflows import (
 )
 from pipelines.workflows.settings import DEFAULT, PipelineSettings
 
-OUT_DIR = Path("gitops") / "workflows"  # the CLI repeats it as text, to avoid importing hera
+OUT_DIR = Path(layout.WORKFLOWS_DIR)
 
 
 def _header(source: str) -> str:
@@ -42,7 +43,7 @@ def common(settings: PipelineSettings) -> list[dict[str, Any]]:
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": settings.namespace, "labels": {"app.kubernetes.io/part-of": "sonic"}},
+        "metadata": {"name": settings.namespace, "labels": {names.PART_OF_LABEL: names.PART_OF}},
     }
     return [
         namespace,

@@ -72,13 +72,11 @@ def target(tree: Tree, site: str, deployment: str) -> Target:
     p = d.at(site)
     if p is None:
         where = ", ".join(x.site for x in d.placements)
-        raise TargetError(f"{d.experiment}/{d.name} is not placed at site {site!r} (sites: {where})")
+        raise TargetError(f"{d.ref} is not placed at site {site!r} (sites: {where})")
     config = tree.sites[site].rollout
     if config.verify_through == "ingress":
         if p.envoy.ingress is None:  # validation refuses this; a hand-made tree may not
-            raise TargetError(
-                f"{d.experiment}/{d.name} has no envoy.ingress, but site {site!r} verifies through it"
-            )
+            raise TargetError(f"{d.ref} has no envoy.ingress, but site {site!r} verifies through it")
         endpoint = f"{GRPC_TLS_SCHEME}{p.envoy.ingress.host}:{TLS_PORT}"
     else:
         endpoint = f"{envoy_service_host(p)}:{ENVOY_GRPC}"

@@ -24,7 +24,7 @@ from typing import Any
 from hera.workflows import DAG, CronWorkflow, Task
 
 from pipelines.config import Site, SiteDeployment, Tree
-from pipelines.render.names import ENVOY_GRPC, envoy_service_host, rendered_dir
+from pipelines.render.names import ENVOY_GRPC, SITE_LABEL, envoy_service_host, rendered_dir
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (
@@ -115,7 +115,7 @@ def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWor
             name=name(site.name),
             annotations={
                 "workflows.argoproj.io/description": f"Check every deployment at site {site.name}.",
-                "sonic.fastml.org/site": site.name,
+                SITE_LABEL: site.name,
             },
             schedules=schedules,
             timezone="UTC",

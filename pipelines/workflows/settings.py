@@ -39,23 +39,23 @@ class PipelineSettings:
     base_branch: str = "main"
     # The branch Argo CD syncs from. ``sonic render`` output is reviewed on ``main``; a rollout
     # copies one deployment's rendered directory to this branch, so a failed rollout is one revert.
-    gitops_branch: str = "gitops"
+    gitops_branch: str = names.GITOPS_BRANCH
     # Secrets (by reference): a token that may read the repository, set commit statuses and
     # write pull-request comments (pipelines namespace only); a token that may only read the
     # repository, the one mounted in experiment namespaces, where a pull request's code runs;
     # a token that may push to the GitOps branch; the webhook secret GitHub signs deliveries with.
     github_token: SecretRef = SecretRef("sonic-github-token", "token")
-    github_read_token: SecretRef = SecretRef("sonic-github-read-token", "token")
+    github_read_token: SecretRef = SecretRef(names.GITHUB_READ_TOKEN_SECRET, "token")
     push_token: SecretRef = SecretRef("sonic-gitops-push-token", "token")
     webhook_secret: SecretRef = SecretRef("sonic-github-webhook", "secret")
     # OAuth2 client credentials (keys token-url, client-id, client-secret; scope, audience
     # optional) with which checks of deployments behind JWT auth get a fresh token each run.
-    check_client: str = "sonic-check-client"
+    check_client: str = names.CHECK_CLIENT_SECRET
     # Copy of the site's Prometheus bearer token (sites whose Prometheus needs one), for the
     # checks' scaling queries; the site file names the Secret in the deployment namespaces.
     prometheus_token: SecretRef = SecretRef("sonic-prometheus-token", "token")
     # Non-root identity of every step (the Dockerfile creates this user).
-    run_as_user: int = 10001
+    run_as_user: int = names.PIPELINE_UID
     status_context: str = "sonic-gitops/pr-validation"
 
     @property
@@ -64,7 +64,7 @@ class PipelineSettings:
 
 
 # Used when a tree has no gitops/repository.yaml (tests of other trees); the real value is there.
-IMAGE = "ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0"
+IMAGE = names.PIPELINE_IMAGE
 DEFAULT = PipelineSettings(image=IMAGE)
 
 _HTTPS = re.compile(r"^https://(?P<host>[^/\s]+)/(?P<repo>[^/\s]+/[^/\s]+?)(?:\.git)?/?$")

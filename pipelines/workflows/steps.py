@@ -17,6 +17,7 @@ from hera.workflows import models as m
 
 from pipelines.config.footprint import MODEL_BUILD
 from pipelines.config.model import Resources
+from pipelines.render import names
 from pipelines.workflows.settings import PipelineSettings, SecretRef
 
 WORKSPACE = "/work"
@@ -29,7 +30,7 @@ SONIC = "sonic"
 # workflowtaskresults, which needs a token; the steps' own containers get none unless they must.
 EXECUTOR_SA = "sonic-workflow-executor"
 
-MANAGED_LABELS = {"app.kubernetes.io/part-of": "sonic", "app.kubernetes.io/managed-by": "sonic-gitops"}
+MANAGED_LABELS = names.managed_labels()
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ from typing import Any, Literal
 
 import yaml
 
-from pipelines.config import Tree
+from pipelines.config import Tree, layout
 
 Outcome = Literal["ok", "failed", "skipped"]
 TOOL_TIMEOUT = 120.0
-RENDERED = Path("gitops") / "rendered"
+RENDERED = Path(layout.RENDERED_DIR)
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,12 @@ from typing import Any
 
 import yaml
 
+from pipelines.config import layout
 from pipelines.config.checked import check_tree
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
 from pipelines.config.footprint import Footprint, deployment_footprint
 from pipelines.config.loader import Document, load_file
+from pipelines.config.model import deployment_ref
 from pipelines.config.quantity import cpu_text, memory_text, parse_quantity
 from pipelines.config.tree import Tree, deep_merge
 from pipelines.importers.supersonic.chart import CHART_VERSION, chart_errors, defaults, merged
@@ -112,8 +114,8 @@ class ImportResult:
         if not self.fragment:
             return ""
         head = [
-            f"# Site fragment for gitops/sites/{self.site}.yaml (its admins merge it): what the imported",
-            f"# deployment {self.experiment}/{self.name} needs and the site does not offer yet.",
+            f"# Site fragment for {layout.site_file(self.site)} (its admins merge it): what the imported",
+            f"# deployment {deployment_ref(self.experiment, self.name)} needs and the site does not offer yet.",
             *(f"#   {n}" for n in self.fragment_notes),
         ]
         return "\n".join(head) + "\n" + _dump(self.fragment)
@@ -157,14 +159,14 @@ def import_values(
     target = tree.sites.get(site)
     if target is None:
         raise ConfigErrors(
-            [_usage(doc, f"unknown site {site!r} (no gitops/sites/{site}.yaml)", list(tree.sites))]
+            [_usage(doc, f"unknown site {site!r} (no {layout.site_file(site)})", list(tree.sites))]
         )
     if experiment not in tree.experiments:
         raise ConfigErrors(
             [
                 _usage(
                     doc,
-                    f"unknown experiment {experiment!r} (no experiments/{experiment}/experiment.yaml)",
+                    f"unknown experiment {experiment!r} (no {layout.experiment_file(experiment)})",
                     list(tree.experiments),
                 )
             ]
@@ -239,12 +241,12 @@ def _with_namespace_quota(result: ImportResult, root: Path) -> ImportResult:
 
 def _scratch_copy(result: ImportResult, root: Path, scratch: Path) -> tuple[Path, Path, Path]:
     """A copy of the tree in ``scratch`` with the import written in: (root, deployment file, site file)."""
-    for part in ("experiments", "gitops/sites"):
+    for part in (layout.EXPERIMENTS_DIR, layout.SITES_DIR):
         if not (scratch / part).exists():
             shutil.copytree(root / part, scratch / part)
-    out = scratch / "experiments" / result.experiment / f"{result.name}.yaml"
+    out = scratch / layout.deployment_file(result.experiment, result.name)
     out.write_text(result.deployment_yaml, encoding="utf-8")
-    site_file = scratch / "gitops" / "sites" / f"{result.site}.yaml"
+    site_file = scratch / layout.site_file(result.site)
     if result.fragment:
         data = yaml.safe_load(site_file.read_text(encoding="utf-8"))
         site_file.write_text(_dump(merge_fragment(data, result.fragment)), encoding="utf-8")

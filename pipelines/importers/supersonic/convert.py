@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from jsonschema.exceptions import best_match
 
+from pipelines.config import layout
 from pipelines.config.errors import ConfigError, Location, format_path
 from pipelines.config.images import allowed as image_allowed
 from pipelines.config.images import repository as image_repository
@@ -280,8 +281,8 @@ class Converter:
                     f"experiment {self.experiment!r} uses {', '.join(choices)} there; give --namespace"
                     if choices
                     else f"experiment {self.experiment!r} has no namespace there (its coordinators list "
-                    f"it in experiments/{self.experiment}/experiment.yaml, the site admins grant it in "
-                    f"gitops/sites/{self.site.name}.yaml)"
+                    f"it in {layout.experiment_file(self.experiment)}, the site admins grant it in "
+                    f"{layout.site_file(self.site.name)})"
                 ),
             )
         )
@@ -344,7 +345,7 @@ class Converter:
                     self.note(
                         ("triton", "resources", side, GPU_RESOURCE),
                         "changed",
-                        f"{gpus} GPU(s) of the site's class {cls_name} (gitops/sites/{self.site.name}.yaml "
+                        f"{gpus} GPU(s) of the site's class {cls_name} ({layout.site_file(self.site.name)} "
                         "gpuClasses), which also places the pod",
                         "triton.gpu",
                     )
@@ -1181,7 +1182,7 @@ class Converter:
                     "keda.enabled",
                     f"autoscaling and the admission gate query Prometheus, but site {self.site.name!r} "
                     "declares none and the values file names no external one (prometheus.external): "
-                    f"ask the site admins to declare it in gitops/sites/{self.site.name}.yaml",
+                    f"ask the site admins to declare it in {layout.site_file(self.site.name)}",
                 )
             )
             return
