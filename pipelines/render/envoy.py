@@ -216,9 +216,15 @@ def _router() -> Json:
     }
 
 
+# Read once, on import: rendering reads no files.
+_ADMISSION_GATE_LUA = (
+    resources.files("pipelines.render").joinpath("lua/admission_gate.lua").read_text(encoding="utf-8")
+)
+
+
 def admission_gate_script() -> str:
     """The admission gate's Lua source (package data, identical for every deployment)."""
-    return resources.files("pipelines.render").joinpath("lua/admission_gate.lua").read_text(encoding="utf-8")
+    return _ADMISSION_GATE_LUA
 
 
 # --- the gRPC listener -----------------------------------------------------------------------------
