@@ -683,7 +683,7 @@ def _jwks_cluster(jwt: Jwt, ca_bundle: str) -> Json:
 
 def _otel_cluster(p: SiteDeployment) -> Json:
     tr = tracing_settings(p)
-    assert tr is not None and tr.collector is not None  # semantic.tracing_collector
+    assert tr is not None and tr.collector is not None  # semantic.monitoring_stack
     host, _, port = tr.collector.rpartition(":")
     return _single_host_cluster(OTEL_CLUSTER, host, int(port), connect_timeout=2.0, http2=True)
 
