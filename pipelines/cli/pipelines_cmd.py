@@ -83,14 +83,14 @@ def verify_rendered(require_all: bool, root: Path) -> None:
     when a tool is missing).
     """
     from pipelines.cli.render import UnsafeTreeError, read_tree
-    from pipelines.render import RenderError, render_tree
-    from pipelines.render.gitrepo import load_repository
+    from pipelines.config.repository import load_repository
+    from pipelines.render import RenderError, read_inputs, render_tree
     from pipelines.workflows.verify_rendered import Finding
     from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
 
     root, tree = load_tree_at(root)
     try:
-        rendered = render_tree(tree, repo=load_repository(root))
+        rendered = render_tree(tree, read_inputs(tree, load_repository(root)))
     except ConfigErrors as exc:
         report_errors(exc, "text")
     except RenderError as exc:

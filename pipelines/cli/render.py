@@ -28,8 +28,8 @@ import click
 from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
 from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
 from pipelines.config import ConfigErrors, Tree, layout
-from pipelines.render import ARGOCD, RENDERED, RenderError, names, render_tree
-from pipelines.render.gitrepo import Repository, load_repository
+from pipelines.config.repository import Repository, load_repository
+from pipelines.render import ARGOCD, RENDERED, RenderError, names, read_inputs, render_tree
 from pipelines.render.names import NAMESPACES_DIR
 from pipelines.render.summary import summarize
 
@@ -259,7 +259,7 @@ def _read_or_exit(root: Path) -> dict[str, str]:
 def _render(tree: Tree, repo: Repository, only: set[str] | None = None) -> dict[str, str]:
     """The rendered tree and the single generated files (those always complete, like gitops/argocd)."""
     try:
-        return render_tree(tree, repo=repo, only=only)
+        return render_tree(tree, read_inputs(tree, repo), only=only)
     except RenderError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

@@ -45,6 +45,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _check_tree(root: Path, check: Callable[[Tree], list[ConfigError]]) -> tuple[Tree, list[ConfigError]]:
+    root = root.resolve()  # like every source path (discover): renderers relate them without resolving
     files = discover(root)
     loader = Loader(root)
     sites: dict[str, Site] = {}

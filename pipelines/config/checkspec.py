@@ -101,30 +101,42 @@ def reference_names(p: SiteDeployment) -> dict[str, str]:
     return names
 
 
-def bundle(p: SiteDeployment) -> Bundle:
-    """The spec of ``p`` with its reference files read (from next to the deployment file).
+def read_references(p: SiteDeployment) -> dict[str, bytes]:
+    """The reference files of ``p`` (declared path -> content), read from next to the deployment file.
+
+    The one read a :func:`bundle` needs, done by the caller (renderers read no files).
 
     Raises:
         SpecError: a reference file cannot be read.
     """
-    names = reference_names(p)
     references: dict[str, bytes] = {}
-    for declared, name in names.items():
+    for declared in reference_names(p):
         path = p.source.parent / declared
         try:
-            references[name] = path.read_bytes()
+            references[declared] = path.read_bytes()
         except OSError as exc:
             raise SpecError(
                 f"{display_path(path)}: reference file of checks.models[].reference cannot be read "
                 f"({exc.strerror or exc})"
             ) from None
-    return Bundle(dumps(to_spec(p, names)), references)
+    return references
+
+
+def bundle(p: SiteDeployment, references: Mapping[str, bytes]) -> Bundle:
+    """The spec of ``p`` with its reference files (``references``: declared path -> content, as
+    :func:`read_references` returns them).
+
+    Raises:
+        KeyError: a reference file of ``p`` is not in ``references`` (the caller did not read it).
+    """
+    names = reference_names(p)
+    return Bundle(dumps(to_spec(p, names)), {name: references[declared] for declared, name in names.items()})
 
 
 def write(p: SiteDeployment, directory: Path) -> Path:
     """Write the :func:`bundle` of ``p`` into ``directory`` (created if missing); returns the spec file."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, data in bundle(p).files().items():
+    for name, data in bundle(p, read_references(p)).files().items():
         (directory / name).write_bytes(data)
     return directory / SPEC_FILE
 
@@ -219,6 +231,7 @@ __all__ = [
     "dumps",
     "extract_rendered",
     "load_spec",
+    "read_references",
     "reference_names",
     "to_spec",
     "write",

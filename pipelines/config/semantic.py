@@ -26,6 +26,7 @@ from pipelines.config.images import repository as image_repository
 from pipelines.config.model import (
     Affinity,
     Deployment,
+    Model,
     NamespaceQuota,
     NodeSelectorTerm,
     PodAffinityTerm,
@@ -586,60 +587,107 @@ def auth_consistency(tree: Tree) -> Iterator[ConfigError]:
                 )
 
 
-@rule
-def model_rules(tree: Tree) -> Iterator[ConfigError]:
+def _declared_models(tree: Tree) -> Iterator[tuple[SiteDeployment, int, Model]]:
+    """Each model as declared (the first placement: models are deployment-wide), with its index."""
     for d in tree.deployments:
-        p = d.placements[0] if d.placements else None
-        if p is None:
+        if d.placements:
+            p = d.placements[0]
+            for i, m in enumerate(p.models):
+                yield p, i, m
+
+
+@rule
+def dynamic_batching_needs_batches(tree: Tree) -> Iterator[ConfigError]:
+    """Dynamic batching forms batches: a model without a batch dimension cannot have it."""
+    for p, i, m in _declared_models(tree):
+        if m.dynamic_batching is not None and m.max_batch_size == 0:
+            yield _err(
+                tree, p.source, ("models", i, "dynamicBatching"), "dynamic batching needs maxBatchSize > 0"
+            )
+
+
+@rule
+def preferred_batch_sizes(tree: Tree) -> Iterator[ConfigError]:
+    """A preferred batch size above maxBatchSize is never formed."""
+    for p, i, m in _declared_models(tree):
+        if m.dynamic_batching is None:
             continue
-        for i, m in enumerate(p.models):
-            at: JsonPath = ("models", i)
-            db = m.dynamic_batching
-            if db is not None and m.max_batch_size == 0:
-                yield _err(
-                    tree, p.source, (*at, "dynamicBatching"), "dynamic batching needs maxBatchSize > 0"
-                )
-            if db is not None:
-                for j, size in enumerate(db.preferred_batch_size):
-                    if size > m.max_batch_size:
-                        yield _err(
-                            tree,
-                            p.source,
-                            (*at, "dynamicBatching", "preferredBatchSize", j),
-                            f"preferred batch size {size} is above maxBatchSize {m.max_batch_size}",
-                        )
-            if m.artifact is None and not _has_in_place(p):
+        for j, size in enumerate(m.dynamic_batching.preferred_batch_size):
+            if size > m.max_batch_size:
                 yield _err(
                     tree,
                     p.source,
-                    (*at, "name"),
-                    f"model {m.name!r} has no artifact and the deployment has no "
-                    "in-place repository (modelRepository.cvmfs/pvc/nfs/baked) to find it in",
+                    ("models", i, "dynamicBatching", "preferredBatchSize", j),
+                    f"preferred batch size {size} is above maxBatchSize {m.max_batch_size}",
                 )
-            if (
-                m.artifact is None
-                and m.config_file is None
-                and not m.inputs
-                and p.triton.server.strict_model_config
-            ):
-                yield _err(
-                    tree, p.source, at, f"model {m.name!r} declares no inputs while strictModelConfig is on"
-                )
-            if m.artifact is not None and "://" not in m.artifact.source:
-                yield from _local_file(tree, p, (*at, "artifact", "source"), m.artifact.source)
-            elif m.artifact is not None:
-                yield from _remote_artifact(tree, p, (*at, "artifact"), m.artifact.source, m.artifact.size)
-            if m.config_file is not None:
-                yield from _local_file(tree, p, (*at, "configFile"), m.config_file)
-        for d_p in d.placements:
-            for i, m in enumerate(d_p.models):
-                if m.instances.kind == "GPU" and d_p.gpus_per_pod == 0:
+
+
+@rule
+def model_has_source(tree: Tree) -> Iterator[ConfigError]:
+    """A model without an artifact must be found in an in-place repository of the deployment."""
+    for p, i, m in _declared_models(tree):
+        if m.artifact is None and not _has_in_place(p):
+            yield _err(
+                tree,
+                p.source,
+                ("models", i, "name"),
+                f"model {m.name!r} has no artifact and the deployment has no "
+                "in-place repository (modelRepository.cvmfs/pvc/nfs/baked) to find it in",
+            )
+
+
+@rule
+def strict_config_has_inputs(tree: Tree) -> Iterator[ConfigError]:
+    """With strictModelConfig Triton loads only fully declared models; no generated config without inputs."""
+    for p, i, m in _declared_models(tree):
+        if (
+            m.artifact is None
+            and m.config_file is None
+            and not m.inputs
+            and p.triton.server.strict_model_config
+        ):
+            yield _err(
+                tree,
+                p.source,
+                ("models", i),
+                f"model {m.name!r} declares no inputs while strictModelConfig is on",
+            )
+
+
+@rule
+def artifact_sources(tree: Tree) -> Iterator[ConfigError]:
+    """An artifact is a file inside the experiment's folder, or an https:// URL with its size."""
+    for p, i, m in _declared_models(tree):
+        if m.artifact is None:
+            continue
+        at: JsonPath = ("models", i, "artifact")
+        if "://" not in m.artifact.source:
+            yield from _local_file(tree, p, (*at, "source"), m.artifact.source)
+        else:
+            yield from _remote_artifact(tree, p, at, m.artifact.source, m.artifact.size)
+
+
+@rule
+def config_files_exist(tree: Tree) -> Iterator[ConfigError]:
+    """A supplied config.pbtxt is a file inside the experiment's folder."""
+    for p, i, m in _declared_models(tree):
+        if m.config_file is not None:
+            yield from _local_file(tree, p, ("models", i, "configFile"), m.config_file)
+
+
+@rule
+def gpu_instances_need_gpu(tree: Tree) -> Iterator[ConfigError]:
+    """GPU model instances need a GPU in the pod, at every site (gpu may be set per site)."""
+    for d in tree.deployments:
+        for p in d.placements:
+            for i, m in enumerate(p.models):
+                if m.instances.kind == "GPU" and p.gpus_per_pod == 0:
                     yield _err(
                         tree,
-                        d_p.source,
+                        p.source,
                         ("models", i, "instances", "kind"),
                         f"GPU instances need a GPU: set triton.gpu with a count of at least 1 "
-                        f"(missing at site {d_p.site!r})",
+                        f"(missing at site {p.site!r})",
                     )
                     break
 
@@ -999,6 +1047,28 @@ def resources_sane(tree: Tree) -> Iterator[ConfigError]:
                         f"{text!r} is more than any namespace can use (at most {show}); "
                         "the site's administrators can change it here",
                     )
+
+
+@rule
+def resources_complete(tree: Tree) -> Iterator[ConfigError]:
+    """Every container gets both a CPU and a memory request (and so limits): a site override or a
+    partial resources block must not drop one (quotas and the LimitRange count both)."""
+    seen: set[tuple[Path, JsonPath]] = set()
+    for _, p in _live(tree):
+        for component, r in (("triton", p.triton.resources), ("envoy", p.envoy.resources)):
+            missing = [field for field in ("cpu", "memory") if getattr(r, field) is None]
+            where = _where(tree, p, component, "resources")
+            if not missing or (p.source, where) in seen:
+                continue
+            seen.add((p.source, where))
+            yield _err(
+                tree,
+                p.source,
+                where,
+                f"{' and '.join(missing)} missing at site {p.site!r}: every container needs both cpu and memory "
+                f'requests (e.g. cpu: "2", memory: 4Gi); the deployment\'s authors can add '
+                f"{' and '.join(missing)} here",
+            )
 
 
 _QUOTA_KINDS: tuple[

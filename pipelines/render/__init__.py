@@ -15,6 +15,8 @@ environment. One module per component:
 
 Entry points: :func:`render_site_deployment` (one deployment at one site, as dicts) and
 :func:`render_tree` (the whole ``gitops/rendered`` + ``gitops/argocd`` tree, as file texts).
+The files they depend on (locks, supplied config.pbtxt, reference files, ``gitops/repository.yaml``)
+are read beforehand, at the edge (inputs.py), and passed in: no renderer opens a file.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import Any
 
 from pipelines.config import layout
 from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.repository import DEFAULT, Repository
 from pipelines.config.tree import Tree
-from pipelines.modelrepo.lock import Lock, lock_path, read_lock
+from pipelines.modelrepo.lock import lock_path
 from pipelines.render import names
 from pipelines.render.argocd import (
     APPLICATION_FILE,
@@ -39,18 +42,27 @@ from pipelines.render.argocd import (
 )
 from pipelines.render.codeowners import render_codeowners
 from pipelines.render.envoyproxy import render_envoy
-from pipelines.render.errors import RenderError, RenderProblem, problem
-from pipelines.render.gitrepo import DEFAULT, Repository
+from pipelines.render.errors import RenderError, RenderProblem
+from pipelines.render.inputs import DeploymentInputs, RenderInputs, key, read_inputs
 from pipelines.render.keda import render_keda
 from pipelines.render.monitoring import render_monitoring
 from pipelines.render.monitoring_stack import render_monitoring_stack
 from pipelines.render.quota import render_site_quotas
 from pipelines.render.security import render_security
 from pipelines.render.triton import render_triton
-from pipelines.render.volumes import render_volumes
+from pipelines.render.volumes import check_lock, render_volumes
 from pipelines.render.yamlout import dump, dump_all
 
-__all__ = ["RenderError", "RenderProblem", "file_name", "render_site_deployment", "render_tree"]
+__all__ = [
+    "DeploymentInputs",
+    "RenderError",
+    "RenderInputs",
+    "RenderProblem",
+    "file_name",
+    "read_inputs",
+    "render_site_deployment",
+    "render_tree",
+]
 
 RENDERED = names.RENDERED_DIR
 ARGOCD = names.ARGOCD_DIR
@@ -58,13 +70,18 @@ KUSTOMIZATION = "kustomization.yaml"
 
 
 def render_site_deployment(
-    p: SiteDeployment, site: Site, lock: Lock | None, *, repo: Repository = DEFAULT
+    p: SiteDeployment, site: Site, inputs: DeploymentInputs, *, repo: Repository = DEFAULT
 ) -> list[dict[str, Any]]:
     """Every object deployment ``p`` runs at ``site``, with sync waves, in a fixed order.
+
+    ``p`` and ``site`` passed the semantic rules (``pipelines.config.semantic``); ``inputs`` holds
+    the files ``p`` depends on (:func:`pipelines.render.inputs.read_deployment_inputs`).
 
     Raises:
         RenderError: the configuration cannot be rendered yet (e.g. models never built).
     """
+    lock = inputs.lock
+    check_lock(p, lock, inputs.config_sha256)
     objs = [
         *render_security(p, site, lock),
         *render_volumes(p, site, lock),
@@ -73,7 +90,7 @@ def render_site_deployment(
         *render_triton(p, site, lock),
         *render_envoy(p, site, lock),
         *render_keda(p, site, lock),
-        *render_check_spec(p),
+        *render_check_spec(p, inputs.references),
         *render_check_job(p, site, lock, repo),
     ]
     return annotate_waves(objs)
@@ -85,8 +102,9 @@ def file_name(kind: str) -> str:
 
 
 def _relative(tree: Tree, path: Path) -> str:
+    # Without resolving (no file system access): the loader gives sources under the resolved root.
     try:
-        return path.resolve().relative_to(tree.root.resolve()).as_posix()
+        return path.relative_to(tree.root).as_posix()
     except ValueError:
         return path.as_posix()
 
@@ -116,23 +134,7 @@ def _files_of(objs: list[dict[str, Any]], directory: str, header: str) -> dict[s
     return files
 
 
-def _lock(p: SiteDeployment, tree: Tree, cache: dict[tuple[Path, str], Lock | None]) -> Lock | None:
-    key = (p.source, p.name)
-    if key not in cache:
-        try:
-            cache[key] = read_lock(p.source, p.name)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise problem(
-                p,
-                f"unreadable lock file ({exc}): run `sonic build-models` again",
-                lock_path(p.source, p.name),
-            ) from None
-    return cache[key]
-
-
-def render_tree(
-    tree: Tree, *, repo: Repository = DEFAULT, only: Collection[str] | None = None
-) -> dict[str, str]:
+def render_tree(tree: Tree, inputs: RenderInputs, *, only: Collection[str] | None = None) -> dict[str, str]:
     """The rendered tree as ``{repository-relative path: file text}``.
 
     ``gitops/rendered/<site>/<experiment>/<deployment>/<kind>.yaml`` (+ ``kustomization.yaml``,
@@ -142,27 +144,31 @@ def render_tree(
     (ResourceQuota, LimitRange, kustomization) for every namespace the site grants, and
     ``.github/CODEOWNERS``. ``only`` (``experiment/name`` references) limits the deployment
     directories to those deployments; the Argo CD and namespace trees and CODEOWNERS are always
-    complete.
+    complete. ``inputs`` holds the files the deployments depend on and the repository settings
+    (:func:`pipelines.render.inputs.read_inputs`).
 
     Raises:
         RenderError: with every deployment that cannot be rendered.
     """
     files: dict[str, str] = {}
     problems: list[RenderProblem] = []
-    locks: dict[tuple[Path, str], Lock | None] = {}
+    repo = inputs.repository
     for site_name in sorted(tree.sites):
         site = tree.sites[site_name]
         for p in tree.site_deployments(site_name):
             if only is not None and names.deployment_ref(p) not in only:
                 continue
+            if key(p) in inputs.problems:
+                problems.extend(inputs.problems[key(p)])
+                continue
+            deployment_inputs = inputs.deployments[key(p)]
             try:
-                lock = _lock(p, tree, locks)
-                objs = render_site_deployment(p, site, lock, repo=repo)
+                objs = render_site_deployment(p, site, deployment_inputs, repo=repo)
             except RenderError as exc:
                 problems.extend(exc.problems)
                 continue
             sources = [_relative(tree, p.source), _relative(tree, site.source)]
-            if lock is not None:
+            if deployment_inputs.lock is not None:
                 sources.append(_relative(tree, lock_path(p.source, p.name)))
             files.update(_files_of(objs, names.rendered_dir(p), _header(sources)))
             files[f"{names.rendered_dir(p)}/{APPLICATION_FILE}"] = application_file(p)

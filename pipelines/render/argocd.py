@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -36,11 +37,11 @@ from pipelines.config import checkspec as spec
 from pipelines.config.footprint import CHECK_JOB
 from pipelines.config.images import pinned
 from pipelines.config.model import Experiment, Site, SiteDeployment
+from pipelines.config.repository import DEFAULT, REPOSITORY_FILE, Repository
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
-from pipelines.render.errors import problem
-from pipelines.render.gitrepo import DEFAULT, REPOSITORY_FILE, Repository
+from pipelines.render.errors import problem, require
 from pipelines.render.objects import meta, prometheus_token_volume
 from pipelines.render.objects import resources as container_resources
 from pipelines.render.scanner import image_checks, skip_annotations, uid_checks
@@ -115,16 +116,17 @@ def annotate_waves(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return objs
 
 
-def render_check_spec(p: SiteDeployment) -> list[dict[str, Any]]:
+def render_check_spec(p: SiteDeployment, references: Mapping[str, bytes]) -> list[dict[str, Any]]:
     """The check spec ConfigMap ``<name>-check``: ``deployment.json`` and the reference files.
 
+    ``references``: each declared reference path -> its content (:func:`pipelines.config.checkspec.read_references`).
+
     Raises:
-        RenderError: a reference file cannot be read, or everything exceeds a ConfigMap's 1 MiB.
+        RenderError: everything exceeds a ConfigMap's 1 MiB.
     """
-    try:
-        bundle = spec.bundle(p)
-    except spec.SpecError as exc:
-        raise problem(p, str(exc)) from None
+    missing = [declared for declared in spec.reference_names(p) if declared not in references]
+    require(not missing, "render.inputs.read_deployment_inputs", f"reference files not read: {missing}")
+    bundle = spec.bundle(p, references)
     if bundle.size > CONFIGMAP_LIMIT:
         largest = max(bundle.references.items(), key=lambda kv: len(kv[1]), default=("", b""))
         raise problem(

@@ -216,9 +216,15 @@ def _router() -> Json:
     }
 
 
+# Read once, on import: rendering reads no files.
+_ADMISSION_GATE_LUA = (
+    resources.files("pipelines.render").joinpath("lua/admission_gate.lua").read_text(encoding="utf-8")
+)
+
+
 def admission_gate_script() -> str:
     """The admission gate's Lua source (package data, identical for every deployment)."""
-    return resources.files("pipelines.render").joinpath("lua/admission_gate.lua").read_text(encoding="utf-8")
+    return _ADMISSION_GATE_LUA
 
 
 # --- the gRPC listener -----------------------------------------------------------------------------
@@ -677,7 +683,7 @@ def _jwks_cluster(jwt: Jwt, ca_bundle: str) -> Json:
 
 def _otel_cluster(p: SiteDeployment) -> Json:
     tr = tracing_settings(p)
-    assert tr is not None and tr.collector is not None  # semantic.tracing_collector
+    assert tr is not None and tr.collector is not None  # semantic.monitoring_stack
     host, _, port = tr.collector.rpartition(":")
     return _single_host_cluster(OTEL_CLUSTER, host, int(port), connect_timeout=2.0, http2=True)
 

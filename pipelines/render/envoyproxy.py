@@ -25,11 +25,10 @@ from typing import Any
 from pipelines.config.footprint import ENVOY_SURGE
 from pipelines.config.model import Ingress as SiteIngress
 from pipelines.config.model import Site, SiteDeployment
-from pipelines.config.semantic import JWT_WITHOUT_TLS
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy import envoy_config, envoy_yaml
-from pipelines.render.errors import problem
+from pipelines.render.errors import Unvalidated, require
 from pipelines.render.objects import (
     affinity,
     meta,
@@ -66,11 +65,17 @@ def envoy_workers(p: SiteDeployment) -> int:
 
 
 def envoy_config_text(p: SiteDeployment, site: Site) -> str:
-    """The envoy.yaml the ConfigMap carries; configuration the generator refuses becomes a render error."""
+    """The envoy.yaml the ConfigMap carries.
+
+    What the generator refuses (a gate without Prometheus, keys over http) the semantic rules and
+    the schemas refuse first, with located messages: here it is an internal error.
+    """
     try:
         return envoy_yaml(envoy_config(p, site))
     except ValueError as exc:
-        raise problem(p, f"envoy: {exc}") from None
+        raise Unvalidated(
+            f"{p.ref}: envoy: {exc} (refused by semantic.prometheus_consistency, schemas)"
+        ) from exc
 
 
 def _probe(period: int, failures: int) -> dict[str, Any]:
@@ -85,10 +90,11 @@ def _probe(period: int, failures: int) -> dict[str, Any]:
 def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """Envoy's ConfigMap, Deployment, Services, optional Ingress and PodDisruptionBudget."""
     r = p.envoy.resources
-    if not (r.cpu and r.memory):
-        raise problem(
-            p, "envoy.resources: both cpu and memory are required (requests and limits on every container)"
-        )
+    require(
+        bool(r.cpu and r.memory),
+        "semantic.resources_complete",
+        f"{p.ref}: envoy.resources needs both cpu and memory",
+    )
     text = envoy_config_text(p, site)
     checksum = hashlib.sha256(text.encode("utf-8")).hexdigest()
     name = names.envoy_name(p)
@@ -294,8 +300,12 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     ing = p.envoy.ingress
     if ing is None:
         return None
-    if site.ingress is None:
-        raise problem(p, "envoy.ingress: the site offers no ingress")
+    require(
+        site.ingress is not None,
+        "semantic.ingress_hosts",
+        f"{p.ref}: envoy.ingress: site {site.name!r} offers no ingress",
+    )
+    assert site.ingress is not None
     m = meta(p, "envoy", names.envoy_name(p))
     annotations = dict(site.ingress.annotations)
     if not site.ingress.publishes_status:
@@ -326,6 +336,10 @@ def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     tls = _ingress_tls(p, site.ingress)
     if tls is not None:
         spec["tls"] = [tls]
-    elif p.envoy.auth is not None and p.envoy.auth.jwt is not None:
-        raise problem(p, "envoy.ingress: " + JWT_WITHOUT_TLS.format(site=p.site))
+    else:
+        require(
+            p.envoy.auth is None or p.envoy.auth.jwt is None,
+            "semantic.jwt_needs_tls",
+            f"{p.ref}: envoy.ingress: a JWT-protected Ingress without TLS",
+        )
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": m, "spec": spec}

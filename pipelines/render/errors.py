@@ -39,3 +39,22 @@ def problem(p: SiteDeployment, message: str, source: Path | None = None) -> Rend
     """A :class:`RenderError` about ``p`` (located at its deployment file unless ``source`` is given)."""
     where = display_path(source if source is not None else p.source)
     return RenderError([RenderProblem(where, p.site, p.ref, message)])
+
+
+class Unvalidated(AssertionError):
+    """A renderer met configuration that a validation rule refuses: a bug of the caller, not of the user.
+
+    Renderers render validated configuration (``pipelines.config.semantic``, ``schemas/``); the
+    located, user-facing message is that rule's. Raised (never stripped like ``assert``) so that
+    typed input from elsewhere cannot render, e.g., a path with ``..`` or a hostPath outside CVMFS.
+    """
+
+
+def require(condition: bool, rule: str, what: str) -> None:
+    """Raise :class:`Unvalidated` unless ``condition``, which the validation ``rule`` guarantees.
+
+    ``rule`` names where the user-facing check lives (``semantic.storage_available``,
+    ``deployment.schema.json``), so the message says which check was bypassed.
+    """
+    if not condition:
+        raise Unvalidated(f"{what} (refused by {rule}: render only validated configuration)")

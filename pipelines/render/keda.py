@@ -31,7 +31,7 @@ from pipelines.config.model import ScalingBehavior, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import metrics, names
 from pipelines.render.durations import whole_seconds
-from pipelines.render.errors import problem
+from pipelines.render.errors import require
 from pipelines.render.objects import meta
 
 WAKE_TARGET = "1000000"  # activation-only trigger: value / target stays far below one replica
@@ -82,8 +82,11 @@ def render_keda(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[s
     a = p.autoscaling
     if a is None:
         return []
-    if names.prometheus_url(p, site) is None:
-        raise problem(p, "autoscaling needs Prometheus, but the site declares none")
+    require(
+        names.prometheus_url(p, site) is not None,
+        "semantic.prometheus_consistency",
+        f"{p.ref}: autoscaling needs Prometheus, but site {site.name!r} declares none",
+    )
     fallback = a.fallback_replicas is not None
     metric_type = "AverageValue" if fallback else "Value"
     load_query = metrics.zero_when_absent(metrics.load_total_query(p) if fallback else metrics.load_query(p))

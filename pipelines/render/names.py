@@ -9,9 +9,27 @@ from __future__ import annotations
 from pipelines.config import layout, model
 from pipelines.config.layout import ARGOCD_DIR, CODEOWNERS_FILE, NAMESPACES_DIR, RENDERED_DIR
 from pipelines.config.model import PrometheusAuth, Site, SiteDeployment
+from pipelines.config.repository import (
+    CHECK_CLIENT_SECRET,
+    GITHUB_READ_TOKEN_SECRET,
+    GITOPS_BRANCH,
+    PIPELINE_IMAGE,
+    PIPELINE_UID,
+)
 from pipelines.config.reserved import PIPELINES_NAMESPACE
 
-__all__ = ["ARGOCD_DIR", "CODEOWNERS_FILE", "NAMESPACES_DIR", "PIPELINES_NAMESPACE", "RENDERED_DIR"]
+__all__ = [
+    "ARGOCD_DIR",
+    "CHECK_CLIENT_SECRET",
+    "CODEOWNERS_FILE",
+    "GITHUB_READ_TOKEN_SECRET",
+    "GITOPS_BRANCH",
+    "NAMESPACES_DIR",
+    "PIPELINES_NAMESPACE",
+    "PIPELINE_IMAGE",
+    "PIPELINE_UID",
+    "RENDERED_DIR",
+]
 
 # --- labels (every object sonic writes carries PART_OF_LABEL; see managed_labels) -------------------
 PART_OF_LABEL = "app.kubernetes.io/part-of"
@@ -24,16 +42,7 @@ DEPLOYMENT_LABEL = "sonic.fastml.org/deployment"
 PART_OF = "sonic"
 MANAGED_BY = "sonic-gitops"
 
-# --- the pipelines' defaults: gitops/repository.yaml may set each (render/gitrepo.py) ---------------
-# The image with the ``sonic`` CLI, built from the repository's Dockerfile, and its non-root user.
-PIPELINE_IMAGE = "ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0"
-PIPELINE_UID = 10001  # the Dockerfile's ``sonic`` user
-# The branch Argo CD syncs from (a rollout copies one deployment's rendered directory there).
-GITOPS_BRANCH = "gitops"
-# OAuth2 client credentials of the checks in the pipelines namespace (JWT deployments).
-CHECK_CLIENT_SECRET = "sonic-check-client"
-# The read-only GitHub token: the one token mounted in experiment namespaces.
-GITHUB_READ_TOKEN_SECRET = "sonic-github-read-token"
+# The pipelines' defaults (gitops/repository.yaml may set each): decided in config/repository.py.
 
 # Triton's three endpoints (fixed by the image), Envoy's client listener, stats and admin.
 TRITON_HTTP = 8000

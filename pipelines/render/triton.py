@@ -30,7 +30,7 @@ from pipelines.config.model import (
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.durations import whole_seconds
-from pipelines.render.errors import problem
+from pipelines.render.errors import require
 from pipelines.render.objects import affinity, meta, resources, spread, tolerations
 from pipelines.render.scanner import image_checks, skip_annotations, uid_checks
 from pipelines.render.security import container_security, pod_security
@@ -207,8 +207,12 @@ def _scheduling(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str
     gpu_resources: dict[str, Any] = {}
     if gpu is not None:
         cls = site.gpu_classes.get(gpu.gpu_class)
-        if cls is None:
-            raise problem(p, f"triton.gpu.class: {gpu.gpu_class!r} is not a GPU class of the site")
+        require(
+            cls is not None,
+            "semantic.gpu_class_known",
+            f"triton.gpu.class: {gpu.gpu_class!r} is not a GPU class of site {site.name!r}",
+        )
+        assert cls is not None
         selector = {**cls.node_selector, **p.triton.node_selector}
         if cls.products:
             product = SelectorRequirement(key=GPU_PRODUCT_LABEL, operator="In", values=cls.products)
@@ -238,10 +242,11 @@ def _pod_metadata(p: SiteDeployment) -> dict[str, Any]:
 def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """The Triton Deployment and its headless Service."""
     r = p.triton.resources
-    if not (r.cpu and r.memory):
-        raise problem(
-            p, "triton.resources: both cpu and memory are required (requests and limits on every container)"
-        )
+    require(
+        bool(r.cpu and r.memory),
+        "semantic.resources_complete",
+        f"{p.ref}: triton.resources needs both cpu and memory",
+    )
     sources = model_sources(p, site, lock)
     gpu_resources, scheduling = _scheduling(p, site)
     env = [*sources.env, names.triton_admin_env()]

@@ -8,12 +8,16 @@ documentation and another in the renderer (SuperSONIC's ``cvmfs`` / ``cvmfs-host
 mismatch left Triton with a silently empty volume).
 
 Every mount is read-only: Triton never writes its model repository.
+
+The configuration is validated (``pipelines.config.semantic.storage_available`` and friends):
+what a rule refuses is an internal error here (:func:`~pipelines.render.errors.require`), never
+a second, differently worded user-facing message.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +26,7 @@ from pipelines.config.model import Site, SiteDeployment
 from pipelines.modelrepo.freshness import stale_reasons
 from pipelines.modelrepo.lock import Lock, lock_path
 from pipelines.render import names
-from pipelines.render.errors import problem
+from pipelines.render.errors import problem, require
 from pipelines.render.objects import meta
 
 _SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -45,8 +49,11 @@ Handler = Callable[[SiteDeployment, Site, ModelSources], None]
 
 def _stays_inside(p: SiteDeployment, field: str, path: str) -> None:
     """Refuse '.' and '..' segments: the schema already does, this guards typed input from elsewhere."""
-    if any(part in (".", "..") for part in path.split("/")):
-        raise problem(p, f"{field}: {path!r} has a '.' or '..' segment; paths must stay inside their volume")
+    require(
+        not any(part in (".", "..") for part in path.split("/")),
+        "deployment.schema.json",
+        f"{field}: {path!r} has a '.' or '..' segment; paths must stay inside their volume",
+    )
 
 
 def _cvmfs_claim(p: SiteDeployment, site: Site, out: ModelSources) -> None:
@@ -73,8 +80,7 @@ def _cvmfs_host_path(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     cvmfs = site.storage.cvmfs
     assert cvmfs is not None and cvmfs.host_path is not None
     refused = cvmfs_host_path_problem(cvmfs.host_path)
-    if refused is not None:  # typed input that did not come through validation
-        raise problem(p, f"site {site.name!r} storage.cvmfs: {refused}")
+    require(refused is None, "semantic.host_paths", f"site {site.name!r} storage.cvmfs: {refused}")
     out.volumes.append({"name": "cvmfs", "hostPath": {"path": cvmfs.host_path, "type": "Directory"}})
 
 
@@ -86,9 +92,12 @@ def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     if not p.model_repository.cvmfs and not p.triton.extra_mounts:
         return
     cvmfs = site.storage.cvmfs
-    if cvmfs is None:
-        field = "modelRepository.cvmfs" if p.model_repository.cvmfs else "triton.extraMounts"
-        raise problem(p, f"{field}: the site offers no CVMFS (storage.cvmfs)")
+    require(
+        cvmfs is not None,
+        "semantic.storage_available, semantic.extra_mounts",
+        f"{p.ref}: site {site.name!r} offers no CVMFS (storage.cvmfs)",
+    )
+    assert cvmfs is not None
     mode = "storageClass" if cvmfs.storage_class is not None else "hostPath"
     CVMFS_MODES[mode](p, site, out)
     if p.model_repository.cvmfs:
@@ -121,8 +130,11 @@ def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
 def _pvc(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     claims: list[str] = []
     for i, entry in enumerate(p.model_repository.pvc):
-        if entry.claim not in site.storage.pvcs:
-            raise problem(p, f"modelRepository.pvc[{i}]: claim {entry.claim!r} is not offered by the site")
+        require(
+            entry.claim in site.storage.pvcs,
+            "semantic.storage_available",
+            f"modelRepository.pvc[{i}]: claim {entry.claim!r} is not offered by site {site.name!r}",
+        )
         if entry.claim not in claims:
             claims.append(entry.claim)
             out.volumes.append(
@@ -148,8 +160,12 @@ def _nfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     if not p.model_repository.nfs:
         return
     nfs = site.storage.nfs
-    if nfs is None:
-        raise problem(p, "modelRepository.nfs: the site offers no NFS export (storage.nfs)")
+    require(
+        nfs is not None,
+        "semantic.storage_available",
+        f"site {site.name!r} offers no NFS export (storage.nfs)",
+    )
+    assert nfs is not None
     for i, rel in enumerate(p.model_repository.nfs):
         _stays_inside(p, f"modelRepository.nfs[{i}]", rel)
     out.volumes.append(
@@ -172,7 +188,15 @@ def _baked(p: SiteDeployment, site: Site, out: ModelSources) -> None:
 IN_PLACE: dict[str, Handler] = {"cvmfs": _cvmfs, "pvc": _pvc, "nfs": _nfs, "baked": _baked}
 
 
-def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSources) -> None:
+def check_lock(p: SiteDeployment, lock: Lock | None, configs: Mapping[str, str | None]) -> None:
+    """Refuse to render models with artifacts without a lock, or with one that is not current.
+
+    ``configs``: sha256 of each supplied config.pbtxt
+    (:func:`pipelines.modelrepo.freshness.supplied_config_sha256`, read at the edge).
+
+    Raises:
+        RenderError: no lock (never built), or one that does not match the declared models.
+    """
     built = [m for m in p.models if m.artifact is not None]
     if not built:
         return
@@ -185,7 +209,7 @@ def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSource
         )
     # The same staleness rules `sonic build-models` uses: artifacts, versions and the generated
     # config.pbtxt (batching, tensors, instances) must all match what was built.
-    reasons = stale_reasons(lock, p)
+    reasons = stale_reasons(lock, p, configs)
     if reasons or not _SNAPSHOT_ID.match(lock.snapshot):
         raise problem(
             p,
@@ -193,6 +217,17 @@ def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSource
             ": run `sonic build-models` again and commit the lock file",
             source=where,
         )
+
+
+def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSources) -> None:
+    if not any(m.artifact is not None for m in p.models):
+        return
+    require(
+        lock is not None and bool(_SNAPSHOT_ID.match(lock.snapshot)),
+        "volumes.check_lock",
+        f"{p.ref}: models with artifacts need a current lock",
+    )
+    assert lock is not None
     snapshots = site.storage.snapshots
     s3 = site.storage.s3
     if snapshots is not None:
@@ -221,21 +256,27 @@ def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSource
             for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         )
     else:
-        raise problem(
-            p,
-            "models with artifacts are served from a built snapshot, but the site offers no snapshot "
-            "storage (storage.snapshots or storage.s3)",
+        require(
+            False,
+            "semantic.storage_available",
+            f"site {site.name!r} offers no snapshot storage (storage.snapshots or storage.s3) for models with artifacts",
         )
 
 
 def model_sources(p: SiteDeployment, site: Site, lock: Lock | None) -> ModelSources:
-    """Every model source of ``p`` at ``site``: the built snapshot first, then the in-place ones."""
+    """Every model source of ``p`` at ``site``: the built snapshot first, then the in-place ones.
+
+    ``lock`` passed :func:`check_lock` (``render_site_deployment`` checks it first).
+    """
     out = ModelSources()
     _snapshot(p, site, lock, out)
     for handler in IN_PLACE.values():
         handler(p, site, out)
-    if not out.repositories:
-        raise problem(p, "no model repository: give models an artifact or declare modelRepository sources")
+    require(
+        bool(out.repositories),
+        "semantic.model_has_source",
+        f"{p.ref}: no model repository (no artifact, no modelRepository source)",
+    )
     return out
 
 

@@ -1,5 +1,5 @@
 """One place for each name: repository paths (config/layout.py), deployment references, labels and
-the pipelines' defaults (render/names.py). The source scans below fail when a caller spells one out.
+the pipelines' defaults (config/repository.py). The source scans below fail when a caller spells one out.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import layout, ownership
+from pipelines.config import layout, ownership, repository
 from pipelines.config.model import Deployment, deployment_ref
 from pipelines.config.tree import Tree, classify
 from pipelines.modelrepo.lock import lock_path
-from pipelines.render import gitrepo, names
+from pipelines.render import names
 from pipelines.workflows import settings
 from tests.render import support
 
@@ -41,10 +41,12 @@ DEFAULTS = {
 
 LAYOUT_MODULE = "pipelines/config/layout.py"
 NAMES_MODULE = "pipelines/render/names.py"
+# The pipelines' defaults (image, UID, branch, Secrets): the repository settings' own module.
+DEFAULTS_MODULE = "pipelines/config/repository.py"
 # The only other places allowed to spell these, and why.
 ALLOWED: dict[tuple[str, str], str] = {
     # The GitOps branch's default name, not a directory.
-    (NAMES_MODULE, "gitops"): "GITOPS_BRANCH",
+    (DEFAULTS_MODULE, "gitops"): "GITOPS_BRANCH",
 }
 
 
@@ -145,7 +147,7 @@ def test_deployment_references_are_spelled_only_in_one_place() -> None:
 
 
 def test_labels_and_pipeline_defaults_are_spelled_only_in_names() -> None:
-    assert _found(label_literals, {NAMES_MODULE}) == []
+    assert _found(label_literals, {NAMES_MODULE, DEFAULTS_MODULE}) == []
 
 
 def test_allowlist_entries_are_still_needed() -> None:
@@ -161,7 +163,7 @@ def test_ownership_and_names_use_the_layout_module() -> None:
     for constant in ("RENDERED_DIR", "ARGOCD_DIR", "CODEOWNERS_FILE", "NAMESPACES_DIR"):
         assert getattr(names, constant) is getattr(layout, constant)
         assert getattr(ownership, constant) is getattr(layout, constant)
-    assert gitrepo.REPOSITORY_FILE.as_posix() == layout.REPOSITORY_FILE
+    assert repository.REPOSITORY_FILE.as_posix() == layout.REPOSITORY_FILE
     assert ownership.INFRASTRUCTURE_PATHS[2:6] == (
         "gitops/repository.yaml",
         "gitops/workflows/",
@@ -222,13 +224,13 @@ def test_labels_of_a_placement_are_the_managed_ones_plus_its_selector(tree: Tree
 
 
 def test_pipeline_defaults_agree_between_the_repository_file_and_the_pipelines() -> None:
-    repo, pipelines = gitrepo.DEFAULT, settings.DEFAULT
+    repo, pipelines = repository.DEFAULT, settings.DEFAULT
     assert pipelines.image == repo.pipeline_image == names.PIPELINE_IMAGE
     assert pipelines.run_as_user == repo.pipeline_user == names.PIPELINE_UID
     assert pipelines.gitops_branch == repo.branch == names.GITOPS_BRANCH
     assert pipelines.check_client == repo.check_client_secret == names.CHECK_CLIENT_SECRET
     assert pipelines.github_read_token.name == repo.github_read_token_secret == names.GITHUB_READ_TOKEN_SECRET
-    properties = gitrepo.SCHEMA["properties"]
+    properties = repository.SCHEMA["properties"]
     assert properties["pipelineUser"]["default"] == names.PIPELINE_UID
     assert properties["checkClientSecret"]["default"] == names.CHECK_CLIENT_SECRET
     assert properties["githubReadToken"]["default"] == names.GITHUB_READ_TOKEN_SECRET

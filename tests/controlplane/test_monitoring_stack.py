@@ -18,7 +18,7 @@ import pytest
 from pipelines.render import names, render_site_deployment
 from pipelines.render.names import POD_SECURITY_LEVEL
 from tests.controlplane.test_rbac import allowed
-from tests.render.support import lock_for, placement
+from tests.render.support import inputs_for, placement
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace
 
 NAMESPACE = "cms-monitoring-stack"
@@ -28,7 +28,7 @@ def _objects() -> list[dict[str, Any]]:
     """The stack's objects (and their neighbours) moved into NAMESPACE."""
     p, site = placement("anvil", "particlenet-anvil")
     assert p.monitoring.prometheus.enabled and p.monitoring.grafana.enabled and p.monitoring.tracing.enabled
-    objs = copy.deepcopy(render_site_deployment(p, site, lock_for(p)))
+    objs = copy.deepcopy(render_site_deployment(p, site, inputs_for(p)))
     for obj in objs:
         obj["metadata"]["namespace"] = NAMESPACE
         for subject in obj.get("subjects", []):

@@ -30,6 +30,7 @@ from pipelines.importers.supersonic.chart import defaults, schema
 from pipelines.importers.supersonic.table import Key, format_key, table
 from pipelines.importers.supersonic.tritonargs import ArgsProblem, command_line, options
 from pipelines.render import render_site_deployment
+from pipelines.render.inputs import read_deployment_inputs
 
 HERE = Path(__file__).parent
 VALUES = HERE / "values"
@@ -215,7 +216,7 @@ def _objects(result: ImportResult, dest: Path) -> tuple[dict[str, Any], list[dic
     p = t.deployment(result.name).at(result.site)
     assert p is not None
     return yaml.safe_load((dest / "experiments" / result.experiment / f"{result.name}.yaml").read_text()), (
-        render_site_deployment(p, t.sites[result.site], None)
+        render_site_deployment(p, t.sites[result.site], read_deployment_inputs(p, None))
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from pipelines.config.checked import check_tree
 from pipelines.modelrepo.build import BuildResult
-from pipelines.modelrepo.freshness import stale_reasons
+from pipelines.modelrepo.freshness import stale_reasons, supplied_config_sha256
 from pipelines.modelrepo.lock import read_lock
 from tests.conftest import ROOT
 from tests.modelrepo.support import Repo, tagger_entry
@@ -17,7 +17,7 @@ def test_the_committed_example_lock_is_current() -> None:
     (p,) = tree.deployment("cms/minimal").placements
     lock = read_lock(p.source, p.name)
     assert lock is not None
-    assert stale_reasons(lock, p) == []
+    assert stale_reasons(lock, p, supplied_config_sha256(p)) == []
 
 
 def test_declaration_changes_make_the_lock_stale(
@@ -28,19 +28,19 @@ def test_declaration_changes_make_the_lock_stale(
     lock = run_build().lock
     assert lock is not None
     _, d = repo.load()
-    assert stale_reasons(lock, d.placements[0]) == []
+    assert stale_reasons(lock, d.placements[0], {}) == []
 
     repo.deployment(
         [tagger_entry(tagger_bytes, dynamicBatching={"preferredBatchSize": [2]}, versions=[1, 2])]
     )
     _, d = repo.load()
-    assert stale_reasons(lock, d.placements[0]) == [
+    assert stale_reasons(lock, d.placements[0], {}) == [
         "model 'tagger': versions changed",
         "model 'tagger': its config.pbtxt changed (batching, tensors, instances, ...)",
     ]
     repo.deployment([tagger_entry(tagger_bytes, name="other")])
     _, d = repo.load()
-    assert stale_reasons(lock, d.placements[0]) == [
+    assert stale_reasons(lock, d.placements[0], {}) == [
         "model 'tagger' is locked but not declared with an artifact",
         "model 'other' is declared but not in the lock",
     ]

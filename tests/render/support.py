@@ -15,7 +15,8 @@ import yaml
 from pipelines.config import Site, SiteDeployment, Tree, load_tree
 from pipelines.modelrepo.freshness import expected_config_sha256
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
-from pipelines.render import render_site_deployment
+from pipelines.render import DeploymentInputs, render_site_deployment
+from pipelines.render.inputs import read_deployment_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT.parent / "shared" / "crds"
@@ -58,6 +59,16 @@ def lock_for(p: SiteDeployment) -> Lock | None:
     return Lock(p.experiment, p.name, content_digest(p.experiment, p.name, models), models)
 
 
+def inputs_for(p: SiteDeployment) -> DeploymentInputs:
+    """What rendering ``p`` reads (its supplied configs and reference files), with the lock of :func:`lock_for`."""
+    return read_deployment_inputs(p, lock_for(p))
+
+
+def unlocked_inputs(p: SiteDeployment) -> DeploymentInputs:
+    """What rendering ``p`` reads, without a lock (for deployments with no artifact model)."""
+    return read_deployment_inputs(p, None)
+
+
 def placements() -> list[tuple[SiteDeployment, Site]]:
     t = tree()
     return [(p, t.sites[p.site]) for p in t.site_deployments()]
@@ -77,7 +88,7 @@ def ident(p: SiteDeployment) -> str:
 @functools.cache
 def _rendered(site: str, name: str) -> tuple[dict[str, Any], ...]:
     p, s = placement(site, name)
-    return tuple(render_site_deployment(p, s, lock_for(p)))
+    return tuple(render_site_deployment(p, s, inputs_for(p)))
 
 
 def rendered(p: SiteDeployment) -> list[dict[str, Any]]:

@@ -18,7 +18,8 @@ from jsonschema import Draft7Validator
 
 from pipelines.config import load_tree
 from pipelines.config.errors import ConfigErrors
-from pipelines.render import RenderError, names, render_site_deployment, render_tree
+from pipelines.config.repository import DEFAULT, load_repository
+from pipelines.render import RenderError, names, read_inputs, render_site_deployment, render_tree
 from pipelines.render.argocd import (
     APPLICATION_FILE,
     CHECK_SPEC_DIR,
@@ -30,7 +31,7 @@ from pipelines.render.argocd import (
     render_argocd_site,
 )
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
-from pipelines.render.gitrepo import DEFAULT, load_repository
+from pipelines.render.inputs import read_deployment_inputs
 from pipelines.workflows.rollout_ops import target as rollout_target
 from tests.render.support import (
     CRDS,
@@ -39,7 +40,7 @@ from tests.render.support import (
     crd_schema,
     find,
     ident,
-    lock_for,
+    inputs_for,
     placement,
     placements,
     pods,
@@ -172,7 +173,7 @@ def _generated_applications(files: dict[str, str], appset: dict[str, Any]) -> li
 def test_application_set_generates_what_the_rollout_waits_for() -> None:
     """Every rendered directory becomes exactly the Application `sonic rollout` waits for."""
     t = tree()
-    files = render_tree(t)
+    files = render_tree(t, read_inputs(t))
     for site in sorted(t.sites):
         appset = find(_argocd(site), "ApplicationSet")
         apps = _generated_applications(files, appset)
@@ -195,7 +196,7 @@ def test_application_set_generates_what_the_rollout_waits_for() -> None:
 
 
 def test_application_file_is_never_applied() -> None:
-    files = render_tree(tree())
+    files = render_tree(tree(), read_inputs(tree()))
     directories = {path.rsplit("/", 1)[0] for path in files if path.startswith("gitops/rendered/")}
     for directory in directories:
         kustomization = yaml.safe_load(files[f"{directory}/kustomization.yaml"])
@@ -207,9 +208,11 @@ def test_application_file_is_never_applied() -> None:
 
 def test_deployments_come_and_go_without_touching_the_argocd_tree(example_tree: Path) -> None:
     """A removed deployment loses its directory (so its Application); gitops/argocd stays byte-identical."""
-    before = render_tree(load_tree(example_tree))
+    t = load_tree(example_tree)
+    before = render_tree(t, read_inputs(t))
     (example_tree / "experiments" / "atlas" / "traccc.yaml").unlink()
-    after = render_tree(load_tree(example_tree))
+    t = load_tree(example_tree)
+    after = render_tree(t, read_inputs(t))
     assert "gitops/rendered/nautilus/atlas/traccc/application.json" in before
     assert not any(path.startswith("gitops/rendered/nautilus/atlas/traccc/") for path in after)
     argocd = {k: v for k, v in before.items() if k.startswith("gitops/argocd/")}
@@ -223,7 +226,7 @@ def test_deployments_come_and_go_without_touching_the_argocd_tree(example_tree: 
 
 def test_a_tampered_application_file_chooses_neither_project_nor_name() -> None:
     """Issue 11, finding 11: the project and the name come from the directory, not the file."""
-    files = render_tree(tree())
+    files = render_tree(tree(), read_inputs(tree()))
     appset = find(_argocd("nautilus"), "ApplicationSet")
     mine = "gitops/rendered/nautilus/cms/particlenet"
     tampered = {
@@ -265,7 +268,7 @@ def test_a_tampered_application_file_chooses_neither_project_nor_name() -> None:
 
 def test_an_application_file_listing_several_objects_makes_no_second_application() -> None:
     """The generator accepts an array of objects per file; each yields the same path-derived name."""
-    files = render_tree(tree())
+    files = render_tree(tree(), read_inputs(tree()))
     appset = find(_argocd("nautilus"), "ApplicationSet")
     mine = "gitops/rendered/nautilus/cms/particlenet"
     one = json.loads(files[f"{mine}/{APPLICATION_FILE}"])
@@ -445,18 +448,23 @@ def test_check_spec_over_a_mebibyte_is_refused(example_tree: Path) -> None:
         b"\0" * CONFIGMAP_LIMIT
     )
     with pytest.raises(RenderError) as info:
-        render_site_deployment(p, site, lock_for(p))
+        render_site_deployment(p, site, inputs_for(p))
     text = str(info.value)
     assert "experiments/cms/minimal.yaml" in text and "minimal-check" in text and "1 MiB" in text
     assert "checks.models[].reference" in text
 
 
 def test_unreadable_reference_file_is_a_render_error(example_tree: Path) -> None:
-    # Validation already refuses a missing file; this is one that vanished after it.
-    p, site = _minimal_of(example_tree)
+    # Validation already refuses a missing file; this is one that vanished after it. It is read
+    # at the edge (read_inputs), and render_tree reports it with the other deployments' problems.
+    t = load_tree(example_tree)
     (example_tree / "experiments" / "cms" / "checks" / "btag_mini_inputs.npz").unlink()
-    with pytest.raises(RenderError, match=r"btag_mini_inputs\.npz: reference file .* cannot be read"):
-        render_site_deployment(p, site, lock_for(p))
+    unreadable = r"btag_mini_inputs\.npz: reference file .* cannot be read"
+    with pytest.raises(RenderError, match=unreadable):
+        read_deployment_inputs(t.deployment("cms/minimal").placements[0], None)
+    with pytest.raises(RenderError, match=unreadable) as info:
+        render_tree(t, read_inputs(t))
+    assert {problem.deployment for problem in info.value.problems} == {"cms/minimal"}
 
 
 def test_repository_file_is_validated(tmp_path: Path) -> None:
@@ -484,7 +492,7 @@ def test_tree_uses_the_repository_file() -> None:
     repo = DEFAULT.__class__(
         url="https://git.example.org/fork.git", branch="main", pipeline_image="example.org/sonic:1"
     )
-    files = render_tree(t, repo=repo, only={"cms/particlenet"})
+    files = render_tree(t, read_inputs(t, repo), only={"cms/particlenet"})
     assert "https://git.example.org/fork.git" in files["gitops/argocd/geddes/appproject.yaml"]
     assert "example.org/sonic:1" in files["gitops/rendered/geddes/cms/particlenet/job.yaml"]
     assert all(
@@ -503,7 +511,7 @@ def test_a_site_that_requires_digests_refuses_a_pipeline_image_by_tag() -> None:
     p, site = placement("uchicago", "minimal")
     strict = site.model_copy(update={"require_image_digests": True})
     with pytest.raises(RenderError) as info:
-        render_site_deployment(p, strict, lock_for(p))
+        render_site_deployment(p, strict, inputs_for(p))
     (problem,) = info.value.problems
     assert problem.file == "gitops/repository.yaml" and problem.site == "uchicago"
     assert f"pipelineImage {DEFAULT.pipeline_image!r} is pinned by tag only" in problem.message
@@ -511,7 +519,7 @@ def test_a_site_that_requires_digests_refuses_a_pipeline_image_by_tag() -> None:
     pinned = DEFAULT.__class__(
         url=DEFAULT.url, branch=DEFAULT.branch, pipeline_image=DEFAULT.pipeline_image + DIGEST
     )
-    job = find(render_site_deployment(p, strict, lock_for(p), repo=pinned), "Job")
+    job = find(render_site_deployment(p, strict, inputs_for(p), repo=pinned), "Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == DEFAULT.pipeline_image + DIGEST
 
 
@@ -524,7 +532,7 @@ def test_images_pinned_by_digest_are_rendered_as_written() -> None:
             "envoy": p.envoy.model_copy(update={"image": envoy}),
         }
     )
-    objs = render_site_deployment(pinned, site, lock_for(pinned))
+    objs = render_site_deployment(pinned, site, inputs_for(pinned))
     images = {
         find(objs, "Deployment", n)["spec"]["template"]["spec"]["containers"][0]["image"]
         for n in (names.triton_name(p), names.envoy_name(p))

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 import pipelines.cli.render as render_cli
 from pipelines.cli import cli
 from pipelines.cli.render import SCRATCH_PREFIX, read_tree, write_tree
-from pipelines.render import render_tree
+from pipelines.render import read_inputs, render_tree
 from tests.render.support import ROOT, tree
 
 GIT = shutil.which("git")
@@ -78,7 +78,7 @@ def test_render_restores_the_tree_and_is_byte_identical(repo: Path) -> None:
 
 
 def test_rendering_twice_is_byte_identical() -> None:
-    assert render_tree(tree()) == render_tree(tree())
+    assert render_tree(tree(), read_inputs(tree())) == render_tree(tree(), read_inputs(tree()))
 
 
 def test_removed_deployment_leaves_no_stale_files(repo: Path) -> None:
@@ -105,7 +105,7 @@ def test_only_rerenders_one_deployment(repo: Path) -> None:
 
 def test_interrupted_render_leaves_the_old_tree(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = _snapshot(repo)
-    files = render_tree(tree())
+    files = render_tree(tree(), read_inputs(tree()))
     files = {k: v.replace("replicas: 5", "replicas: 6") for k, v in files.items()}
     written = 0
     real = render_cli._write_file

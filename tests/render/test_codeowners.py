@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from pipelines.config.ownership import INFRASTRUCTURE_PATHS, Owner, handles, is_generated, source_owner
+from pipelines.config.repository import load_repository
 from pipelines.render.codeowners import render_codeowners
-from pipelines.render.gitrepo import load_repository
 from tests.render.support import ROOT, tree
 
 # The only pattern forms the file uses; GitHub's CODEOWNERS syntax (gitignore rules, without

@@ -23,7 +23,7 @@ from pipelines.render.envoy import LUA_FILTER, envoy_config
 from pipelines.render.metrics import gate_query, load_query, queue_latency_query
 from pipelines.render.triton import flag_args
 from tests.render.conftest import FakePrometheus
-from tests.render.support import find, placement, rendered
+from tests.render.support import find, placement, rendered, unlocked_inputs
 from tests.render.test_admission_gate import repository_index, start, vector
 from tests.render.test_envoy import with_envoy
 
@@ -130,7 +130,7 @@ def everything(example_tree: Path) -> tuple[SiteDeployment, Site, list[dict[str,
         EVERYTHING,
         allowed="[nginx.ingress.kubernetes.io/proxy-*, nginx.ingress.kubernetes.io/backend-protocol]",
     )
-    return p, site, render_site_deployment(p, site, None)
+    return p, site, render_site_deployment(p, site, unlocked_inputs(p))
 
 
 def _deployment(objs: list[dict[str, Any]], component: str) -> dict[str, Any]:
@@ -353,7 +353,9 @@ def test_readiness_modes(example_tree: Path) -> None:
     def probe(mode: str) -> dict[str, Any] | None:
         text = CPU + f"triton:\n  probes:\n    readiness: {{mode: {mode}}}\n"
         p, site = _load(example_tree, text)
-        return _pod(render_site_deployment(p, site, None), "triton")["containers"][0].get("readinessProbe")
+        return _pod(render_site_deployment(p, site, unlocked_inputs(p)), "triton")["containers"][0].get(
+            "readinessProbe"
+        )
 
     default = probe("default")
     assert default is not None and default["periodSeconds"] == 10 and default["failureThreshold"] == 3
@@ -389,7 +391,7 @@ def test_tls_default_wins_over_the_sites_secret() -> None:
     q = p.model_copy(
         update={"envoy": p.envoy.model_copy(update={"ingress": ing.model_copy(update={"tls": "default"})})}
     )
-    envoy_ingress = find(render_site_deployment(q, site, None), "Ingress", f"{p.name}-envoy")
+    envoy_ingress = find(render_site_deployment(q, site, unlocked_inputs(q)), "Ingress", f"{p.name}-envoy")
     assert envoy_ingress["spec"]["tls"] == [{"hosts": [ing.host]}]
 
 

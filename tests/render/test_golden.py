@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.config.repository import DEFAULT
 from pipelines.render.argocd import render_argocd_site
-from pipelines.render.gitrepo import DEFAULT
 from pipelines.render.yamlout import dump, dump_all
 from tests.render.support import ROOT, ident, placements, rendered, tree
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from pipelines.config.model import Site, SiteDeployment
-from pipelines.render import RenderError, names
+from pipelines.render import names
 from pipelines.render.argocd import ingress_health_lua
 from pipelines.render.envoyproxy import render_envoy
+from pipelines.render.errors import Unvalidated
 from tests.render.support import ROOT, find, placement, placements, rendered
 
 
@@ -74,16 +75,11 @@ def test_tls_secret_precedence() -> None:
 
 
 def test_jwt_without_tls_is_refused_by_the_renderer() -> None:
+    """As unvalidated configuration: semantic.jwt_needs_tls tells the user (rule-jwt-ingress-without-tls)."""
     p, site = placement("nautilus", "cnn-classifier")
     bare = _site_with(site, tls_secret=None, default_certificate=False)
-    with pytest.raises(RenderError) as exc:
+    with pytest.raises(Unvalidated, match=r"without TLS.*semantic\.jwt_needs_tls"):
         render_envoy(p, bare, None)
-    message = str(exc.value)
-    assert (
-        "clear text" in message
-        and "ingress.defaultCertificate" in message
-        and "envoy.ingress.tlsSecret" in message
-    )
 
 
 # --- site facts of the ingress controller (defect 13) -----------------------------------------------

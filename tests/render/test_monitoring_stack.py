@@ -29,7 +29,7 @@ from pipelines.render.envoy import DEFAULT_SAMPLING_RATE, envoy_config
 from pipelines.render.monitoring import RULES_KEY
 from pipelines.render.monitoring_stack import GRAFANA_UID, PROMETHEUS_CONFIG_KEY, prometheus_config
 from pipelines.render.triton import triton_args
-from tests.render.support import find, lock_for, placement, rendered
+from tests.render.support import find, inputs_for, placement, rendered
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -50,7 +50,7 @@ def _variant(site: str, name: str, **monitoring: Any) -> tuple[SiteDeployment, l
         update={k: type(getattr(p.monitoring, k))(**v) for k, v in monitoring.items()}
     )
     q = p.model_copy(update={"monitoring": m})
-    return q, render_site_deployment(q, s, lock_for(q))
+    return q, render_site_deployment(q, s, inputs_for(q))
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
@@ -394,7 +394,7 @@ def test_triton_traces_to_the_collector_over_otlp_http() -> None:
     )
     q = p.model_copy(update={"triton": p.triton.model_copy(update={"server": server})})
     assert f"--trace-config=opentelemetry,url={names.otel_collector_http(q)}" in triton_args(q, [])
-    objs = render_site_deployment(q, s, lock_for(q))
+    objs = render_site_deployment(q, s, inputs_for(q))
     rules = find(objs, "NetworkPolicy", names.otel_collector_name(q))["spec"]["ingress"]
     assert [r["ports"][0]["port"] for r in rules] == [names.OTLP_GRPC, names.OTLP_HTTP]
     assert rules[1]["from"] == [{"podSelector": {"matchLabels": names.selector(q, "triton")}}]

@@ -19,7 +19,7 @@ from pipelines.render import names, render_site_deployment
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.envoyproxy import MAX_WORKERS, envoy_workers
 from tests.config.support import SONIC
-from tests.render.support import all_objects, find, lock_for, placement, placements, rendered
+from tests.render.support import all_objects, find, inputs_for, placement, placements, rendered
 from tests.render.support import ident as ident_of
 
 INSTALLERS = ("apt-get", "apt ", "yum", "dnf", "apk", "pip", "conda", "curl -", "wget", "install")
@@ -177,7 +177,9 @@ def test_workers_follow_the_cpu_limit_unless_set(
     tree = load_tree(example_tree)
     p = tree.deployment("cms/minimal").placements[0]
     assert envoy_workers(p) == workers
-    assert _concurrency(_envoy(render_site_deployment(p, tree.sites[p.site], lock_for(p)), p.name)) == workers
+    assert (
+        _concurrency(_envoy(render_site_deployment(p, tree.sites[p.site], inputs_for(p)), p.name)) == workers
+    )
 
 
 def test_workers_derived_from_a_huge_cpu_limit_are_clamped(example_tree: Path) -> None:

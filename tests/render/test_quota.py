@@ -20,10 +20,10 @@ from pipelines.config.footprint import deployment_footprint
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.config.quantity import parse_quantity
 from pipelines.config.tree import Tree
-from pipelines.render import names, render_site_deployment, render_tree
+from pipelines.render import names, read_inputs, render_site_deployment, render_tree
 from pipelines.render.quota import render_namespace_quota
 from pipelines.workflows.controller import EXECUTOR
-from tests.render.support import ROOT, lock_for, tree
+from tests.render.support import ROOT, inputs_for, tree
 
 KEYS = ("requests.cpu", "limits.cpu", "requests.memory", "limits.memory")
 
@@ -79,7 +79,7 @@ def rendered_use(t: Tree, site: Site, namespace: str) -> tuple[dict[str, Decimal
     total: dict[str, Decimal] = defaultdict(Decimal)
     placements = [p for p in t.site_deployments(site.name) if p.namespace == namespace]
     for p in placements:
-        for obj in render_site_deployment(p, site, lock_for(p)):
+        for obj in render_site_deployment(p, site, inputs_for(p)):
             if obj["kind"] == "Deployment":
                 _add(total, _pod_use(_containers(obj["spec"]["template"]["spec"])), _max_replicas(p, obj))
             elif obj["kind"] == "Job":
@@ -124,7 +124,7 @@ def test_the_quota_covers_every_rendered_pod_at_its_most(site_name: str, namespa
 
 def test_every_rendered_container_states_requests_and_limits() -> None:
     """ResourceQuota admission refuses a pod with any container lacking what the quota bounds."""
-    files = render_tree(tree())
+    files = render_tree(tree(), read_inputs(tree()))
     seen = 0
     for path, text in files.items():
         if not path.endswith(".yaml") or "/_namespaces/" in path or not path.startswith("gitops/rendered/"):
@@ -181,7 +181,7 @@ def test_the_quota_is_the_site_files() -> None:
 
 def test_every_granted_namespace_gets_its_quota_directory() -> None:
     t = tree()
-    files = render_tree(t)
+    files = render_tree(t, read_inputs(t))
     for site in t.sites.values():
         for grant in site.experiments.values():
             for ns in grant.namespaces:

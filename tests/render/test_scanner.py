@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 
 from pipelines.config import Site, SiteDeployment
+from pipelines.config.repository import DEFAULT, Repository
 from pipelines.render import render_site_deployment
 from pipelines.render.argocd import render_argocd_site
-from pipelines.render.gitrepo import DEFAULT, Repository
 from pipelines.render.scanner import ACCEPTED, SKIP_ANNOTATION, image_checks, skip_annotations, uid_checks
 from pipelines.render.yamlout import dump_all
 from pipelines.workflows import render as workflows
-from tests.render.support import ROOT, lock_for, placement, placements, tree
+from tests.render.support import ROOT, inputs_for, placement, placements, tree
 
 CONFIG = ROOT / ".checkov.yaml"
 SECURITY_DOC = ROOT / "docs" / "security.md"
@@ -79,7 +79,7 @@ def write_tree(dest: Path, *, suppressions: bool = True) -> Path:
     pinned, pinned_site, pinned_repo = _pinned()
     deployments = [(p, s, DEFAULT) for p, s in placements()] + [(pinned, pinned_site, pinned_repo)]
     for p, site, repo in deployments:
-        objs = render_site_deployment(p, site, lock_for(p), repo=repo)
+        objs = render_site_deployment(p, site, inputs_for(p), repo=repo)
         if not suppressions:
             objs = _strip(objs)
         out = dest / "rendered" / p.site / p.experiment / f"{p.name}.yaml"
@@ -200,7 +200,7 @@ def test_the_rendered_suppressions_follow_the_images() -> None:
     pinned, site, repo = _pinned()
     for p, s, r in ((*placement("uchicago", "minimal"), DEFAULT), (pinned, site, repo)):
         objs = {
-            (o["kind"], o["metadata"]["name"]): o for o in render_site_deployment(p, s, lock_for(p), repo=r)
+            (o["kind"], o["metadata"]["name"]): o for o in render_site_deployment(p, s, inputs_for(p), repo=r)
         }
         checks = {
             key: {v.split("=")[0] for k, v in o["metadata"].get("annotations", {}).items() if "checkov" in k}

@@ -17,9 +17,9 @@ import pytest
 from pipelines.config.model import S3, Cvmfs, Storage
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
 from pipelines.render import names
-from pipelines.render.errors import RenderError
+from pipelines.render.errors import RenderError, Unvalidated
 from pipelines.render.triton import render_triton
-from pipelines.render.volumes import CVMFS_MODES, IN_PLACE
+from pipelines.render.volumes import CVMFS_MODES, IN_PLACE, check_lock
 from tests.render.support import ROOT, find, lock_for, placement, placements, rendered
 
 SH = shutil.which("sh")
@@ -267,7 +267,7 @@ def test_renderer_refuses_dot_dot_even_without_the_schema(
 ) -> None:
     p, site = placement("uchicago", "exatrkx")
     q = p.model_copy(update={"model_repository": p.model_repository.model_copy(update=update)})
-    with pytest.raises(RenderError, match=re.escape(message)):
+    with pytest.raises(Unvalidated, match=re.escape(message)):
         render_triton(q, site, None)
 
 
@@ -275,14 +275,17 @@ def test_renderer_refuses_a_dot_dot_pvc_sub_path() -> None:
     p, site = placement("uchicago", "exatrkx")
     entry = p.model_repository.pvc[0].model_copy(update={"path": "exatrkx/../../other"})
     q = p.model_copy(update={"model_repository": p.model_repository.model_copy(update={"pvc": (entry,)})})
-    with pytest.raises(RenderError, match=re.escape("modelRepository.pvc[0].path: 'exatrkx/../../other'")):
+    with pytest.raises(Unvalidated, match=re.escape("modelRepository.pvc[0].path: 'exatrkx/../../other'")):
         render_triton(q, site, None)
 
 
-def test_source_the_site_does_not_offer_is_an_error() -> None:
+def test_source_the_site_does_not_offer_is_refused_as_unvalidated() -> None:
+    """semantic.storage_available says it to the user (corpus: rule-storage-*-not-offered)."""
     p, site = placement("uchicago", "exatrkx")
     bare = site.model_copy(update={"storage": Storage(pvcs=())})
-    with pytest.raises(RenderError, match="claim 'atlas-models' is not offered"):
+    with pytest.raises(
+        Unvalidated, match=r"claim 'atlas-models' is not offered.*semantic\.storage_available"
+    ):
         render_triton(p, bare, None)
 
 
@@ -307,22 +310,25 @@ def test_snapshot_is_mounted_read_only_from_the_site_claim() -> None:
 def test_artifacts_without_a_lock_are_a_clear_error() -> None:
     p, site = placement("uchicago", "minimal")
     with pytest.raises(RenderError) as info:
-        render_triton(p, site, None)
+        check_lock(p, None, {})
     text = str(info.value)
     assert "experiments/cms/minimal.yaml" in text and "sonic build-models" in text and "btag_mini" in text
+    with pytest.raises(Unvalidated, match=r"volumes\.check_lock"):
+        render_triton(p, site, None)
 
 
 def test_stale_or_edited_lock_is_an_error() -> None:
-    p, site = placement("uchicago", "minimal")
+    p, _ = placement("uchicago", "minimal")
     lock = lock_for(p)
     assert lock is not None
     other = LockedModel("btag_mini", (1,), "x", "f" * 64, 1, "0" * 64)
     stale = Lock("cms", "minimal", content_digest("cms", "minimal", (other,)), (other,))
     with pytest.raises(RenderError, match="does not match the declared models"):
-        render_triton(p, site, stale)
+        check_lock(p, stale, {})
     edited = Lock(lock.experiment, lock.deployment, "0" * 64, lock.models)
     with pytest.raises(RenderError, match="edited by hand"):
-        render_triton(p, site, edited)
+        check_lock(p, edited, {})
+    check_lock(p, lock, {})  # the current one passes
 
 
 def test_snapshot_from_s3_uses_secret_references_only() -> None:
@@ -340,7 +346,7 @@ def test_snapshot_from_s3_uses_secret_references_only() -> None:
         "key": "AWS_SECRET_ACCESS_KEY",
     }
     nowhere = site.model_copy(update={"storage": Storage(pvcs=(), snapshots=None)})
-    with pytest.raises(RenderError, match="no snapshot storage"):
+    with pytest.raises(Unvalidated, match="no snapshot storage"):
         render_triton(p, nowhere, lock_for(p))
 
 
@@ -357,5 +363,5 @@ def test_renderer_refuses_a_host_path_that_is_not_a_cvmfs_mount(host_path: str) 
     bad = site.model_copy(
         update={"storage": site.storage.model_copy(update={"cvmfs": Cvmfs(host_path=host_path)})}
     )
-    with pytest.raises(RenderError, match=re.escape(f"hostPath {host_path!r}")):
+    with pytest.raises(Unvalidated, match=re.escape(f"hostPath {host_path!r}")):
         render_triton(q, bad, None)

@@ -60,8 +60,8 @@ def test_core_objects_pass_kubernetes_validate_strict(version: str) -> None:
 
 
 def _argocd_objects() -> list[tuple[str, dict[str, Any]]]:
+    from pipelines.config.repository import DEFAULT
     from pipelines.render.argocd import render_argocd_site
-    from pipelines.render.gitrepo import DEFAULT
 
     t = tree()
     return [

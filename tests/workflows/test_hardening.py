@@ -333,7 +333,7 @@ def test_the_token_check_fails_on_the_old_build_template() -> None:
 def test_the_read_token_secret_is_a_repository_setting(tmp_path: Any) -> None:
     from pathlib import Path
 
-    from pipelines.render.gitrepo import load_repository
+    from pipelines.config.repository import load_repository
     from pipelines.workflows.settings import from_repository
     from tests.conftest import ROOT
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from pipelines.config import load_tree
-from pipelines.render import render_tree
-from pipelines.render.gitrepo import load_repository
+from pipelines.config.repository import load_repository
+from pipelines.render import read_inputs, render_tree
 from pipelines.workflows.verify_rendered import drift, envoy_binary, verify
 from tests.conftest import ROOT
 
@@ -116,7 +116,7 @@ def test_tampered_lua_in_the_committed_tree_is_never_run_and_is_drift(
 def test_the_tools_still_fail_a_broken_render() -> None:
     # The tools' own failures, on a render changed in memory (as a broken renderer would produce).
     tree = load_tree(ROOT)
-    rendered = dict(render_tree(tree, repo=load_repository(ROOT)))
+    rendered = dict(render_tree(tree, read_inputs(tree, load_repository(ROOT))))
     configmap = CONFIGMAP.as_posix()
     rendered[configmap] = (
         rendered[configmap].replace("LEAST_REQUEST", "FASTEST").replace("ROUND_ROBIN", "FASTEST")

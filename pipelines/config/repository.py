@@ -17,7 +17,17 @@ from pipelines.config import layout
 from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
 from pipelines.config.loader import load_file
 from pipelines.config.schema import load_schema
-from pipelines.render import names
+
+# --- the pipelines' defaults: gitops/repository.yaml may set each -------------------------------------
+# The image with the ``sonic`` CLI, built from the repository's Dockerfile, and its non-root user.
+PIPELINE_IMAGE = "ghcr.io/fastmachinelearning/sonic-gitops-pipeline:0.1.0"
+PIPELINE_UID = 10001  # the Dockerfile's ``sonic`` user
+# The branch Argo CD syncs from (a rollout copies one deployment's rendered directory there).
+GITOPS_BRANCH = "gitops"
+# OAuth2 client credentials of the checks in the pipelines namespace (JWT deployments).
+CHECK_CLIENT_SECRET = "sonic-check-client"
+# The read-only GitHub token: the one token mounted in experiment namespaces.
+GITHUB_READ_TOKEN_SECRET = "sonic-github-read-token"
 
 REPOSITORY_FILE = Path(layout.REPOSITORY_FILE)
 
@@ -57,7 +67,7 @@ SCHEMA: dict[str, Any] = {
             "description": "Non-root UID of the pipeline image.",
             "type": "integer",
             "minimum": 1,
-            "default": names.PIPELINE_UID,
+            "default": PIPELINE_UID,
         },
         "checkClientSecret": {
             "description": "Secret with OAuth2 client credentials (keys token-url, client-id, client-secret; "
@@ -66,7 +76,7 @@ SCHEMA: dict[str, Any] = {
             "PostSync check uses its own <deployment>-check-client Secret in its namespace.",
             "type": "string",
             "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
-            "default": names.CHECK_CLIENT_SECRET,
+            "default": CHECK_CLIENT_SECRET,
         },
         "githubReadToken": {
             "description": "Secret (key `token`) with a GitHub token that may only read the repository: the "
@@ -74,7 +84,7 @@ SCHEMA: dict[str, Any] = {
             "token that writes commit statuses and comments stays in the pipelines namespace.",
             "type": "string",
             "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
-            "default": names.GITHUB_READ_TOKEN_SECRET,
+            "default": GITHUB_READ_TOKEN_SECRET,
         },
     },
 }
@@ -87,16 +97,16 @@ class Repository:
     url: str
     branch: str
     pipeline_image: str
-    pipeline_user: int = names.PIPELINE_UID
-    check_client_secret: str = names.CHECK_CLIENT_SECRET
-    github_read_token_secret: str = names.GITHUB_READ_TOKEN_SECRET
+    pipeline_user: int = PIPELINE_UID
+    check_client_secret: str = CHECK_CLIENT_SECRET
+    github_read_token_secret: str = GITHUB_READ_TOKEN_SECRET
     platform_team: str = "@fastmachinelearning/sonic-platform"
 
 
 DEFAULT = Repository(
     url="https://github.com/fastmachinelearning/sonic-gitops.git",
-    branch=names.GITOPS_BRANCH,
-    pipeline_image=names.PIPELINE_IMAGE,
+    branch=GITOPS_BRANCH,
+    pipeline_image=PIPELINE_IMAGE,
 )
 
 
