@@ -29,9 +29,9 @@ from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
 from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
 from pipelines.config import ConfigErrors, Tree
 from pipelines.render import ARGOCD, RENDERED, RenderError, names, render_tree
+from pipelines.render.diff_summary import summarize
 from pipelines.render.gitrepo import Repository, load_repository
 from pipelines.render.names import NAMESPACES_DIR
-from pipelines.render.summary import summarize
 
 MANAGED = (RENDERED, ARGOCD)
 # Single generated files outside those directories (repository-relative).

@@ -25,7 +25,7 @@ import yaml
 from pipelines.render import ARGOCD, KUSTOMIZATION, RENDERED
 from pipelines.render.argocd import APPLICATION_FILE
 
-# pipelines/workflows/render.py says the same; importing it would load hera for one string
+# pipelines/workflows/files.py says the same; importing it would load hera for one string
 # (tests/doctor/test_manifests.py keeps the two in step).
 WORKFLOWS = "gitops/workflows"
 

@@ -182,7 +182,7 @@ def test_client_credentials_token_passes_the_real_jwt_filter(
 
     from pipelines.cli import cli
     from tests.checks.test_oauth2 import credentials_dir, token_endpoint
-    from tests.workflows.fakes import serve
+    from tests.ops.fakes import serve
 
     _, _, state = live
     tree, p = variant(with_jwt)

@@ -18,6 +18,7 @@ from jsonschema import Draft7Validator
 
 from pipelines.config import load_tree
 from pipelines.config.errors import ConfigErrors
+from pipelines.ops.rollout_target import target as rollout_target
 from pipelines.render import RenderError, names, render_site_deployment, render_tree
 from pipelines.render.argocd import (
     APPLICATION_FILE,
@@ -31,7 +32,6 @@ from pipelines.render.argocd import (
 )
 from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
 from pipelines.render.gitrepo import DEFAULT, load_repository
-from pipelines.workflows.rollout_ops import target as rollout_target
 from tests.render.support import (
     CRDS,
     ROOT,

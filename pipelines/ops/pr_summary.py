@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipelines.workflows.github import COMMENT_MARKER
+from pipelines.ops.github import COMMENT_MARKER
 
 ChangeKind = Literal["added", "modified", "removed"]
 _KIND = {"A": "added", "M": "modified", "T": "modified", "D": "removed", "C": "added"}

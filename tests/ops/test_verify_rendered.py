@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from pipelines.config import load_tree
+from pipelines.ops.verify_rendered import drift, envoy_binary, verify
 from pipelines.render import render_tree
 from pipelines.render.gitrepo import load_repository
-from pipelines.workflows.verify_rendered import drift, envoy_binary, verify
 from tests.conftest import ROOT
 
 needs_tools = pytest.mark.skipif(
