@@ -38,7 +38,7 @@ from pipelines.config.images import pinned
 from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem
 from pipelines.render.gitrepo import DEFAULT, REPOSITORY_FILE, Repository
 from pipelines.render.objects import meta, prometheus_token_volume

@@ -30,7 +30,7 @@ from pipelines.checks.prometheus import instant_query
 from pipelines.checks.tensors import plans, synthetic_inputs
 from pipelines.local import stack
 from pipelines.local.envoy import upstream_health
-from pipelines.render.envoyproxy import envoy_workers
+from pipelines.render.envoy.k8s import envoy_workers
 from pipelines.render.metrics import load_query
 from tests.checks.conftest import needs_prometheus
 

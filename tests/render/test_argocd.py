@@ -30,7 +30,7 @@ from pipelines.render.argocd import (
     SYNC_WAVE,
     render_argocd_site,
 )
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.gitrepo import DEFAULT, load_repository
 from tests.render.support import (
     CRDS,
