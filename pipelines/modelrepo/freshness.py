@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from pipelines.config.model import Model, SiteDeployment
-from pipelines.modelrepo import pbtxt
+from pipelines.config.modelconfig import pbtxt
 from pipelines.modelrepo.lock import Lock
 
 
