@@ -37,6 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check pipelines tests bench
 	$(VENV)/bin/ruff format --check pipelines tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 render: setup
 	$(SONIC) render

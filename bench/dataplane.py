@@ -6,7 +6,7 @@ N threads, one gRPC connection each, the ``minimal`` model at batch 4):
 
 1. throughput, p50/p99 latency and Envoy's CPU time per request at concurrency 1, 8, 32 for
    (a) direct:      the clients spread over the 2 Triton replicas themselves;
-   (b) supersonic:  Envoy as SuperSONIC renders it (pipelines.render.envoy.supersonic_style_config:
+   (b) supersonic:  Envoy as SuperSONIC renders it (bench/supersonic_envoy.py supersonic_style_config:
                     plain proxy, LEAST_REQUEST, no health checks, outlier detection or retries;
                     no --concurrency, so one worker per hardware thread);
    (c) rendered:    our rendered Envoy with every feature on: JWT (RS256 token on every request,
@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from h2load_client import H2Load  # noqa: E402
 from h2load_client import available as h2load_available  # noqa: E402
+from supersonic_envoy import supersonic_style_config  # noqa: E402
 
 from pipelines.checks.connection import Endpoint  # noqa: E402
 from pipelines.checks.load import LoadResult, run_load  # noqa: E402
@@ -63,7 +64,6 @@ from pipelines.local import envoy as local_envoy  # noqa: E402
 from pipelines.local import stack  # noqa: E402
 from pipelines.local.processes import free_ports, stop  # noqa: E402
 from pipelines.local.state import StackState  # noqa: E402
-from pipelines.render.envoy import supersonic_style_config  # noqa: E402
 
 ISSUER = "https://idp.example.org/realms/bench"
 AUDIENCE = "sonic-bench"

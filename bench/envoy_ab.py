@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dataplane import Client, cpu_ns, every_feature, keys, make_tree  # noqa: E402
+from supersonic_envoy import supersonic_style_config  # noqa: E402
 
 from pipelines.checks.connection import Endpoint  # noqa: E402
 from pipelines.checks.load import LoadResult  # noqa: E402
@@ -46,8 +47,9 @@ from pipelines.local import envoy as local_envoy  # noqa: E402
 from pipelines.local import stack  # noqa: E402
 from pipelines.local.processes import free_ports, stop  # noqa: E402
 from pipelines.local.state import StackState  # noqa: E402
-from pipelines.render.envoy import GATE_ROUTE_PATH, LUA_FILTER, supersonic_style_config  # noqa: E402
-from pipelines.render.envoyproxy import envoy_workers  # noqa: E402
+from pipelines.render.envoy.gate import LUA_FILTER  # noqa: E402
+from pipelines.render.envoy.k8s import envoy_workers  # noqa: E402
+from pipelines.render.envoy.listeners import GATE_ROUTE_PATH  # noqa: E402
 
 Json = dict[str, Any]
 Edit = Callable[[Json, Path], None]

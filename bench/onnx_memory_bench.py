@@ -6,7 +6,7 @@ resident set size (``VmHWM`` in ``/proc/self/status``) of:
 
 * ``load``: what ``read_graph`` did before: ``onnx.load(path, load_external_data=False)`` and
   ``onnx.checker.check_model`` on the loaded model;
-* ``scan``: ``pipelines.modelrepo.onnxcheck.read_onnx`` (memory-mapped, weights skipped);
+* ``scan``: ``pipelines.config.modelconfig.onnxcheck.read_onnx`` (memory-mapped, weights skipped);
 * ``baseline``: the interpreter with the same imports, reading nothing.
 
 Usage::
@@ -26,7 +26,7 @@ PROBE = """
 import sys
 from pathlib import Path
 import onnx
-from pipelines.modelrepo import onnxcheck
+from pipelines.config.modelconfig import onnxcheck
 path, how = Path(sys.argv[1]), sys.argv[2]
 if how == "load":
     model = onnx.load(str(path), load_external_data=False)

@@ -29,7 +29,7 @@ from pipelines.config import Site, SiteDeployment, load_tree  # noqa: E402
 from pipelines.modelrepo.freshness import expected_config_sha256  # noqa: E402
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
 from pipelines.render import DeploymentInputs, _files_of, names, render_site_deployment  # noqa: E402
-from pipelines.render.envoy import envoy_config, envoy_yaml  # noqa: E402
+from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml  # noqa: E402
 from pipelines.render.inputs import read_deployment_inputs  # noqa: E402
 
 

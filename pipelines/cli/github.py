@@ -20,8 +20,8 @@ from pipelines.cli.options import die_remote, dir_option, file_option, write_out
 from pipelines.config import find_root, layout
 from pipelines.config.checked import check_tree
 from pipelines.config.tree import LayoutError, dependents
-from pipelines.workflows import gitrepo, pr_summary
-from pipelines.workflows.github import (
+from pipelines.ops import git, pr_summary
+from pipelines.ops.github import (
     COMMENT_MARKER,
     DEFAULT_API,
     STATES,
@@ -141,11 +141,11 @@ def checkout(
     url = f"{server.rstrip('/')}/{repository}.git"
     for attempt in range(1, attempts + 1):
         try:
-            co = gitrepo.checkout(
+            co = git.checkout(
                 url, dest, ref, pull_request=pull_request, base_ref=base_ref, on_branch=on_branch, token=token
             )
             break
-        except gitrepo.GitError as exc:
+        except git.GitError as exc:
             if not exc.transient or attempt == attempts:
                 die_remote(str(exc), transient=exc.transient)
             err.print(

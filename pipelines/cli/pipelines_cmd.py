@@ -37,7 +37,7 @@ def render(check: bool, root: Path) -> None:
     """
     root, tree = load_tree_at(root)
     # hera's models take a second to import: loaded here, not for every `sonic` call.
-    from pipelines.workflows import render as workflows_render
+    from pipelines.workflows import files as workflows_render
 
     try:
         settings = load_settings(root)
@@ -84,9 +84,9 @@ def verify_rendered(require_all: bool, root: Path) -> None:
     """
     from pipelines.cli.render import UnsafeTreeError, read_tree
     from pipelines.config.repository import load_repository
+    from pipelines.ops.verify_rendered import Finding
+    from pipelines.ops.verify_rendered import verify as verify_rendered_tree
     from pipelines.render import RenderError, read_inputs, render_tree
-    from pipelines.workflows.verify_rendered import Finding
-    from pipelines.workflows.verify_rendered import verify as verify_rendered_tree
 
     root, tree = load_tree_at(root)
     try:

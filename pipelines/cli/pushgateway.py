@@ -24,8 +24,8 @@ from pipelines.cli.options import (
     site_option,
 )
 from pipelines.config import layout
-from pipelines.workflows.check_runner import run_check
-from pipelines.workflows.pushgateway import PushError, check_metrics, exposition, push
+from pipelines.ops.check_runner import run_check
+from pipelines.ops.pushgateway import PushError, check_metrics, exposition, push
 
 url_option = click.option(
     "--url", required=True, help="Pushgateway base URL, e.g. http://pushgateway.monitoring.svc:9091."

@@ -30,8 +30,8 @@ from pipelines.cli.options import deployment_or_die, format_option, load_tree_at
 from pipelines.config import ConfigErrors, Tree, layout
 from pipelines.config.repository import Repository, load_repository
 from pipelines.render import ARGOCD, RENDERED, RenderError, names, read_inputs, render_tree
+from pipelines.render.diff_summary import summarize
 from pipelines.render.names import NAMESPACES_DIR
-from pipelines.render.summary import summarize
 
 MANAGED = (RENDERED, ARGOCD)
 # Single generated files outside those directories (repository-relative).

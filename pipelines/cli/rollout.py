@@ -35,10 +35,10 @@ from pipelines.cli.options import (
     write_outputs,
 )
 from pipelines.config.model import parse_duration
+from pipelines.ops import argocd_wait, git, rollout_target
+from pipelines.ops.check_runner import run_check
+from pipelines.ops.github import TokenError, read_token
 from pipelines.render.names import GITOPS_BRANCH
-from pipelines.workflows import argocd, gitrepo, rollout_ops
-from pipelines.workflows.check_runner import run_check
-from pipelines.workflows.github import TokenError, read_token
 
 
 @cli.group()
@@ -89,8 +89,8 @@ def target(site: str, deployment: str, root: Path, outputs: Path | None) -> None
     """Print the Argo CD Application, namespace, endpoint and rendered directory of a deployment."""
     _, tree = load_tree_at(root)
     try:
-        t = rollout_ops.target(tree, site, deployment)
-    except rollout_ops.TargetError as exc:
+        t = rollout_target.target(tree, site, deployment)
+    except rollout_target.TargetError as exc:
         die(str(exc), EXIT_INVALID)
     write_outputs(outputs, t.as_outputs())
     click.echo(json.dumps(t.as_outputs(), indent=2, sort_keys=True))
@@ -129,10 +129,10 @@ def commit(
 
     Nothing to change makes no commit (outputs changed=false and the branch head).
     """
-    message = rollout_ops.commit_message(site, deployment, source_revision, workflow)
+    message = rollout_target.commit_message(site, deployment, source_revision, workflow)
     try:
-        result = gitrepo.publish(source, paths, remote, branch, message, workdir, _git_token(token_file))
-    except gitrepo.GitError as exc:
+        result = git.publish(source, paths, remote, branch, message, workdir, _git_token(token_file))
+    except git.GitError as exc:
         die_remote(str(exc), transient=exc.transient)
     write_outputs(outputs, {"commit": result.commit, "changed": "true" if result.changed else "false"})
     if result.changed:
@@ -183,24 +183,24 @@ def wait(
     if checkout is not None and revision is None:
         die("--checkout needs --revision (the commit the revisions Argo CD reports must contain)")
     try:
-        api = argocd.api_from_config(str(kubeconfig) if kubeconfig else None, kube_context)
-    except argocd.KubernetesAccessError as exc:
+        api = argocd_wait.api_from_config(str(kubeconfig) if kubeconfig else None, kube_context)
+    except argocd_wait.KubernetesAccessError as exc:
         die(str(exc))
     contains = (
-        gitrepo.Descendants(checkout, branch, revision, _git_token(token_file))
+        git.Descendants(checkout, branch, revision, _git_token(token_file))
         if checkout is not None and revision is not None
         else None
     )
     last = [""]
 
-    def report(state: argocd.AppState) -> None:
+    def report(state: argocd_wait.AppState) -> None:
         line = state.describe()
         if line != last[0]:  # one line per change, not per poll
             err.print(f"{namespace}/{application}: {line}", markup=False)
             last[0] = line
 
     try:
-        result = argocd.wait_for_application(
+        result = argocd_wait.wait_for_application(
             api,
             namespace,
             application,
@@ -210,7 +210,7 @@ def wait(
             interval=interval,
             on_poll=report,
         )
-    except argocd.KubernetesAccessError as exc:
+    except argocd_wait.KubernetesAccessError as exc:
         die(str(exc))
     if result.ok:
         at = result.state.revision
@@ -290,10 +290,10 @@ def revert(
     report_text = report_file.read_text(encoding="utf-8") if report_file and report_file.is_file() else ""
     if not reason:
         reason = _reason(report_text)
-    message = rollout_ops.revert_message(commit_sha, reason, workflow)
+    message = rollout_target.revert_message(commit_sha, reason, workflow)
     try:
-        new = gitrepo.revert(remote, branch, commit_sha, workdir, message, _git_token(token_file))
-    except gitrepo.GitError as exc:
+        new = git.revert(remote, branch, commit_sha, workdir, message, _git_token(token_file))
+    except git.GitError as exc:
         die_remote(str(exc), transient=exc.transient)
     if report_text:
         click.echo(report_text.rstrip("\n"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli import EXIT_INVALID, cli, die
-from pipelines.config.reference import render_reference
+from pipelines.config.schemadoc import render_reference
 
 DEFAULT_OUTPUT = (
     Path("docs") / "config-reference.md"

@@ -512,7 +512,7 @@ class Envoy(Frozen):
     image: str
     replicas: int
     resources: Resources
-    workers: int | None = None  # None: derived from the CPU limit (render.envoyproxy.envoy_workers)
+    workers: int | None = None  # None: derived from the CPU limit (render.envoy.k8s.envoy_workers)
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RING_HASH", "RANDOM", "MAGLEV"]
     timeouts: Timeouts
     ingress: EnvoyIngress | None = None

@@ -252,7 +252,7 @@ class InDeploymentField:
     def error(
         self, field: str, message: str, index: int | None = None, tensor: str | None = None
     ) -> ConfigError:
-        from pipelines.modelrepo.where import InConfigFile
+        from pipelines.config.modelconfig.where import InConfigFile
 
         inner = InConfigFile(self.display, self.text, self.model).error(field, message, index, tensor)
         line = f":{inner.location.line}" if inner.location.line else ""
@@ -261,7 +261,7 @@ class InDeploymentField:
 
 def tensors_of(cfg: mc.ModelConfig) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """A config's inputs and outputs as typed tensors (for comparing reference files)."""
-    from pipelines.modelrepo.pbtxt import dtype_name
+    from pipelines.config.modelconfig.pbtxt import dtype_name
 
     def typed(items: Sequence[mc.ModelInput] | Sequence[mc.ModelOutput], inputs: bool) -> tuple[Tensor, ...]:
         out = []
@@ -288,9 +288,9 @@ def config_file_errors(
 ) -> tuple[list[ConfigError], mc.ModelConfig | None]:
     """Every problem of the supplied config of ``models[index]``, and the parsed config (None if unparsable)."""
     from pipelines.config.errors import ConfigErrors
-    from pipelines.modelrepo import pbtxt
-    from pipelines.modelrepo.configcheck import check_config, compare_declared, placements_of
-    from pipelines.modelrepo.where import InDeployment
+    from pipelines.config.modelconfig import pbtxt
+    from pipelines.config.modelconfig.configcheck import check_config, compare_declared, placements_of
+    from pipelines.config.modelconfig.where import InDeployment
 
     at: JsonPath = ("models", index, "configFile")
     try:
@@ -333,8 +333,8 @@ def onnx_runtime_findings(tree: Tree) -> Findings:
     by the build, not here (their sha256 is checked first).
     """
     from pipelines.config.errors import display_path
-    from pipelines.modelrepo.onnxcheck import OnnxError, read_onnx
-    from pipelines.modelrepo.onnxruntime_versions import ML_DOMAIN, TABLE, runtime_of
+    from pipelines.config.modelconfig.onnxcheck import OnnxError, read_onnx
+    from pipelines.config.modelconfig.onnxruntime_versions import ML_DOMAIN, TABLE, runtime_of
 
     errors: list[ConfigError] = []
     warnings: list[ConfigError] = []

@@ -1696,7 +1696,7 @@ def model_files_read(tree: Tree) -> Iterator[ConfigError]:
 def onnx_fits_the_runtime(tree: Tree) -> Iterator[ConfigError]:
     """An ONNX artifact's IR version and opsets are ones the Triton image's ONNX Runtime reads.
 
-    The image's release is looked up in pipelines/modelrepo/onnxruntime_versions.py; an image
+    The image's release is looked up in pipelines/config/modelconfig/onnxruntime_versions.py; an image
     the table does not know is a warning (``sonic validate`` prints it), not an error.
     """
     from pipelines.config.modelfiles import onnx_runtime_findings

@@ -15,7 +15,7 @@ import httpx
 
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.local.processes import Proc, start, stop, wait_until
-from pipelines.render.envoy import envoy_config, envoy_yaml
+from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
 from pipelines.render.names import ENVOY_UPSTREAM_CLUSTER
 
 START_TIMEOUT = 30.0

@@ -42,7 +42,7 @@ from pipelines.local.triton import (
     prepare_backends,
     triton_env,
 )
-from pipelines.render.envoyproxy import envoy_workers
+from pipelines.render.envoy.k8s import envoy_workers
 from pipelines.render.names import TRITON_ADMIN_ENV, TRITON_TRACE_FILE
 from pipelines.render.triton import triton_args
 

@@ -29,15 +29,17 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
 from pipelines.config.model import Deployment, Model, SiteDeployment
+from pipelines.config.modelconfig import pbtxt
+from pipelines.config.modelconfig.configcheck import check_config, compare_declared, placements_of
+from pipelines.config.modelconfig.onnxcheck import OnnxError, check_graph, read_graph
+from pipelines.config.modelconfig.where import InConfigFile, InDeployment, Where
 from pipelines.config.tree import Tree
-from pipelines.modelrepo import layout, local, pbtxt
+from pipelines.modelrepo import layout, local
 from pipelines.modelrepo.cache import Cache, StatCache
-from pipelines.modelrepo.configcheck import check_config, compare_declared, placements_of
 from pipelines.modelrepo.cvmfs import InPlaceModel, InPlaceStatus, verify_in_place
 from pipelines.modelrepo.fetch import Fetched, FetchError, FetchPolicy, Source, fetch, resolve
 from pipelines.modelrepo.integrity import HashMemo
 from pipelines.modelrepo.lock import Lock, lock_path, remove_lock, write_lock
-from pipelines.modelrepo.onnxcheck import OnnxError, check_graph, read_graph
 from pipelines.modelrepo.progress import Observer, Quiet
 from pipelines.modelrepo.snapshot import (
     Entry,
@@ -51,7 +53,6 @@ from pipelines.modelrepo.snapshot import (
     store_lock,
     verify_snapshot,
 )
-from pipelines.modelrepo.where import InConfigFile, InDeployment, Where
 
 
 def default_workers() -> int:

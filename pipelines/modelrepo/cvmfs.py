@@ -20,9 +20,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
 from pipelines.config.model import Model, SiteDeployment
-from pipelines.modelrepo.configcheck import compare_declared
-from pipelines.modelrepo.pbtxt import find_line, parse
-from pipelines.modelrepo.where import Where
+from pipelines.config.modelconfig.configcheck import compare_declared
+from pipelines.config.modelconfig.pbtxt import find_line, parse
+from pipelines.config.modelconfig.where import Where
 
 
 @dataclass(frozen=True)

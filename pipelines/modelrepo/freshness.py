@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping
 
 from pipelines.config.model import Model, SiteDeployment, deployment_ref
-from pipelines.modelrepo import pbtxt
+from pipelines.config.modelconfig import pbtxt
 from pipelines.modelrepo.lock import Lock
 
 

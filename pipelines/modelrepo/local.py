@@ -24,8 +24,8 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from pipelines.config.modelconfig.pbtxt import to_text
 from pipelines.modelrepo.layout import RepoModel
-from pipelines.modelrepo.pbtxt import to_text
 from pipelines.modelrepo.snapshot import Entry
 
 VARIANT = "local/python-onnxruntime/v1"  # change when the layout or template contract changes

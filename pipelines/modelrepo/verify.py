@@ -17,7 +17,8 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigErrors
-from pipelines.modelrepo import layout, local, pbtxt
+from pipelines.config.modelconfig import pbtxt
+from pipelines.modelrepo import layout, local
 from pipelines.modelrepo.integrity import HashMemo, Mismatch, check_file, sha256_file, verify_tree
 from pipelines.modelrepo.lock import Lock, LockedModel
 from pipelines.modelrepo.snapshot import snapshot_dir

@@ -4,7 +4,8 @@ Pure and deterministic: same inputs, byte-identical output; no clock, no randomn
 environment. One module per component:
 
     triton.py       Triton Deployment + headless Service (volumes.py: where the models come from)
-    envoyproxy.py   Envoy Deployment, ConfigMap (envoy.py builds the bootstrap), Services, Ingress, PDB
+    envoy/          Envoy: k8s.py Deployment, ConfigMap, Services, Ingress, PDB; bootstrap.py the
+                    bootstrap (listeners.py, clusters.py, gate.py, tracing.py, proto.py: its parts)
     keda.py         ScaledObject + TriggerAuthentication
     monitoring.py   ServiceMonitors + PrometheusRule, or a plain-Prometheus ConfigMap; dashboard.py
     monitoring_stack.py  the optional in-namespace Prometheus, Grafana, OpenTelemetry collector, Tempo
@@ -41,7 +42,7 @@ from pipelines.render.argocd import (
     render_check_spec,
 )
 from pipelines.render.codeowners import render_codeowners
-from pipelines.render.envoyproxy import render_envoy
+from pipelines.render.envoy.k8s import render_envoy
 from pipelines.render.errors import RenderError, RenderProblem
 from pipelines.render.inputs import DeploymentInputs, RenderInputs, key, read_inputs
 from pipelines.render.keda import render_keda

@@ -40,7 +40,7 @@ from pipelines.config.model import Experiment, Site, SiteDeployment
 from pipelines.config.repository import DEFAULT, REPOSITORY_FILE, Repository
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem, require
 from pipelines.render.objects import meta, prometheus_token_volume
 from pipelines.render.objects import resources as container_resources

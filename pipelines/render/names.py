@@ -297,3 +297,10 @@ def check_client_secret(p: SiteDeployment) -> str:
     audience.
     """
     return f"{p.name}-check-client"
+
+
+# Where the rollout's wait step finds the kubeconfig Secrets of sites whose Argo CD runs in
+# another cluster: <dir>/<secret name>/<key>. The rollout WorkflowTemplate mounts them there
+# (pipelines.workflows.rollout) and the step reads them (pipelines.ops.rollout_target): one
+# constant below both, which never import each other.
+ARGOCD_KUBECONFIG_DIR = "/var/run/secrets/sonic/argocd-kubeconfig"

@@ -9,7 +9,7 @@ from typing import Any
 from pipelines.config.model import Affinity, NodeSelectorTerm, Resources, Site, SiteDeployment, Toleration
 from pipelines.config.quantity import parse_quantity
 from pipelines.render import names
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 
 
 def meta(p: SiteDeployment, component: str, name: str, **annotations: str) -> dict[str, Any]:

@@ -2,8 +2,7 @@
 
 One module per object (``pr_validation``, ``build_model_repository``, ``rollout``,
 ``scheduled_validation``, ``events``), the building blocks they share (``steps``, ``rbac``,
-``settings``), the renderer of ``gitops/workflows/`` (``render``), and the logic behind the
-steps' ``sonic`` subcommands: ``gitrepo`` (checkout, publish, revert), ``github`` (commit
-statuses, the bot's comment), ``pr_summary``, ``argocd`` (wait for sync and health),
-``pushgateway``, ``check_runner`` and ``verify_rendered``. See docs/workflows.md.
+``settings``, ``controller``) and the writer of ``gitops/workflows/`` (``files``). Definitions
+only: what the steps' ``sonic`` subcommands do at run time lives in :mod:`pipelines.ops`, which
+this package never imports (an import-linter contract in pyproject.toml). See docs/workflows.md.
 """

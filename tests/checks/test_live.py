@@ -30,7 +30,7 @@ from pipelines.checks.prometheus import instant_query
 from pipelines.checks.tensors import plans, synthetic_inputs
 from pipelines.local import stack
 from pipelines.local.envoy import upstream_health
-from pipelines.render.envoyproxy import envoy_workers
+from pipelines.render.envoy.k8s import envoy_workers
 from pipelines.render.metrics import load_query
 from tests.checks.conftest import needs_prometheus
 
@@ -182,7 +182,7 @@ def test_client_credentials_token_passes_the_real_jwt_filter(
 
     from pipelines.cli import cli
     from tests.checks.test_oauth2 import credentials_dir, token_endpoint
-    from tests.workflows.fakes import serve
+    from tests.ops.fakes import serve
 
     _, _, state = live
     tree, p = variant(with_jwt)

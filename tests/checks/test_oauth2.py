@@ -26,7 +26,7 @@ from pipelines.checks.oauth2 import (
 from pipelines.cli import cli
 from pipelines.local.processes import free_port
 from tests.conftest import ROOT
-from tests.workflows.fakes import RecordingServer, Request, Response, serve
+from tests.ops.fakes import RecordingServer, Request, Response, serve
 
 CLIENT_ID = "sonic:checks%1"  # characters section 2.3.1's form-encoding exists for
 SECRET = "s3cr&t:+/"

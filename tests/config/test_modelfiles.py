@@ -268,7 +268,7 @@ def test_an_image_the_table_does_not_know_is_a_warning_naming_the_table(example_
     assert (
         "models[0].artifact.source: warning: cannot tell which ONNX Runtime the Triton image "
         "'nvcr.io/nvidia/tritonserver:26.04-py3' (at site 'uchicago') ships: it is not in the table of "
-        "Triton releases (pipelines/modelrepo/onnxruntime_versions.py)" in warning
+        "Triton releases (pipelines/config/modelconfig/onnxruntime_versions.py)" in warning
     )
     body = CliRunner().invoke(cli, ["validate", "--format", "json"], catch_exceptions=False).stdout
     import json

@@ -101,7 +101,7 @@ def test_a_site_change_regenerates_everything_at_that_site_only() -> None:
 def test_infrastructure_changes_may_regenerate_everything() -> None:
     report = check_paths(
         [
-            "pipelines/render/envoy.py",
+            "pipelines/render/envoy/bootstrap.py",
             "gitops/rendered/geddes/cms/particlenet/configmap.yaml",
             "gitops/argocd/nautilus/applicationset.yaml",
             "gitops/workflows/rollout.yaml",

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
+from tests.ops.conftest import Origin
+from tests.ops.conftest import origin as origin  # a real git origin (fixture)
+from tests.ops.test_argocd_wait import two_rollouts
 from tests.support.controlplane import ControlPlane
-from tests.workflows.conftest import Origin
-from tests.workflows.conftest import origin as origin  # a real git origin (fixture)
-from tests.workflows.test_argocd_wait import two_rollouts
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"

@@ -286,7 +286,7 @@ def test_namespaces_of_the_share(tree: Path) -> None:
 def test_workflow_files_match_what_the_pipelines_renderer_writes() -> None:
     """The doctor's list of a site's workflow files, against the renderer's own names (docs/workflows.md)."""
     from pipelines.config import load_tree
-    from pipelines.workflows.render import OUT_DIR, render
+    from pipelines.workflows.files import OUT_DIR, render
 
     tree = load_tree(ROOT)
     written = set(render(tree))

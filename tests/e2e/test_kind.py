@@ -76,9 +76,7 @@ from tests.e2e.repository import (
     sonic,
     trust_test_ca,
 )
-from tests.support.githttp import GitHttpServer
-from tests.support.tls import make_tls_files
-from tests.workflows.fakes import (
+from tests.ops.fakes import (
     Request,
     Response,
     github_comment,
@@ -87,6 +85,8 @@ from tests.workflows.fakes import (
     serve,
     serve_github,
 )
+from tests.support.githttp import GitHttpServer
+from tests.support.tls import make_tls_files
 
 DEPLOYMENTS = ((SITE, "minimal"), (EXTRA_SITE, "minimal-wake"), (EXTRA_SITE, "minimal-jwt"))
 WEBHOOK_SECRET = "e2e-webhook-secret"  # a throw-away cluster's, known to the test

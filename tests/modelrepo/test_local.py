@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.modelrepo import pbtxt
+from pipelines.config.modelconfig import pbtxt
 from pipelines.modelrepo.build import BuildResult
 from pipelines.modelrepo.local import template_bytes
 from tests.modelrepo.support import Repo, blob_entry, tagger_entry, tree_files

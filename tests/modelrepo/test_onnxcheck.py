@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.config.errors import ConfigError
+from pipelines.config.modelconfig.onnxcheck import dims_problem, read_graph
 from pipelines.modelrepo.build import BuildResult
-from pipelines.modelrepo.onnxcheck import dims_problem, read_graph
 from tests.modelrepo.support import TAGGER_INPUTS, TAGGER_OUTPUTS, Repo, sha256, tagger_entry, tagger_model
 
 Errors = Callable[..., list[ConfigError]]
@@ -210,7 +210,7 @@ def test_dimension_rules(
 
 
 def test_the_header_is_read_and_the_weights_are_never_parsed(tmp_path: Path, tagger_bytes: bytes) -> None:
-    from pipelines.modelrepo.onnxcheck import read_onnx
+    from pipelines.config.modelconfig.onnxcheck import read_onnx
 
     path = tmp_path / "m.onnx"
     path.write_bytes(tagger_bytes)
@@ -230,7 +230,7 @@ def test_the_header_is_read_and_the_weights_are_never_parsed(tmp_path: Path, tag
 
 @pytest.mark.parametrize("cut", [1, 10, 100])
 def test_a_truncated_model_is_refused(tmp_path: Path, tagger_bytes: bytes, cut: int) -> None:
-    from pipelines.modelrepo.onnxcheck import OnnxError
+    from pipelines.config.modelconfig.onnxcheck import OnnxError
 
     path = tmp_path / "m.onnx"
     path.write_bytes(tagger_bytes[:-cut])

@@ -8,7 +8,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigErrors
 from pipelines.config.model import Model
-from pipelines.modelrepo import pbtxt
+from pipelines.config.modelconfig import pbtxt
 
 
 def model(**overrides: object) -> Model:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from pipelines.local.processes import free_port
-from pipelines.render.envoy import envoy_yaml
+from pipelines.render.envoy.bootstrap import envoy_yaml
 from pipelines.render.names import TRITON_ADMIN_ENV
 from pipelines.render.triton import restricted_protocol_args
 from tests.support.httpd import loopback_server, serving

@@ -18,7 +18,8 @@ from tritonclient.grpc import service_pb2
 
 from pipelines.config.model import AdmissionGate, PrometheusAuth, SecretKeyRef, SiteDeployment
 from pipelines.config.model import Site as SiteConfig
-from pipelines.render.envoy import admission_gate_script, envoy_config
+from pipelines.render.envoy.bootstrap import envoy_config
+from pipelines.render.envoy.gate import admission_gate_script
 from pipelines.render.metrics import load_query
 from tests.render.conftest import (
     EnvoyProcess,

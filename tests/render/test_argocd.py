@@ -19,6 +19,7 @@ from jsonschema import Draft7Validator
 from pipelines.config import load_tree
 from pipelines.config.errors import ConfigErrors
 from pipelines.config.repository import DEFAULT, load_repository
+from pipelines.ops.rollout_target import target as rollout_target
 from pipelines.render import RenderError, names, read_inputs, render_site_deployment, render_tree
 from pipelines.render.argocd import (
     APPLICATION_FILE,
@@ -30,9 +31,8 @@ from pipelines.render.argocd import (
     SYNC_WAVE,
     render_argocd_site,
 )
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.inputs import read_deployment_inputs
-from pipelines.workflows.rollout_ops import target as rollout_target
 from tests.render.support import (
     CRDS,
     ROOT,

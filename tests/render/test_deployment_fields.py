@@ -19,7 +19,8 @@ import pytest
 from pipelines.config import load_tree
 from pipelines.config.model import AdmissionGate, Site, SiteDeployment
 from pipelines.render import names, render_site_deployment
-from pipelines.render.envoy import LUA_FILTER, envoy_config
+from pipelines.render.envoy.bootstrap import envoy_config
+from pipelines.render.envoy.gate import LUA_FILTER
 from pipelines.render.metrics import gate_query, load_query, queue_latency_query
 from pipelines.render.triton import flag_args
 from tests.render.conftest import FakePrometheus

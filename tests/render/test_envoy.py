@@ -14,22 +14,17 @@ import numpy.typing as npt
 import pytest
 from tritonclient.grpc import service_pb2
 
+from bench.supersonic_envoy import supersonic_style_config
 from pipelines.config.checked import load_tree
 from pipelines.config.model import Jwt, SiteDeployment, TokenBucket
 from pipelines.config.model import Site as SiteConfig
 from pipelines.config.tree import Tree
 from pipelines.render import names
-from pipelines.render.envoy import (
-    ADMIN_CLUSTER,
-    CLIENT_METHODS,
-    GATE_ROUTE_PATH,
-    LUA_FILTER,
-    PROMETHEUS_TOKEN_PATH,
-    duration,
-    envoy_config,
-    envoy_yaml,
-    supersonic_style_config,
-)
+from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
+from pipelines.render.envoy.clusters import ADMIN_CLUSTER
+from pipelines.render.envoy.gate import LUA_FILTER, PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.listeners import CLIENT_METHODS, GATE_ROUTE_PATH
+from pipelines.render.envoy.proto import duration
 from tests.conftest import ROOT
 from tests.render.conftest import (
     CannedServer,

@@ -12,7 +12,7 @@ import pytest
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.render import names
 from pipelines.render.argocd import ingress_health_lua
-from pipelines.render.envoyproxy import render_envoy
+from pipelines.render.envoy.k8s import render_envoy
 from pipelines.render.errors import Unvalidated
 from tests.render.support import ROOT, find, placement, placements, rendered
 

@@ -25,7 +25,8 @@ from pipelines.config import schema
 from pipelines.config.model import SiteDeployment, Tracing
 from pipelines.local.processes import free_port, start, stop
 from pipelines.render import names, render_site_deployment
-from pipelines.render.envoy import DEFAULT_SAMPLING_RATE, envoy_config
+from pipelines.render.envoy.bootstrap import envoy_config
+from pipelines.render.envoy.tracing import DEFAULT_SAMPLING_RATE
 from pipelines.render.monitoring import RULES_KEY
 from pipelines.render.monitoring_stack import GRAFANA_UID, PROMETHEUS_CONFIG_KEY, prometheus_config
 from pipelines.render.triton import triton_args

@@ -16,8 +16,8 @@ import yaml
 
 from pipelines.config import load_tree
 from pipelines.render import names, render_site_deployment
-from pipelines.render.envoy import PROMETHEUS_TOKEN_PATH
-from pipelines.render.envoyproxy import MAX_WORKERS, envoy_workers
+from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
+from pipelines.render.envoy.k8s import MAX_WORKERS, envoy_workers
 from tests.config.support import SONIC
 from tests.render.support import all_objects, find, inputs_for, placement, placements, rendered
 from tests.render.support import ident as ident_of

@@ -31,7 +31,7 @@ from pipelines.render import render_site_deployment
 from pipelines.render.argocd import render_argocd_site
 from pipelines.render.scanner import ACCEPTED, SKIP_ANNOTATION, image_checks, skip_annotations, uid_checks
 from pipelines.render.yamlout import dump_all
-from pipelines.workflows import render as workflows
+from pipelines.workflows import files as workflows
 from tests.render.support import ROOT, inputs_for, placement, placements, tree
 
 CONFIG = ROOT / ".checkov.yaml"

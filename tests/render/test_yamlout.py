@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from pipelines.render.summary import summarize
+from pipelines.render.diff_summary import summarize
 from pipelines.render.yamlout import dump, dump_all
 from tests.render.support import placement, rendered
 

@@ -13,7 +13,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from pipelines.config import Tree, load_tree
-from pipelines.workflows.render import render
+from pipelines.workflows.files import render
 from pipelines.workflows.settings import PipelineSettings, load_settings
 from tests.conftest import ROOT, SHARED
 

@@ -6,7 +6,7 @@
 -- inference instead of piling onto a saturated server. Clients already running are never touched.
 --
 -- The script is the same for every deployment: its parameters come from the route's metadata
--- (namespace "envoy.filters.http.lua"), written by pipelines/render/envoy.py:
+-- (namespace "envoy.filters.http.lua"), written by pipelines/render/envoy/gate.py:
 --   threshold            number   refuse when load > threshold
 --   cache_for_ms         number   reuse one Prometheus answer this long (per Envoy worker)
 --   query_timeout_ms     number   timeout of the Prometheus call

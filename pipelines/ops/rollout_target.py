@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pipelines.config import Tree
 from pipelines.render.names import (
+    ARGOCD_KUBECONFIG_DIR,
     ENVOY_GRPC,
     GRPC_TLS_SCHEME,
     application_name,
@@ -20,9 +21,6 @@ from pipelines.render.names import (
     rendered_dir,
 )
 
-# Where the rollout's wait step finds the kubeconfig Secrets of sites whose Argo CD runs in
-# another cluster: <dir>/<secret name>/<key> (rollout.py mounts them there).
-ARGOCD_KUBECONFIG_DIR = "/var/run/secrets/sonic/argocd-kubeconfig"
 TLS_PORT = 443  # an ingress serves gRPC over TLS on the HTTPS port
 
 

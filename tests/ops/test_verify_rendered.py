@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from pipelines.cli import cli
 from pipelines.config import load_tree
 from pipelines.config.repository import load_repository
+from pipelines.ops.verify_rendered import drift, envoy_binary, verify
 from pipelines.render import read_inputs, render_tree
-from pipelines.workflows.verify_rendered import drift, envoy_binary, verify
 from tests.conftest import ROOT
 
 needs_tools = pytest.mark.skipif(

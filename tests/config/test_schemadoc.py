@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from pipelines.config.reference import render_reference
 from pipelines.config.schema import inlined
+from pipelines.config.schemadoc import render_reference
 
 TEXT = render_reference()
 
 
 def _field_paths(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
-    """Every field of a schema, in the reference's notation (independent of reference.py's walk)."""
+    """Every field of a schema, in the reference's notation (independent of schemadoc.py's walk)."""
     for key, sub in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
         yield path

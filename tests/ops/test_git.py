@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.workflows import gitrepo
-from tests.workflows.conftest import OWNER_REPO, Origin, git
-from tests.workflows.fakes import Response, serve
+from pipelines.ops import git as ops_git
+from tests.ops.conftest import OWNER_REPO, Origin, git
+from tests.ops.fakes import Response, serve
 
 BOT = "sonic-gitops-bot <sonic-gitops-bot@users.noreply.github.com>"
 
@@ -73,10 +73,10 @@ def test_a_commit_outside_the_pull_request_is_refused(origin: Origin, tmp_path: 
     stranger = origin.commit_all("not in the pull request")
     origin.push("refs/heads/other")
     for ref in (stranger, "0" * 40):
-        with pytest.raises(gitrepo.GitError, match="not part of pull request #7"):
-            gitrepo.checkout(origin.url, tmp_path / ref[:6], ref, pull_request=7, base_ref="main")
+        with pytest.raises(ops_git.GitError, match="not part of pull request #7"):
+            ops_git.checkout(origin.url, tmp_path / ref[:6], ref, pull_request=7, base_ref="main")
     assert main  # the base itself is fine to check out without --pr
-    co = gitrepo.checkout(origin.url, tmp_path / "main", main)
+    co = ops_git.checkout(origin.url, tmp_path / "main", main)
     assert co.head == main and co.changed == ()
 
 
@@ -110,18 +110,18 @@ def test_a_rollout_checkout_refuses_a_commit_that_is_not_on_the_base_branch(
         assert code == 0, output
         assert (tmp_path / f"ok-{ref[:8]}-out" / "head").read_text() == want
     # Without --on-branch the same unmerged commit checks out (what pull-request validation needs).
-    co = gitrepo.checkout(origin.url, tmp_path / "plain", "more-replicas")
+    co = ops_git.checkout(origin.url, tmp_path / "plain", "more-replicas")
     assert co.head == unmerged
-    with pytest.raises(gitrepo.GitError, match="not on branch 'main'"):
-        gitrepo.checkout(origin.url, tmp_path / "api", unmerged, on_branch="main")
+    with pytest.raises(ops_git.GitError, match="not on branch 'main'"):
+        ops_git.checkout(origin.url, tmp_path / "api", unmerged, on_branch="main")
 
 
 def test_the_token_travels_as_a_header_and_never_lands_on_disk(origin: Origin, tmp_path: Path) -> None:
     token = "ghs_secret0123456789abcdef"
     # A git smart-HTTP server that refuses everything: enough to see what git sent.
     with serve(lambda r: Response(403, "forbidden")) as server:
-        with pytest.raises(gitrepo.GitError) as info:
-            gitrepo.checkout(f"{server.url}/{OWNER_REPO}.git", tmp_path / "src", "main", token=token)
+        with pytest.raises(ops_git.GitError) as info:
+            ops_git.checkout(f"{server.url}/{OWNER_REPO}.git", tmp_path / "src", "main", token=token)
         first = server.requests[0]
     assert first.path.startswith(f"/{OWNER_REPO}.git/info/refs?service=git-upload-pack")
     assert first.headers["authorization"].startswith("Basic ")
@@ -141,7 +141,7 @@ def test_publish_creates_the_branch_commits_as_the_bot_and_is_idempotent(
     (source / rel / "deployment.yaml").write_text("kind: Deployment\n")
     (source / rel / "service.yaml").write_text("kind: Service\n")
 
-    first = gitrepo.publish(
+    first = ops_git.publish(
         source, [rel], origin.url, "gitops", "rollout: cms/minimal at uchicago\n", tmp_path / "w1"
     )
     assert first.changed and origin.rev("refs/heads/gitops") == first.commit
@@ -151,18 +151,18 @@ def test_publish_creates_the_branch_commits_as_the_bot_and_is_idempotent(
         f"{rel}/service.yaml",
     ]
 
-    again = gitrepo.publish(source, [rel], origin.url, "gitops", "again\n", tmp_path / "w2")
+    again = ops_git.publish(source, [rel], origin.url, "gitops", "again\n", tmp_path / "w2")
     assert not again.changed and again.commit == first.commit
     # A retry of the step that pushed (same message, same workspace): still "our" commit, so a
     # failed rollout after it is reverted.
-    retried = gitrepo.publish(
+    retried = ops_git.publish(
         source, [rel], origin.url, "gitops", "rollout: cms/minimal at uchicago\n", tmp_path / "w1"
     )
     assert retried.changed and retried.commit == first.commit
 
     (source / rel / "service.yaml").unlink()
     (source / rel / "deployment.yaml").write_text("kind: Deployment\nspec: {replicas: 3}\n")
-    second = gitrepo.publish(source, [rel], origin.url, "gitops", "update\n", tmp_path / "w3")
+    second = ops_git.publish(source, [rel], origin.url, "gitops", "update\n", tmp_path / "w3")
     assert second.changed and git(origin.bare, "rev-parse", "gitops~1") == first.commit
     assert git(origin.bare, "ls-tree", "-r", "--name-only", "gitops").splitlines() == [
         f"{rel}/deployment.yaml"
@@ -177,7 +177,7 @@ def test_publish_leaves_other_deployments_alone_and_removes_a_deleted_one(
     for rel in ("gitops/rendered/a/cms/one", "gitops/rendered/a/cms/two"):
         (source / rel).mkdir(parents=True)
         (source / rel / "x.yaml").write_text(rel)
-    gitrepo.publish(
+    ops_git.publish(
         source,
         ["gitops/rendered/a/cms/one", "gitops/rendered/a/cms/two"],
         origin.url,
@@ -187,7 +187,7 @@ def test_publish_leaves_other_deployments_alone_and_removes_a_deleted_one(
     )
     shutil.rmtree(source / "gitops/rendered/a/cms/two")
     (source / "gitops/rendered/a/cms/one/x.yaml").write_text("changed but not published")
-    result = gitrepo.publish(
+    result = ops_git.publish(
         source, ["gitops/rendered/a/cms/two"], origin.url, "gitops", "remove two\n", tmp_path / "w2"
     )
     assert result.changed
@@ -203,20 +203,20 @@ def test_a_retried_checkout_replaces_a_half_done_clone_but_nothing_else(
     dest = tmp_path / "src"
     (dest / ".git").mkdir(parents=True)
     (dest / "half-written").write_text("x")
-    co = gitrepo.checkout(origin.url, dest, "main")
+    co = ops_git.checkout(origin.url, dest, "main")
     assert co.head == origin.rev("refs/heads/main") and not (dest / "half-written").exists()
     other = tmp_path / "precious"
     other.mkdir()
     (other / "data").write_text("keep")
-    with pytest.raises(gitrepo.GitError, match="not a working copy"):
-        gitrepo.checkout(origin.url, other, "main")
+    with pytest.raises(ops_git.GitError, match="not a working copy"):
+        ops_git.checkout(origin.url, other, "main")
     assert (other / "data").read_text() == "keep"
 
 
 def test_paths_must_stay_inside_the_repository(origin: Origin, tmp_path: Path) -> None:
     for i, bad in enumerate(("../outside", "/etc", ".git/hooks")):
-        with pytest.raises(gitrepo.GitError, match="inside the repository"):
-            gitrepo.publish(tmp_path, [bad], origin.url, "gitops", "m\n", tmp_path / f"w{i}")
+        with pytest.raises(ops_git.GitError, match="inside the repository"):
+            ops_git.publish(tmp_path, [bad], origin.url, "gitops", "m\n", tmp_path / f"w{i}")
     assert not (tmp_path / "w0").exists()  # refused before anything was cloned
 
 
@@ -224,9 +224,9 @@ def test_a_lost_push_race_is_rebased_and_pushed(origin: Origin, tmp_path: Path) 
     source = tmp_path / "src"
     (source / "a").mkdir(parents=True)
     (source / "a" / "f").write_text("1")
-    gitrepo.publish(source, ["a"], origin.url, "gitops", "first\n", tmp_path / "w1")
+    ops_git.publish(source, ["a"], origin.url, "gitops", "first\n", tmp_path / "w1")
     # Our working copy is made; then another rollout pushes before we do.
-    ours = gitrepo.clone_branch(origin.url, "gitops", tmp_path / "ours")
+    ours = ops_git.clone_branch(origin.url, "gitops", tmp_path / "ours")
     (tmp_path / "ours" / "b").write_text("ours")
     ours("add", "b")
     ours("commit", "--quiet", "-m", "ours")
@@ -237,7 +237,7 @@ def test_a_lost_push_race_is_rebased_and_pushed(origin: Origin, tmp_path: Path) 
     git(theirs, "commit", "--quiet", "-m", "theirs")
     git(theirs, "push", "--quiet", "origin", "gitops")
 
-    gitrepo._push(ours, "gitops")
+    ops_git._push(ours, "gitops")
     assert git(origin.bare, "log", "--format=%s", "gitops").splitlines() == ["ours", "theirs", "first"]
 
 
@@ -246,22 +246,22 @@ def test_revert_undoes_exactly_the_rollout_commit(origin: Origin, tmp_path: Path
     rel = "gitops/rendered/uchicago/cms/minimal"
     (source / rel).mkdir(parents=True)
     (source / rel / "deployment.yaml").write_text("replicas: 2\n")
-    base = gitrepo.publish(source, [rel], origin.url, "gitops", "v1\n", tmp_path / "w1")
+    base = ops_git.publish(source, [rel], origin.url, "gitops", "v1\n", tmp_path / "w1")
     (source / rel / "deployment.yaml").write_text("replicas: 3\n")
-    bad = gitrepo.publish(source, [rel], origin.url, "gitops", "v2\n", tmp_path / "w2")
+    bad = ops_git.publish(source, [rel], origin.url, "gitops", "v2\n", tmp_path / "w2")
     # A neighbour's rollout lands after ours and must survive our revert.
     (source / "gitops/rendered/uchicago/atlas/exatrkx").mkdir(parents=True)
     (source / "gitops/rendered/uchicago/atlas/exatrkx/d.yaml").write_text("x\n")
-    gitrepo.publish(
+    ops_git.publish(
         source, ["gitops/rendered/uchicago/atlas/exatrkx"], origin.url, "gitops", "v3\n", tmp_path / "w3"
     )
 
-    new = gitrepo.revert(origin.url, "gitops", bad.commit, tmp_path / "w4", "revert rollout\n\nReverts: x\n")
+    new = ops_git.revert(origin.url, "gitops", bad.commit, tmp_path / "w4", "revert rollout\n\nReverts: x\n")
     assert origin.rev("refs/heads/gitops") == new
     assert git(origin.bare, "show", f"gitops:{rel}/deployment.yaml") == "replicas: 2"
     assert git(origin.bare, "show", "gitops:gitops/rendered/uchicago/atlas/exatrkx/d.yaml") == "x"
     assert git(origin.bare, "log", "-1", "--format=%an <%ae>", "gitops") == BOT
     assert base.commit in git(origin.bare, "rev-list", "gitops").splitlines()
 
-    with pytest.raises(gitrepo.GitError, match="not on branch"):
-        gitrepo.revert(origin.url, "gitops", origin.rev("refs/heads/main"), tmp_path / "w5", "m\n")
+    with pytest.raises(ops_git.GitError, match="not on branch"):
+        ops_git.revert(origin.url, "gitops", origin.rev("refs/heads/main"), tmp_path / "w5", "m\n")

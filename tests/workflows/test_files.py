@@ -16,7 +16,7 @@ from hera.events.models import EventSource, Sensor
 from hera.workflows import CronWorkflow, WorkflowTemplate
 
 from pipelines.cli import cli
-from pipelines.workflows.render import OUT_DIR, drift, render
+from pipelines.workflows.files import OUT_DIR, drift, render
 from tests.conftest import ROOT
 from tests.workflows.support import (
     CRDS,

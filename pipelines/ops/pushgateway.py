@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from pipelines.workflows.errors import RemoteError
+from pipelines.ops.errors import RemoteError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TIMEOUT = 10.0

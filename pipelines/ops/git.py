@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.workflows.errors import RemoteError
+from pipelines.ops.errors import RemoteError
 
 GIT_TIMEOUT = 300.0  # seconds for any one git command (a clone of a large repository included)
 PUSH_ATTEMPTS = 3  # a concurrent rollout may push first: fetch, rebase, try again

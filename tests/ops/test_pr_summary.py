@@ -7,16 +7,16 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.workflows.github import COMMENT_MARKER
-from pipelines.workflows.pr_summary import (
+from pipelines.ops.github import COMMENT_MARKER
+from pipelines.ops.pr_summary import (
     FileChange,
     by_site,
     comment_body,
     parse_failures,
     parse_name_status,
 )
-from tests.workflows.conftest import OWNER_REPO, Origin
-from tests.workflows.fakes import Request, Response, github_comment, serve_github
+from tests.ops.conftest import OWNER_REPO, Origin
+from tests.ops.fakes import Request, Response, github_comment, serve_github
 
 NAME_STATUS = """\
 M\tgitops/rendered/uchicago/cms/minimal/deployment.yaml

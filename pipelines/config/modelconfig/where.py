@@ -17,7 +17,7 @@ from typing import Protocol
 
 from pipelines.config.errors import ConfigError, JsonPath, Location, format_path
 from pipelines.config.loader import Document
-from pipelines.modelrepo.pbtxt import find_line
+from pipelines.config.modelconfig.pbtxt import find_line
 
 _YAML_FIELDS: dict[str, JsonPath] = {
     "name": ("name",),

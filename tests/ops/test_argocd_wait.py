@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from kubernetes import client as k8s
 
 from pipelines.cli import cli
-from pipelines.workflows import argocd
-from tests.workflows.conftest import Origin
-from tests.workflows.fakes import Request, Response, application, kube_status, kubeconfig, serve
+from pipelines.ops import argocd_wait
+from tests.ops.conftest import Origin
+from tests.ops.fakes import Request, Response, application, kube_status, kubeconfig, serve
 
 APP = "uchicago-cms-minimal"
 PATH = f"/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/{APP}"
@@ -55,10 +55,10 @@ def fast() -> Iterator[dict[str, Any]]:
 
 def wait(
     answers: list[Response], revision: str | None = REV, **kw: Any
-) -> tuple[argocd.WaitResult, Sequence, list[Request]]:
+) -> tuple[argocd_wait.WaitResult, Sequence, list[Request]]:
     seq = Sequence(answers)
     with serve(seq) as server:
-        result = argocd.wait_for_application(api_for(server.url), "argocd", APP, revision=revision, **kw)
+        result = argocd_wait.wait_for_application(api_for(server.url), "argocd", APP, revision=revision, **kw)
         return result, seq, server.requests
 
 
@@ -129,7 +129,7 @@ def test_never_healthy_times_out() -> None:
     answers = [ok(sync="Synced", health="Progressing", revision=REV)]
     seq = Sequence(answers)
     with serve(seq) as server:
-        result = argocd.wait_for_application(
+        result = argocd_wait.wait_for_application(
             api_for(server.url),
             "argocd",
             APP,
@@ -156,7 +156,7 @@ def test_not_found_and_server_errors_are_waited_out(fast: dict[str, Any]) -> Non
 
 def test_forbidden_fails_at_once_naming_the_permission(fast: dict[str, Any]) -> None:
     answers = [Response(403, kube_status(403, "Forbidden", "applications.argoproj.io is forbidden"))]
-    with pytest.raises(argocd.KubernetesAccessError, match=r"needs get on applications\.argoproj\.io"):
+    with pytest.raises(argocd_wait.KubernetesAccessError, match=r"needs get on applications\.argoproj\.io"):
         wait(answers, **fast)
 
 
@@ -209,20 +209,20 @@ def two_rollouts(origin: Origin, tmp_path: Path) -> tuple[str, str, str, Path]:
     Returns (A, B, a commit on another branch that does not contain A, our working copy), the
     working copy being what our commit step left behind: it has A, not B.
     """
-    from pipelines.workflows import gitrepo
+    from pipelines.ops import git
 
     source = tmp_path / "rendered"
     for site in ("uchicago", "geddes"):
         (source / f"gitops/rendered/{site}/cms/minimal").mkdir(parents=True)
         (source / f"gitops/rendered/{site}/cms/minimal/deployment.yaml").write_text(f"site: {site}\n")
     ours = tmp_path / "ours"
-    a = gitrepo.publish(source, ["gitops/rendered/uchicago/cms/minimal"], origin.url, "gitops", "A\n", ours)
-    b = gitrepo.publish(
+    a = git.publish(source, ["gitops/rendered/uchicago/cms/minimal"], origin.url, "gitops", "A\n", ours)
+    b = git.publish(
         source, ["gitops/rendered/geddes/cms/minimal"], origin.url, "gitops", "B\n", tmp_path / "theirs"
     )
     assert a.changed and b.changed and origin.rev("refs/heads/gitops") == b.commit
     # A commit that is not on top of ours (another branch of the same repository).
-    unrelated = gitrepo.publish(
+    unrelated = git.publish(
         source, ["gitops/rendered/geddes/cms/minimal"], origin.url, "elsewhere", "C\n", tmp_path / "other"
     )
     return a.commit, b.commit, unrelated.commit, ours
@@ -235,10 +235,10 @@ def test_a_later_commit_that_contains_ours_is_our_success(
     # reports their commit (status.sync.revision is the branch head it compared against), and
     # waiting for ours exactly would time out and revert a good rollout. A commit counts when
     # `git merge-base --is-ancestor OURS IT` holds (git-merge-base(1)), in a real repository.
-    from pipelines.workflows import gitrepo
+    from pipelines.ops import git
 
     a, b, unrelated, workdir = two_rollouts(origin, tmp_path)
-    contains = gitrepo.Descendants(workdir, "gitops", a)
+    contains = git.Descendants(workdir, "gitops", a)
     result, _, _ = wait([ok(revision=b)], revision=a, contains=contains, **fast)
     assert result.verdict == "healthy"  # B was fetched into our working copy and contains A
     # A commit that does not contain ours is not our success, with or without the oracle.

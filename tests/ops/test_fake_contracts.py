@@ -6,9 +6,7 @@ import httpx
 import pytest
 from jsonschema import Draft7Validator
 
-from tests.render.support import crd_schema
-from tests.support.github_contract import contract
-from tests.workflows.fakes import (
+from tests.ops.fakes import (
     Response,
     application,
     github_comment,
@@ -16,6 +14,8 @@ from tests.workflows.fakes import (
     github_status,
     serve_github,
 )
+from tests.render.support import crd_schema
+from tests.support.github_contract import contract
 
 REPO = "fastml/sonic-gitops"
 

@@ -15,8 +15,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError
 from pipelines.config.model import Model, Site, SiteDeployment, Tensor
-from pipelines.modelrepo.pbtxt import dtype_name, kind_name, platform_of
-from pipelines.modelrepo.where import Where
+from pipelines.config.modelconfig.pbtxt import dtype_name, kind_name, platform_of
+from pipelines.config.modelconfig.where import Where
 
 
 @dataclass(frozen=True)

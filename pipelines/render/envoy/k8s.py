@@ -1,6 +1,6 @@
 """Envoy in front of Triton: Deployment, ConfigMap, client and stats Services, Ingress, PDB.
 
-The bootstrap itself comes from :mod:`pipelines.render.envoy` (data, never a template); this
+The bootstrap itself comes from :mod:`pipelines.render.envoy.bootstrap` (data, never a template); this
 module only runs it:
 
 - the container runs the image's own Envoy with our arguments and installs nothing at start
@@ -27,7 +27,7 @@ from pipelines.config.model import Ingress as SiteIngress
 from pipelines.config.model import Site, SiteDeployment
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
-from pipelines.render.envoy import envoy_config, envoy_yaml
+from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
 from pipelines.render.errors import Unvalidated, require
 from pipelines.render.objects import (
     affinity,

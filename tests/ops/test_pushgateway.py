@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.workflows.pushgateway import (
+from pipelines.ops.pushgateway import (
     CONTENT_TYPE,
     Metric,
     PushError,
@@ -23,7 +23,7 @@ from pipelines.workflows.pushgateway import (
     push,
 )
 from tests.conftest import ROOT
-from tests.workflows.fakes import Response, serve
+from tests.ops.fakes import Response, serve
 
 REPORT = {
     "deployment": "cms/minimal",

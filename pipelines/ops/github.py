@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import httpx
 
-from pipelines.workflows.errors import RemoteError
+from pipelines.ops.errors import RemoteError
 
 DEFAULT_API = "https://api.github.com"
 API_VERSION = "2022-11-28"

@@ -55,7 +55,7 @@ def common(settings: PipelineSettings) -> list[dict[str, Any]]:
 def render(tree: Tree, settings: PipelineSettings = DEFAULT) -> dict[str, str]:
     """File name -> YAML text for every file of ``gitops/workflows/`` (sorted by name)."""
     files: dict[str, tuple[str, list[dict[str, Any]]]] = {
-        "common.yaml": ("pipelines/workflows/render.py", common(settings)),
+        "common.yaml": ("pipelines/workflows/files.py", common(settings)),
         "pr-validation.yaml": ("pipelines/workflows/pr_validation.py", pr_validation.objects(settings)),
         "events.yaml": ("pipelines/workflows/events.py", events.objects(settings)),
         "rollout.yaml": ("pipelines/workflows/rollout.py", rollout.objects(settings, tree)),

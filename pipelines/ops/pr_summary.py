@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pipelines.config import layout
 from pipelines.config.model import deployment_ref
-from pipelines.workflows.github import COMMENT_MARKER
+from pipelines.ops.github import COMMENT_MARKER
 
 ChangeKind = Literal["added", "modified", "removed"]
 _KIND = {"A": "added", "M": "modified", "T": "modified", "D": "removed", "C": "added"}

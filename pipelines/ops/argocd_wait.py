@@ -8,7 +8,7 @@ token exists anywhere.
 Every site's Applications follow one GitOps branch, so the revision an Application reports is
 the branch head Argo CD last compared against: after a neighbour's rollout pushed on top of ours
 it is their commit, which contains ours. "Our revision" is therefore any commit that contains
-the rollout's commit (given a ``contains`` oracle, e.g. :class:`pipelines.workflows.gitrepo.Descendants`
+the rollout's commit (given a ``contains`` oracle, e.g. :class:`pipelines.ops.git.Descendants`
 over a working copy of the branch); without one, only our commit itself.
 
 Verdicts, in the order they are decided on each poll:

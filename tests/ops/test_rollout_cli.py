@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from tests.conftest import ROOT
-from tests.workflows.conftest import Origin, git
-from tests.workflows.fakes import Request, Response, application, kube_status, kubeconfig, serve
+from tests.ops.conftest import Origin, git
+from tests.ops.fakes import Request, Response, application, kube_status, kubeconfig, serve
 
 SITE, DEPLOYMENT = "uchicago", "cms/minimal"
 

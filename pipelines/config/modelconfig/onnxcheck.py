@@ -24,8 +24,8 @@ from onnx import TensorProto
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError
-from pipelines.modelrepo.pbtxt import dtype_name
-from pipelines.modelrepo.where import Where
+from pipelines.config.modelconfig.pbtxt import dtype_name
+from pipelines.config.modelconfig.where import Where
 
 # ONNX element types that Triton can carry, by Triton's spelling.
 ONNX_TO_TRITON: dict[int, str] = {

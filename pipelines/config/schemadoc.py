@@ -6,7 +6,7 @@ description), so the reference can never say something the validator does not en
 
 Example::
 
-    >>> from pipelines.config.reference import render_reference
+    >>> from pipelines.config.schemadoc import render_reference
     >>> render_reference().startswith("# Configuration reference")
     True
 """

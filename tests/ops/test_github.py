@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.workflows.github import COMMENT_MARKER, GitHub, GitHubError
-from tests.workflows.fakes import Request, Response, github_comment, github_error, github_status, serve_github
+from pipelines.ops.github import COMMENT_MARKER, GitHub, GitHubError
+from tests.ops.fakes import Request, Response, github_comment, github_error, github_status, serve_github
 
 TOKEN = "ghs_testtoken0123456789"
 SHA = "3f5c2a9d8e7b6a5c4d3e2f1a0b9c8d7e6f5a4b3c"

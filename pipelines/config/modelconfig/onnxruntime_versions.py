@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-TABLE = "pipelines/modelrepo/onnxruntime_versions.py"
+TABLE = "pipelines/config/modelconfig/onnxruntime_versions.py"
 
 # Triton release -> ONNX Runtime version (see the module docstring for the sources).
 TRITON_ONNXRUNTIME: dict[str, str] = {
