@@ -28,11 +28,11 @@ from pipelines.importers.supersonic.chart import defaults, schema
 from pipelines.importers.supersonic.table import Key, format_key, table
 from pipelines.importers.supersonic.tritonargs import ArgsProblem, command_line, options
 from pipelines.render import render_site_deployment
+from tests.conftest import FIXTURE
 
 HERE = Path(__file__).parent
 VALUES = HERE / "values"
 CORPUS = HERE / "invalid"
-ROOT = HERE.parents[1]
 
 # Keys the chart's values.yaml documents only in comments (the storage options).
 DOCUMENTED: set[Key] = {
@@ -80,7 +80,7 @@ def keys_of(data: dict[str, Any]) -> set[Key]:
 
 @pytest.fixture(scope="module")
 def tree():  # type: ignore[no-untyped-def]
-    return check_tree(ROOT)[0]
+    return check_tree(FIXTURE)[0]
 
 
 def run_import(c: Cover, tree: Any) -> ImportResult:
@@ -173,7 +173,7 @@ def test_the_json_report_is_one_object(tree: Any) -> None:
 
 
 def _objects(result: ImportResult, dest: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    assert validate_import(result, ROOT, dest) == []
+    assert validate_import(result, FIXTURE, dest) == []
     t = load_tree(dest)
     p = t.deployment(result.name).at(result.site)
     assert p is not None
@@ -287,10 +287,10 @@ def test_anvil_gpu_products_without_a_class_get_a_fragment(tree: Any) -> None:
 
 
 def _bare_tree(tmp_path: Path) -> Path:
-    """A copy of the example tree with a site that offers no CVMFS, ingress, Prometheus or GPU class."""
+    """A copy of the fixture tree with a site that offers no CVMFS, ingress, Prometheus or GPU class."""
     dest = tmp_path / "repo"
-    shutil.copytree(ROOT / "experiments", dest / "experiments")
-    shutil.copytree(ROOT / "gitops" / "sites", dest / "gitops" / "sites")
+    shutil.copytree(FIXTURE / "experiments", dest / "experiments")
+    shutil.copytree(FIXTURE / "gitops" / "sites", dest / "gitops" / "sites")
     (dest / "gitops" / "sites" / "bare.yaml").write_text(
         "name: bare\nargocd: {server: https://bare.example.org:6443}\n"
         'kubernetes: {minVersion: "1.29", maxVersion: "1.33"}\n'

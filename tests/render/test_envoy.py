@@ -30,7 +30,7 @@ from pipelines.render.envoy import (
     envoy_yaml,
     supersonic_style_config,
 )
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 from tests.render.conftest import (
     CannedServer,
     LocalPorts,
@@ -41,7 +41,7 @@ from tests.render.conftest import (
     http_get,
 )
 
-TREE: Tree = load_tree(ROOT)
+TREE: Tree = load_tree(FIXTURE)
 PLACEMENTS = TREE.site_deployments()
 IDS = [f"{p.site}/{p.experiment}/{p.name}" for p in PLACEMENTS]
 Json = dict[str, Any]
