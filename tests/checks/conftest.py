@@ -1,6 +1,6 @@
 """A real local stack (Triton replicas, rendered Envoy, rendered Prometheus) and deployment variants.
 
-Variants are private copies of the example tree with ``experiments/cms/minimal.yaml`` edited, so
+Variants are private copies of the fixture tree with ``experiments/cms/minimal.yaml`` edited, so
 a variant keeps the deployment's name (its metric labels match the running stack) while
 declaring something different: an extra model, auth, a tiny admission threshold.
 """
@@ -24,10 +24,10 @@ from pipelines.local.state import StackState
 START_TIMEOUT = 90.0
 
 
-def copy_tree(dest: Path, repo_root: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def copy_tree(dest: Path, source: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """experiments/ and gitops/sites/ copied to ``dest``; ``edit`` changes minimal.yaml's data."""
-    shutil.copytree(repo_root / "experiments", dest / "experiments", ignore=shutil.ignore_patterns("locks"))
-    shutil.copytree(repo_root / "gitops" / "sites", dest / "gitops" / "sites")
+    shutil.copytree(source / "experiments", dest / "experiments", ignore=shutil.ignore_patterns("locks"))
+    shutil.copytree(source / "gitops" / "sites", dest / "gitops" / "sites")
     if edit is not None:
         path = dest / "experiments" / "cms" / "minimal.yaml"
         data = yaml.safe_load(path.read_text())
@@ -43,22 +43,22 @@ def minimal_of(root: Path) -> tuple[Tree, SiteDeployment]:
 
 @pytest.fixture(scope="module")
 def variant(
-    tmp_path_factory: pytest.TempPathFactory, repo_root: Path
+    tmp_path_factory: pytest.TempPathFactory, fixture_root: Path
 ) -> Callable[..., tuple[Tree, SiteDeployment]]:
     """``variant(edit)``: the minimal deployment as declared by an edited copy of the tree."""
 
     def make(edit: Callable[[dict[str, Any]], None] | None = None) -> tuple[Tree, SiteDeployment]:
-        return minimal_of(copy_tree(tmp_path_factory.mktemp("variant"), repo_root, edit))
+        return minimal_of(copy_tree(tmp_path_factory.mktemp("variant"), fixture_root, edit))
 
     return make
 
 
 @pytest.fixture(scope="module")
 def live(
-    tmp_path_factory: pytest.TempPathFactory, repo_root: Path
+    tmp_path_factory: pytest.TempPathFactory, fixture_root: Path
 ) -> Iterator[tuple[Tree, SiteDeployment, StackState]]:
     """The minimal deployment running with 3 Triton replicas, Envoy and (if installed) Prometheus."""
-    root = copy_tree(tmp_path_factory.mktemp("live"), repo_root)
+    root = copy_tree(tmp_path_factory.mktemp("live"), fixture_root)
     tree, p = minimal_of(root)
     with stack.running(tree, p, root=root, replicas=3, timeout=START_TIMEOUT) as state:
         yield tree, p, state

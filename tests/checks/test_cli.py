@@ -30,21 +30,21 @@ def run(*args: str) -> tuple[int, str, str]:
         ),
     ],
 )
-def test_usage_errors_exit_2(repo_root: Path, args: list[str], message: str) -> None:
-    code, _, err = run(*args, "--root", str(repo_root))
+def test_usage_errors_exit_2(fixture_root: Path, args: list[str], message: str) -> None:
+    code, _, err = run(*args, "--root", str(fixture_root))
     assert code == 2
     assert message in err
     assert "Traceback" not in err
 
 
-def test_unreachable_endpoint_fails_fast_as_json(repo_root: Path) -> None:
+def test_unreachable_endpoint_fails_fast_as_json(fixture_root: Path) -> None:
     port, prom = free_port(), free_port()
     code, out, _ = run(
         "--endpoint",
         f"127.0.0.1:{port}",
         "cms/minimal",
         "--root",
-        str(repo_root),
+        str(fixture_root),
         "--prometheus",
         f"http://127.0.0.1:{prom}",
         "--format",

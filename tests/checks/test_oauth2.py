@@ -25,7 +25,7 @@ from pipelines.checks.oauth2 import (
 )
 from pipelines.cli import cli
 from pipelines.local.processes import free_port
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 from tests.ops.fakes import RecordingServer, Request, Response, serve
 
 CLIENT_ID = "sonic:checks%1"  # characters section 2.3.1's form-encoding exists for
@@ -127,7 +127,7 @@ def test_credentials_files_are_checked(tmp_path: Path) -> None:
 # --- sonic check --client-credentials ---------------------------------------------------------------
 
 
-JWT_DEPLOYMENT = ROOT / "gitops/rendered/nautilus/icecube/cnn-classifier"  # declares JWT auth
+JWT_DEPLOYMENT = FIXTURE / "gitops/rendered/nautilus/icecube/cnn-classifier"  # declares JWT auth
 
 
 def check(*args: str) -> tuple[int, str]:

@@ -40,14 +40,14 @@ from pipelines.local import stack
 from pipelines.local.processes import free_port
 from pipelines.local.state import StackState
 from tests.checks.conftest import copy_tree, minimal_of
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 
-RENDERED = ROOT / "gitops" / "rendered" / "uchicago" / "cms" / "minimal"
+RENDERED = FIXTURE / "gitops" / "rendered" / "uchicago" / "cms" / "minimal"
 COMMAND_TIMEOUT = 120  # seconds; the runs below fail fast or finish in seconds
 
 
 def placements() -> list[SiteDeployment]:
-    return load_tree(ROOT).site_deployments()
+    return load_tree(FIXTURE).site_deployments()
 
 
 def ident(p: SiteDeployment) -> str:
@@ -166,7 +166,7 @@ def test_a_rendered_directory_holds_the_whole_spec(p: SiteDeployment, tmp_path: 
     """What the scheduled checks read from the GitOps branch (issue 10.14) is the deployment itself."""
     from pipelines.render.names import rendered_dir
 
-    spec = extract_rendered(ROOT / rendered_dir(p), tmp_path / "spec")
+    spec = extract_rendered(FIXTURE / rendered_dir(p), tmp_path / "spec")
     loaded = load_spec(spec)
     renamed = reference_names(p)
     assert to_spec(loaded, {v: k for k, v in renamed.items()}) == to_spec(p)
@@ -214,7 +214,7 @@ def check(*args: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Path:
-    p = load_tree(ROOT).deployment("cms/minimal").placements[0]
+    p = load_tree(FIXTURE).deployment("cms/minimal").placements[0]
     return write(p, tmp_path / "spec")
 
 
@@ -333,7 +333,7 @@ def test_job_finds_its_configuration_without_the_repository(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def live_minimal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
     """cms/minimal on one Triton replica, the rendered Envoy and (if installed) Prometheus."""
-    root = copy_tree(tmp_path_factory.mktemp("spec-live"), ROOT)
+    root = copy_tree(tmp_path_factory.mktemp("spec-live"), FIXTURE)
     tree, p = minimal_of(root)
     with stack.running(tree, p, root=root, replicas=1, timeout=90.0) as state:
         yield state

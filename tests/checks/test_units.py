@@ -24,8 +24,8 @@ from pipelines.local.processes import free_port
 
 
 @pytest.fixture(scope="module")
-def minimal(repo_root: Path) -> SiteDeployment:
-    tree = load_tree(repo_root)
+def minimal(fixture_root: Path) -> SiteDeployment:
+    tree = load_tree(fixture_root)
     return tree.deployment("cms/minimal").placements[0]
 
 

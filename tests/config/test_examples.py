@@ -1,4 +1,6 @@
-"""The example tree is valid, mirrors the real SuperSONIC deployments, and merges per-site overrides."""
+"""The live example tree is valid and mirrors the real SuperSONIC deployments (tests about the
+examples themselves); per-site overrides merge (on the frozen fixture tree, like every unit test).
+"""
 
 from __future__ import annotations
 
@@ -68,9 +70,9 @@ def test_examples_mirror_the_real_deployments(repo_root: Path) -> None:
     assert minimal.triton.gpu is None and all(m.artifact for m in minimal.models)
 
 
-def test_per_site_overrides_merge_over_the_deployment(repo_root: Path) -> None:
+def test_per_site_overrides_merge_over_the_deployment(fixture_root: Path) -> None:
     """particlenet: autoscaled at Geddes; fixed 5 replicas, A10, zone ucsd and its own Envoy settings at Nautilus."""
-    d = load_tree(repo_root).deployment("cms/particlenet")
+    d = load_tree(fixture_root).deployment("cms/particlenet")
     geddes, nautilus = d.at("geddes"), d.at("nautilus")
     assert geddes is not None and nautilus is not None
     assert (geddes.namespace, nautilus.namespace) == ("cms-sonic", "cms")
@@ -90,7 +92,7 @@ def test_per_site_overrides_merge_over_the_deployment(repo_root: Path) -> None:
     assert nautilus.envoy.rate_limit == geddes.envoy.rate_limit  # deployment-wide
 
 
-def test_typed_objects_are_immutable(repo_root: Path) -> None:
-    p = load_tree(repo_root).deployment("cms/minimal").placements[0]
+def test_typed_objects_are_immutable(fixture_root: Path) -> None:
+    p = load_tree(fixture_root).deployment("cms/minimal").placements[0]
     with pytest.raises(Exception, match="frozen"):
         p.replicas = 3  # type: ignore[misc]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from pipelines.config.ownership import PLATFORM, Owner, check_paths
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_fixture
 
 GIT = shutil.which("git")
 CMS = Owner("experiment", "cms")
@@ -126,15 +126,11 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """This repository's configuration, rendered tree and repository file, committed on ``main``."""
+    """The fixture tree (configuration, rendered tree, CODEOWNERS) and the schemas, committed on ``main``."""
     if GIT is None:
         pytest.skip("git is not installed")
-    dest = tmp_path / "repo"
-    shutil.copytree(ROOT / "experiments", dest / "experiments")
-    shutil.copytree(ROOT / "gitops", dest / "gitops", ignore=shutil.ignore_patterns(".sonic-render-*"))
+    dest = copy_fixture(tmp_path / "repo")
     shutil.copytree(ROOT / "schemas", dest / "schemas")
-    (dest / ".github").mkdir()
-    shutil.copy(ROOT / ".github" / "CODEOWNERS", dest / ".github" / "CODEOWNERS")
     git(dest, "init", "--quiet", "--initial-branch=main")
     git(dest, "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A")
     git(dest, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "--quiet", "-m", "base")

@@ -176,8 +176,8 @@ def test_the_drift_check_notices_a_missing_field() -> None:
 # --- defaults ----------------------------------------------------------------------------------------
 
 
-def test_schema_defaults_reach_the_typed_objects(repo_root: Path) -> None:
-    tree = load_tree(repo_root)
+def test_schema_defaults_reach_the_typed_objects(fixture_root: Path) -> None:
+    tree = load_tree(fixture_root)
     minimal = tree.deployment("cms/minimal").at("uchicago")
     assert minimal is not None
     assert minimal.envoy.retries.attempts == 2  # envoy.retries is not written at all

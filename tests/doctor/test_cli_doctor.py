@@ -10,8 +10,7 @@ import yaml
 
 from pipelines.local.processes import free_port
 from tests.config.support import SONIC
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import FIXTURE
 
 
 def doctor(
@@ -26,7 +25,7 @@ def doctor(
         text=True,
         timeout=120,
         env={**base, **(env or {})},
-        cwd=ROOT,
+        cwd=FIXTURE,
     )
 
 
@@ -86,7 +85,7 @@ def test_cluster_unreachable(tmp_path: Path) -> None:
 
 def test_help_documents_the_prometheus_override() -> None:
     proc = subprocess.run(
-        [*SONIC, "site", "doctor", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [*SONIC, "site", "doctor", "--help"], capture_output=True, text=True, timeout=60, cwd=FIXTURE
     )
     assert proc.returncode == 0
     for option in (

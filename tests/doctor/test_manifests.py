@@ -22,8 +22,7 @@ from pipelines.doctor.manifests import (
     target_namespaces,
     workflow_files,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import FIXTURE
 
 POD_SPEC = {
     "volumes": [
@@ -288,7 +287,7 @@ def test_workflow_files_match_what_the_pipelines_renderer_writes() -> None:
     from pipelines.config import load_tree
     from pipelines.workflows.files import OUT_DIR, render
 
-    tree = load_tree(ROOT)
+    tree = load_tree(FIXTURE)
     written = set(render(tree))
     shared = set(workflow_files("", receives_webhooks=True)) - set(
         workflow_files("", receives_webhooks=False)

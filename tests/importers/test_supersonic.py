@@ -31,11 +31,11 @@ from pipelines.importers.supersonic.table import Key, format_key, table
 from pipelines.importers.supersonic.tritonargs import ArgsProblem, command_line, options
 from pipelines.render import render_site_deployment
 from pipelines.render.inputs import read_deployment_inputs
+from tests.conftest import FIXTURE
 
 HERE = Path(__file__).parent
 VALUES = HERE / "values"
 CORPUS = HERE / "invalid"
-ROOT = HERE.parents[1]
 
 # Keys the chart's values.yaml documents only in comments (the storage options).
 DOCUMENTED: set[Key] = {
@@ -84,7 +84,7 @@ def keys_of(data: dict[str, Any]) -> set[Key]:
 
 @pytest.fixture(scope="module")
 def tree():  # type: ignore[no-untyped-def]
-    return check_tree(ROOT)[0]
+    return check_tree(FIXTURE)[0]
 
 
 def run_import(c: Cover, tree: Any) -> ImportResult:
@@ -211,7 +211,7 @@ def test_the_json_report_is_one_object(tree: Any) -> None:
 
 
 def _objects(result: ImportResult, dest: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    assert validate_import(result, ROOT, dest) == []
+    assert validate_import(result, FIXTURE, dest) == []
     t = load_tree(dest)
     p = t.deployment(result.name).at(result.site)
     assert p is not None
@@ -482,7 +482,7 @@ def test_ingress_annotations_the_site_does_not_allow_are_proposed(tree: Any) -> 
     assert result.fragment["ingress"]["allowedAnnotations"] == list(mine)
     # Without the fragment the site's allowlist refuses them: the proposal is needed.
     bare = ImportResult(**{**result.__dict__, "fragment": {"experiments": result.fragment["experiments"]}})
-    assert any("is not allowed on Ingresses" in e.message for e in validate_import(bare, ROOT))
+    assert any("is not allowed on Ingresses" in e.message for e in validate_import(bare, FIXTURE))
 
 
 def test_tls_without_a_secret_is_the_controllers_default_certificate(tree: Any) -> None:
@@ -492,10 +492,10 @@ def test_tls_without_a_secret_is_the_controllers_default_certificate(tree: Any) 
 
 
 def _bare_tree(tmp_path: Path) -> Path:
-    """A copy of the example tree with a site that offers no CVMFS, ingress, Prometheus or GPU class."""
+    """A copy of the fixture tree with a site that offers no CVMFS, ingress, Prometheus or GPU class."""
     dest = tmp_path / "repo"
-    shutil.copytree(ROOT / "experiments", dest / "experiments")
-    shutil.copytree(ROOT / "gitops" / "sites", dest / "gitops" / "sites")
+    shutil.copytree(FIXTURE / "experiments", dest / "experiments")
+    shutil.copytree(FIXTURE / "gitops" / "sites", dest / "gitops" / "sites")
     (dest / "gitops" / "sites" / "bare.yaml").write_text(
         "name: bare\nargocd: {server: https://bare.example.org:6443}\n"
         'kubernetes: {minVersion: "1.29", maxVersion: "1.33"}\n'

@@ -31,11 +31,13 @@ RUN_DIR = Path(".sonic") / "run" / "cms-minimal"
 
 
 @pytest.fixture
-def tree(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
-    """A private copy of the example tree; any stack left behind by a failing test is stopped."""
+def tree(tmp_path: Path, fixture_root: Path) -> Iterator[Path]:
+    """A private copy of the fixture tree; any stack left behind by a failing test is stopped."""
     root = tmp_path / "repo"
-    shutil.copytree(repo_root / "experiments", root / "experiments", ignore=shutil.ignore_patterns("locks"))
-    shutil.copytree(repo_root / "gitops" / "sites", root / "gitops" / "sites")
+    shutil.copytree(
+        fixture_root / "experiments", root / "experiments", ignore=shutil.ignore_patterns("locks")
+    )
+    shutil.copytree(fixture_root / "gitops" / "sites", root / "gitops" / "sites")
     yield root
     if (root / RUN_DIR / "state.json").exists():
         sonic("local", "down", "minimal", "--root", str(root), timeout=60)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pipelines.cli.local import local_differences
 from pipelines.config import load_tree
 from pipelines.local.stack import default_replicas
-from tests.render.support import ROOT
+from tests.conftest import FIXTURE
 
 
 def placement(name: str, site: str):  # type: ignore[no-untyped-def]
-    tree = load_tree(ROOT)
+    tree = load_tree(FIXTURE)
     p = tree.deployment(name).at(site)
     assert p is not None
     return p

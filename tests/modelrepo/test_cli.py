@@ -20,15 +20,15 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_minimal_example_builds_and_matches_the_committed_lock(
-    example_tree: Path, repo_root: Path, tmp_path: Path
+    example_tree: Path, fixture_root: Path, tmp_path: Path
 ) -> None:
     (example_tree / LOCK).unlink(missing_ok=True)
     code, out, err = run("minimal", "--root", str(example_tree), "--dest", str(tmp_path / "store"), "--local")
     assert code == 0, out + err
     assert out.splitlines()[-1].endswith("minimal.repository.lock.json (written)")
     built = (example_tree / LOCK).read_text()
-    # The lock committed in the repository is exactly what a build produces (it is not stale).
-    assert built == (repo_root / LOCK).read_text()
+    # The lock committed in the fixture tree is exactly what a build produces (it is not stale).
+    assert built == (fixture_root / LOCK).read_text()
     digest = json.loads(built)["snapshot"]
     assert list_snapshots(tmp_path / "store") == [digest]
     assert len(list_snapshots(tmp_path / "store" / "local")) == 1

@@ -18,17 +18,17 @@ import yaml
 
 from pipelines.local.triton import SHM_DIR, TritonError, running_triton
 from pipelines.modelrepo.build import BuildResult
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 from tests.modelrepo.support import Repo, sha256, tagger_entry
 
 pytestmark = pytest.mark.integration
 
-BTAG = ROOT / "experiments" / "cms" / "models" / "btag_mini" / "model.onnx"
+BTAG = FIXTURE / "experiments" / "cms" / "models" / "btag_mini" / "model.onnx"
 TIMEOUT = 30.0  # seconds, per gRPC call
 
 
 def _btag_entry() -> dict[str, Any]:
-    minimal = yaml.safe_load((ROOT / "experiments" / "cms" / "minimal.yaml").read_text())
+    minimal = yaml.safe_load((FIXTURE / "experiments" / "cms" / "minimal.yaml").read_text())
     (entry,) = minimal["models"]
     entry["artifact"]["source"] = "models/btag.onnx"
     return dict(entry)
@@ -125,7 +125,7 @@ def test_local_snapshot_answers_like_onnxruntime(
         assert _exec_count(server.metrics_url, "tagger") == before + 1
 
         # The CMS example model, with the inputs its reference file was made from.
-        refs = np.load(ROOT / "experiments" / "cms" / "checks" / "btag_mini_inputs.npz")
+        refs = np.load(FIXTURE / "experiments" / "cms" / "checks" / "btag_mini_inputs.npz")
         feeds = {k: refs[k] for k in ("global_features", "cpf_features")}
         (softmax,) = _infer(client, "btag_mini", feeds, ["softmax"])
         np.testing.assert_allclose(softmax, btag_ref.run(["softmax"], feeds)[0], rtol=1e-5, atol=1e-6)

@@ -22,7 +22,7 @@ from pipelines.ops.pushgateway import (
     group_path,
     push,
 )
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 from tests.ops.fakes import Response, serve
 
 REPORT = {
@@ -195,7 +195,7 @@ def test_cli_checks_a_rendered_directory_and_labels_even_a_run_without_report(tm
     with serve(lambda r: Response(200, "")) as server:
         result = CliRunner().invoke(
             cli,
-            ["pushgateway", "check", "--rendered", str(ROOT / rendered), "--url", server.url,
+            ["pushgateway", "check", "--rendered", str(FIXTURE / rendered), "--url", server.url,
              "--endpoint", endpoint, "--timeout", "30"],
         )  # fmt: skip
         gone = CliRunner().invoke(

@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 from tests.ops.conftest import Origin, git
 from tests.ops.fakes import Request, Response, application, kube_status, kubeconfig, serve
 
@@ -34,7 +34,7 @@ def target(tmp_path: Path) -> dict[str, str]:
         "--deployment",
         DEPLOYMENT,
         "--root",
-        str(ROOT),
+        str(FIXTURE),
         "--outputs",
         str(outputs),
     )
@@ -55,8 +55,8 @@ def test_target_names_what_the_renderers_name(tmp_path: Path) -> None:
     }
     # The ApplicationSet generates that Application from that directory's application.json
     # (tests/render/test_argocd.py runs the generator over the whole tree).
-    assert json.loads((ROOT / t["path"] / "application.json").read_text())["name"] == t["application"]
-    appset = (ROOT / "gitops" / "argocd" / SITE / "applicationset.yaml").read_text()
+    assert json.loads((FIXTURE / t["path"] / "application.json").read_text())["name"] == t["application"]
+    appset = (FIXTURE / "gitops" / "argocd" / SITE / "applicationset.yaml").read_text()
     assert "gitops/rendered/uchicago/*/*/application.json" in appset
 
 
@@ -66,7 +66,7 @@ def test_target_at_a_site_managed_by_a_central_argocd(tmp_path: Path, example_tr
     # the wait-remote step mounts; verify still uses anvil's in-cluster Service.
     outputs = tmp_path / "anvil"
     code, output = run("rollout", "target", "--site", "anvil", "--deployment", "cms/particlenet-anvil",
-                       "--root", str(ROOT), "--outputs", str(outputs))  # fmt: skip
+                       "--root", str(FIXTURE), "--outputs", str(outputs))  # fmt: skip
     assert code == 0, output
     t = {p.name: p.read_text() for p in outputs.iterdir()}
     assert t["argocd-remote"] == "true"
@@ -89,7 +89,7 @@ def test_target_at_a_site_managed_by_a_central_argocd(tmp_path: Path, example_tr
 
 def test_target_refuses_a_deployment_not_at_the_site() -> None:
     code, output = run(
-        "rollout", "target", "--site", "geddes", "--deployment", DEPLOYMENT, "--root", str(ROOT)
+        "rollout", "target", "--site", "geddes", "--deployment", DEPLOYMENT, "--root", str(FIXTURE)
     )
     assert code == 1 and "not placed at site 'geddes'" in output
 
@@ -110,7 +110,7 @@ def commit(
 def source_checkout(tmp_path: Path) -> Path:
     """A checkout holding the committed rendered tree of the repository under test."""
     source = tmp_path / "checkout"
-    shutil.copytree(ROOT / "gitops" / "rendered" / SITE, source / "gitops" / "rendered" / SITE)
+    shutil.copytree(FIXTURE / "gitops" / "rendered" / SITE, source / "gitops" / "rendered" / SITE)
     return source
 
 

@@ -19,7 +19,7 @@ from pipelines.config import load_tree
 from pipelines.config.repository import load_repository
 from pipelines.ops.verify_rendered import drift, envoy_binary, verify
 from pipelines.render import read_inputs, render_tree
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 
 needs_tools = pytest.mark.skipif(
     envoy_binary() is None or shutil.which("promtool") is None,
@@ -36,12 +36,12 @@ def run(root: Path, *extra: str) -> tuple[int, str]:
 
 @pytest.fixture
 def committed_tree(example_tree: Path) -> Path:
-    """The example tree with the repository's committed generated files and repository.yaml."""
+    """The fixture tree with its committed generated files and repository.yaml."""
     for part in ("gitops/rendered", "gitops/argocd"):
-        shutil.copytree(ROOT / part, example_tree / part)
+        shutil.copytree(FIXTURE / part, example_tree / part)
     (example_tree / ".github").mkdir(exist_ok=True)
-    shutil.copy(ROOT / ".github/CODEOWNERS", example_tree / ".github/CODEOWNERS")
-    shutil.copy(ROOT / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
+    shutil.copy(FIXTURE / ".github/CODEOWNERS", example_tree / ".github/CODEOWNERS")
+    shutil.copy(FIXTURE / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
     return example_tree
 
 
@@ -51,7 +51,7 @@ def one_deployment(example_tree: Path) -> Path:
     for path in (example_tree / "experiments").glob("*/*.yaml"):
         if path.name != "experiment.yaml" and path.stem != "minimal":
             path.unlink()
-    shutil.copy(ROOT / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
+    shutil.copy(FIXTURE / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
     result = CliRunner().invoke(cli, ["render", "--root", str(example_tree)])
     assert result.exit_code == 0, result.output
     assert (example_tree / CONFIGMAP).is_file()
@@ -115,8 +115,8 @@ def test_tampered_lua_in_the_committed_tree_is_never_run_and_is_drift(
 @needs_tools
 def test_the_tools_still_fail_a_broken_render() -> None:
     # The tools' own failures, on a render changed in memory (as a broken renderer would produce).
-    tree = load_tree(ROOT)
-    rendered = dict(render_tree(tree, read_inputs(tree, load_repository(ROOT))))
+    tree = load_tree(FIXTURE)
+    rendered = dict(render_tree(tree, read_inputs(tree, load_repository(FIXTURE))))
     configmap = CONFIGMAP.as_posix()
     rendered[configmap] = (
         rendered[configmap].replace("LEAST_REQUEST", "FASTEST").replace("ROUND_ROBIN", "FASTEST")
@@ -152,7 +152,7 @@ def test_a_symlink_in_the_committed_tree_is_reported_not_followed(one_deployment
 
 
 def test_nothing_committed_is_drift(example_tree: Path) -> None:
-    shutil.copy(ROOT / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
+    shutil.copy(FIXTURE / "gitops/repository.yaml", example_tree / "gitops/repository.yaml")
     code, output = run(example_tree)
     assert code == 1
     assert (

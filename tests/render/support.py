@@ -1,13 +1,13 @@
 """Shared helpers of the renderer tests (plain functions, cached: rendering is pure).
 
-The ``minimal`` deployment is rendered with a lock built here, so the tests and golden files
-do not depend on the committed lock file (``sonic build-models`` output).
+The deployments are those of the frozen fixture tree (tests/fixtures/tree), not the live examples.
+The ``minimal`` deployment is rendered with a lock built here, so the tests do not depend on a
+committed lock file (``sonic build-models`` output).
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,9 +17,10 @@ from pipelines.modelrepo.freshness import expected_config_sha256
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
 from pipelines.render import DeploymentInputs, render_site_deployment
 from pipelines.render.inputs import read_deployment_inputs
+from tests.conftest import FIXTURE, SHARED
+from tests.conftest import ROOT as ROOT  # re-exported: the repository itself (docs, schemas, tools)
 
-ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT.parent / "shared" / "crds"
+CRDS = SHARED / "crds"
 
 # Which CRD file defines each custom kind the renderers produce.
 CRD_FILES = {
@@ -36,7 +37,8 @@ CRD_FILES = {
 
 @functools.cache
 def tree() -> Tree:
-    return load_tree(ROOT)
+    """The fixture tree, loaded once."""
+    return load_tree(FIXTURE)
 
 
 def lock_for(p: SiteDeployment) -> Lock | None:

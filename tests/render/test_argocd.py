@@ -33,9 +33,9 @@ from pipelines.render.argocd import (
 )
 from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.inputs import read_deployment_inputs
+from tests.conftest import FIXTURE
 from tests.render.support import (
     CRDS,
-    ROOT,
     all_objects,
     crd_schema,
     find,
@@ -468,7 +468,7 @@ def test_unreadable_reference_file_is_a_render_error(example_tree: Path) -> None
 
 
 def test_repository_file_is_validated(tmp_path: Path) -> None:
-    assert load_repository(ROOT).url.startswith("https://")
+    assert load_repository(FIXTURE).url.startswith("https://")
     (tmp_path / "gitops").mkdir()
     (tmp_path / "gitops" / "repository.yaml").write_text("url: http://plain.example/repo\nbranch: main\n")
     with pytest.raises(ConfigErrors) as info:
@@ -478,7 +478,7 @@ def test_repository_file_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors, match="missing"):
         load_repository(tmp_path / "nowhere")
     # The old static-token setting is named, located, with what replaced it (issue 10.10).
-    text = (ROOT / "gitops" / "repository.yaml").read_text()
+    text = (FIXTURE / "gitops" / "repository.yaml").read_text()
     old = text.replace("checkClientSecret: sonic-check-client", "checkTokenSecret: {name: t, key: token}")
     (tmp_path / "gitops" / "repository.yaml").write_text(old)
     with pytest.raises(ConfigErrors) as info:
@@ -556,7 +556,7 @@ def test_images_pinned_by_digest_are_rendered_as_written() -> None:
 )
 def test_the_pipeline_image_takes_the_schemas_image_form(tmp_path: Path, image: str, valid: bool) -> None:
     (tmp_path / "gitops").mkdir()
-    text = (ROOT / "gitops" / "repository.yaml").read_text()
+    text = (FIXTURE / "gitops" / "repository.yaml").read_text()
     (tmp_path / "gitops" / "repository.yaml").write_text(
         text.replace(f"pipelineImage: {DEFAULT.pipeline_image}", f"pipelineImage: {image}")
     )

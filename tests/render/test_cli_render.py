@@ -15,7 +15,8 @@ import pipelines.cli.render as render_cli
 from pipelines.cli import cli
 from pipelines.cli.render import SCRATCH_PREFIX, read_tree, write_tree
 from pipelines.render import read_inputs, render_tree
-from tests.render.support import ROOT, tree
+from tests.conftest import ROOT, copy_fixture
+from tests.render.support import tree
 
 GIT = shutil.which("git")
 
@@ -26,13 +27,8 @@ def run(*args: str) -> Result:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Path]:
-    """A copy of the configuration and the committed rendered tree."""
-    dest = tmp_path / "repo"
-    shutil.copytree(ROOT / "experiments", dest / "experiments")
-    shutil.copytree(ROOT / "gitops", dest / "gitops", ignore=shutil.ignore_patterns(SCRATCH_PREFIX + "*"))
-    (dest / ".github").mkdir()
-    shutil.copy(ROOT / ".github" / "CODEOWNERS", dest / ".github" / "CODEOWNERS")
-    yield dest
+    """A copy of the fixture tree: configuration and its committed rendered tree."""
+    yield copy_fixture(tmp_path / "repo")
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -44,6 +40,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 
 def test_check_passes_on_the_committed_tree() -> None:
+    # The live repository's guard: its committed render is current (the other tests use copies of the fixture tree).
     result = run("render", "--check", "--root", str(ROOT))
     assert result.exit_code == 0, result.output
 

@@ -25,7 +25,7 @@ from pipelines.render.envoy.clusters import ADMIN_CLUSTER
 from pipelines.render.envoy.gate import LUA_FILTER, PROMETHEUS_TOKEN_PATH
 from pipelines.render.envoy.listeners import CLIENT_METHODS, GATE_ROUTE_PATH
 from pipelines.render.envoy.proto import duration
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE
 from tests.render.conftest import (
     CannedServer,
     LocalPorts,
@@ -36,7 +36,7 @@ from tests.render.conftest import (
     http_get,
 )
 
-TREE: Tree = load_tree(ROOT)
+TREE: Tree = load_tree(FIXTURE)
 PLACEMENTS = TREE.site_deployments()
 IDS = [f"{p.site}/{p.experiment}/{p.name}" for p in PLACEMENTS]
 Json = dict[str, Any]

@@ -23,7 +23,8 @@ from pipelines.config.tree import Tree
 from pipelines.render import names, read_inputs, render_site_deployment, render_tree
 from pipelines.render.quota import render_namespace_quota
 from pipelines.workflows.controller import EXECUTOR
-from tests.render.support import ROOT, inputs_for, tree
+from tests.conftest import FIXTURE
+from tests.render.support import inputs_for, tree
 
 KEYS = ("requests.cpu", "limits.cpu", "requests.memory", "limits.memory")
 
@@ -60,7 +61,7 @@ def _max_replicas(p: SiteDeployment, deployment: dict[str, Any]) -> int:
 
 def _build_pod(site: str, namespace: str) -> dict[str, Decimal] | None:
     """The largest step pod of the namespace's committed build template, executor containers added."""
-    path = ROOT / "gitops" / "workflows" / f"build-model-repository-{site}.yaml"
+    path = FIXTURE / "gitops" / "workflows" / f"build-model-repository-{site}.yaml"
     if not path.is_file():
         return None
     for doc in yaml.safe_load_all(path.read_text()):
@@ -138,7 +139,7 @@ def test_every_rendered_container_states_requests_and_limits() -> None:
                     for kind in ("requests", "limits"):
                         assert {"cpu", "memory"} <= set(c["resources"][kind]), (path, c["name"], kind)
     assert seen > 10
-    for path in sorted((ROOT / "gitops" / "workflows").glob("build-model-repository-*.yaml")):
+    for path in sorted((FIXTURE / "gitops" / "workflows").glob("build-model-repository-*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             for t in (doc or {}).get("spec", {}).get("templates", []):
                 if "container" in t:

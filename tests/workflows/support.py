@@ -15,7 +15,7 @@ from jsonschema import Draft7Validator
 from pipelines.config import Tree, load_tree
 from pipelines.workflows.files import render
 from pipelines.workflows.settings import PipelineSettings, load_settings
-from tests.conftest import ROOT, SHARED
+from tests.conftest import FIXTURE, ROOT, SHARED
 
 CRDS = SHARED / "crds"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -25,17 +25,25 @@ EVENT_KINDS = ("Sensor", "EventSource")
 
 @functools.cache
 def tree() -> Tree:
-    return load_tree(ROOT)
+    """The frozen fixture tree (tests/fixtures/tree), not the live examples."""
+    return load_tree(FIXTURE)
 
 
 @functools.cache
 def settings() -> PipelineSettings:
+    """The fixture tree's repository settings."""
+    return load_settings(FIXTURE)
+
+
+@functools.cache
+def live_settings() -> PipelineSettings:
+    """The live gitops/repository.yaml, for tests about the repository itself (Dockerfile, CI)."""
     return load_settings(ROOT)
 
 
 @functools.cache
 def files() -> dict[str, str]:
-    """A fresh render of gitops/workflows/ (file name -> text)."""
+    """A fresh render of the fixture tree's gitops/workflows/ (file name -> text)."""
     return render(tree(), settings())
 
 
@@ -166,4 +174,5 @@ def missing_arguments(cmd: click.Command, values: dict[str, Any]) -> list[str]:
 
 
 def repo_file(rel: str) -> Path:
+    """A file of the repository itself (code, CI, docs), not of the fixture tree."""
     return ROOT / rel

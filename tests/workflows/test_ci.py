@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED
-from tests.workflows.support import repo_file, settings
+from tests.workflows.support import live_settings, repo_file
 
 
 def ci() -> dict[str, Any]:
@@ -64,7 +64,7 @@ def test_the_image_is_built_from_the_dockerfile_and_pushed_on_tags_only() -> Non
     assert "sed -n 's/^ARG BASE=//p' Dockerfile" in script
     assert build["with"]["build-args"] == "BASE=${{ steps.base.outputs.pinned }}"
     assert "imagetools inspect" in script
-    assert settings().image.split(":")[-1] in repo_file("gitops/repository.yaml").read_text()
+    assert live_settings().image.split(":")[-1] in repo_file("gitops/repository.yaml").read_text()
     assert image["needs"] == "test"
 
 

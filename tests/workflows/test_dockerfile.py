@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.workflows.support import repo_file, settings
+from tests.workflows.support import live_settings, repo_file
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -31,8 +31,8 @@ def test_base_image_is_pinned_and_shared_by_every_stage() -> None:
 def test_runs_as_the_non_root_user_the_workflows_expect() -> None:
     ins = instructions()
     users = [rest for op, rest in ins if op == "USER"]
-    assert users[-1] == f"{settings().run_as_user}:{settings().run_as_user}"
-    assert any(op == "RUN" and f"useradd --uid {settings().run_as_user}" in rest for op, rest in ins)
+    assert users[-1] == f"{live_settings().run_as_user}:{live_settings().run_as_user}"
+    assert any(op == "RUN" and f"useradd --uid {live_settings().run_as_user}" in rest for op, rest in ins)
     assert [rest for op, rest in ins if op == "ENTRYPOINT"] == ['["sonic"]']
 
 

@@ -16,8 +16,10 @@ from hera.events.models import EventSource, Sensor
 from hera.workflows import CronWorkflow, WorkflowTemplate
 
 from pipelines.cli import cli
+from pipelines.config import load_tree
 from pipelines.workflows.files import OUT_DIR, drift, render
-from tests.conftest import ROOT
+from pipelines.workflows.settings import load_settings
+from tests.conftest import FIXTURE, ROOT
 from tests.workflows.support import (
     CRDS,
     EVENT_KINDS,
@@ -36,7 +38,8 @@ K8S_VERSIONS = ("1.28.0", "1.34.0")
 
 
 def test_committed_files_equal_a_fresh_render() -> None:
-    d = drift(ROOT, files())
+    # The live tree's guard (like `sonic pipelines render --check`); the other tests read the fixture tree.
+    d = drift(ROOT, render(load_tree(ROOT), load_settings(ROOT)))
     assert d.clean, (
         f"gitops/workflows/ is stale (run `sonic pipelines render`): changed={d.changed} "
         f"missing={d.missing} stale={d.stale}\n{d.diff[:3000]}"
@@ -159,7 +162,7 @@ def test_settings_come_from_the_repository_file() -> None:
 
 @pytest.fixture
 def repo_copy(tmp_path: Path, example_tree: Path) -> Path:
-    shutil.copy(ROOT / "gitops" / "repository.yaml", example_tree / "gitops" / "repository.yaml")
+    shutil.copy(FIXTURE / "gitops" / "repository.yaml", example_tree / "gitops" / "repository.yaml")
     return example_tree
 
 

@@ -335,12 +335,12 @@ def test_the_read_token_secret_is_a_repository_setting(tmp_path: Any) -> None:
 
     from pipelines.config.repository import load_repository
     from pipelines.workflows.settings import from_repository
-    from tests.conftest import ROOT
+    from tests.conftest import FIXTURE
 
     root = Path(tmp_path)
     (root / "gitops").mkdir()
     text = "".join(
-        line for line in (ROOT / "gitops" / "repository.yaml").read_text().splitlines(keepends=True)
+        line for line in (FIXTURE / "gitops" / "repository.yaml").read_text().splitlines(keepends=True)
         if not line.startswith("githubReadToken:")
     )  # fmt: skip
     (root / "gitops" / "repository.yaml").write_text(text + "githubReadToken: cms-readonly\n")
