@@ -59,7 +59,7 @@ from pipelines.checks.connection import Endpoint  # noqa: E402
 from pipelines.checks.load import LoadResult, run_load  # noqa: E402
 from pipelines.checks.tensors import plans, synthetic_inputs  # noqa: E402
 from pipelines.config import Tree, load_tree  # noqa: E402
-from pipelines.config.model import SiteDeployment  # noqa: E402
+from pipelines.config.model import Placement  # noqa: E402
 from pipelines.local import envoy as local_envoy  # noqa: E402
 from pipelines.local import stack  # noqa: E402
 from pipelines.local.processes import free_ports, stop  # noqa: E402
@@ -95,7 +95,7 @@ def every_feature(min_retry_concurrency: int) -> Callable[[dict[str, Any]], None
     return edit
 
 
-def make_tree(base: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> tuple[Tree, SiteDeployment]:
+def make_tree(base: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> tuple[Tree, Placement]:
     root = base / name
     shutil.copytree(ROOT / "experiments", root / "experiments", ignore=shutil.ignore_patterns("locks"))
     shutil.copytree(ROOT / "gitops" / "sites", root / "gitops" / "sites")
@@ -159,7 +159,7 @@ def envoy_counters(admin: int) -> dict[str, int]:
 class Client:
     """The one load generator every configuration is measured with."""
 
-    def __init__(self, p: SiteDeployment):
+    def __init__(self, p: Placement):
         plan = plans(p)[0]
         self.model = plan.name
         self.arrays = synthetic_inputs(plan)

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.config import Site, SiteDeployment, load_tree  # noqa: E402
+from pipelines.config import Placement, Site, load_tree  # noqa: E402
 from pipelines.modelrepo.freshness import expected_config_sha256  # noqa: E402
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
 from pipelines.render import DeploymentInputs, _files_of, names, render_site_deployment  # noqa: E402
@@ -33,7 +33,7 @@ from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml  # noqa: E
 from pipelines.render.inputs import read_deployment_inputs  # noqa: E402
 
 
-def _lock(p: SiteDeployment) -> Lock | None:
+def _lock(p: Placement) -> Lock | None:
     built = [m for m in p.models if m.artifact is not None]
     if not built:
         return None
@@ -52,9 +52,9 @@ def _lock(p: SiteDeployment) -> Lock | None:
     return Lock(p.experiment, p.name, content_digest(p.experiment, p.name, models), models)
 
 
-def workload(n: int) -> list[tuple[SiteDeployment, Site, DeploymentInputs]]:
+def workload(n: int) -> list[tuple[Placement, Site, DeploymentInputs]]:
     tree = load_tree(ROOT)
-    base = tree.site_deployments()
+    base = tree.placements_at()
     out = []
     for i in range(n):
         p = base[i % len(base)]
@@ -63,14 +63,14 @@ def workload(n: int) -> list[tuple[SiteDeployment, Site, DeploymentInputs]]:
     return out
 
 
-def render_all(items: list[tuple[SiteDeployment, Site, DeploymentInputs]]) -> int:
+def render_all(items: list[tuple[Placement, Site, DeploymentInputs]]) -> int:
     files = 0
     for p, site, inputs in items:
         files += len(_files_of(render_site_deployment(p, site, inputs), names.rendered_dir(p), "bench"))
     return files
 
 
-def envoy_only(items: list[tuple[SiteDeployment, Site, DeploymentInputs]]) -> None:
+def envoy_only(items: list[tuple[Placement, Site, DeploymentInputs]]) -> None:
     for p, site, _ in items:
         envoy_yaml(envoy_config(p, site))
 

@@ -7,16 +7,16 @@ from pipelines.checks.connection import code_name, describe
 from pipelines.checks.context import Context, skipped, timed
 from pipelines.checks.result import CheckResult, Status
 from pipelines.checks.tensors import ModelPlan, TensorError, infer_inputs, synthetic_inputs
-from pipelines.config.model import Jwt, SiteDeployment
+from pipelines.config.model import Jwt, Placement
 
 Outcome = tuple[Status, str, dict[str, object]]
 
 
-def declared_jwt(p: SiteDeployment) -> Jwt | None:
+def declared_jwt(p: Placement) -> Jwt | None:
     return p.envoy.auth.jwt if p.envoy.auth else None
 
 
-def anonymous_rejected(ctx: Context, p: SiteDeployment, plan: ModelPlan | None) -> CheckResult:
+def anonymous_rejected(ctx: Context, p: Placement, plan: ModelPlan | None) -> CheckResult:
     """An inference without a token (ServerLive when no model can be probed) must get UNAUTHENTICATED."""
     jwt = declared_jwt(p)
     if jwt is None:
@@ -51,7 +51,7 @@ def anonymous_rejected(ctx: Context, p: SiteDeployment, plan: ModelPlan | None) 
     return timed("auth.anonymous", "", body)
 
 
-def token_accepted(ctx: Context, p: SiteDeployment) -> CheckResult:
+def token_accepted(ctx: Context, p: Placement) -> CheckResult:
     """With the token, a request passes; without one, nothing else can be checked."""
     jwt = declared_jwt(p)
     if jwt is None:

@@ -19,7 +19,7 @@ from pipelines.checks.tensors import (
     requested_outputs,
     synthetic_inputs,
 )
-from pipelines.config.model import Reference, SiteDeployment
+from pipelines.config.model import Placement, Reference
 
 Outcome = tuple[Status, str, dict[str, object]]
 
@@ -82,7 +82,7 @@ def synthetic(ctx: Context, plan: ModelPlan) -> CheckResult:
     return timed("model.infer", plan.name, body)
 
 
-def reference(ctx: Context, p: SiteDeployment, plan: ModelPlan) -> CheckResult:
+def reference(ctx: Context, p: Placement, plan: ModelPlan) -> CheckResult:
     """The reference inputs give the reference outputs within atol/rtol; reports the largest difference."""
     ref = plan.reference
     if ref is None:

@@ -17,11 +17,11 @@ from pipelines.checks.connection import Endpoint
 from pipelines.checks.context import Context, skipped
 from pipelines.checks.result import CheckResult, Report
 from pipelines.checks.tensors import plans
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 
 
 def run_checks(
-    p: SiteDeployment,
+    p: Placement,
     endpoint: str | Endpoint,
     *,
     token: str | None = None,

@@ -14,7 +14,7 @@ import time
 from pipelines.checks.context import Context, skipped, timed
 from pipelines.checks.prometheus import Answer, instant_query
 from pipelines.checks.result import CheckResult, Status
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.render import metrics
 
 Outcome = tuple[Status, str, dict[str, object]]
@@ -26,7 +26,7 @@ CONSEQUENCES = {
 }
 
 
-def users(p: SiteDeployment) -> tuple[list[str], list[str]]:
+def users(p: Placement) -> tuple[list[str], list[str]]:
     """Who relies on the load query and who on the activation query (empty lists: nobody)."""
     gate = _gate_on(p) and metrics.gate_query(p) == metrics.load_query(p)
     load = (["KEDA trigger"] if p.autoscaling else []) + (["admission gate"] if gate else [])
@@ -34,18 +34,18 @@ def users(p: SiteDeployment) -> tuple[list[str], list[str]]:
     return load, activation
 
 
-def _gate_on(p: SiteDeployment) -> bool:
+def _gate_on(p: Placement) -> bool:
     return p.envoy.admission_gate is not None and p.envoy.admission_gate.enabled
 
 
-def _own_gate_metric(p: SiteDeployment) -> bool:
+def _own_gate_metric(p: Placement) -> bool:
     """The admission gate reads a metric of its own (envoy.admissionGate.metric), not the load metric."""
     return _gate_on(p) and metrics.gate_query(p) != metrics.load_query(p)
 
 
 def query_checks(
     ctx: Context,
-    p: SiteDeployment,
+    p: Placement,
     prometheus_url: str | None,
     *,
     token: str | None = None,

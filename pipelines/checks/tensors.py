@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc as triton
 
-from pipelines.config.model import Model, ModelCheck, Reference, SiteDeployment
+from pipelines.config.model import Model, ModelCheck, Placement, Reference
 
 Array = npt.NDArray[np.generic]
 
@@ -60,7 +60,7 @@ class ModelPlan:
         return (self.batch_size, *dims) if self.model.max_batch_size > 0 else dims
 
 
-def plans(p: SiteDeployment) -> tuple[ModelPlan, ...]:
+def plans(p: Placement) -> tuple[ModelPlan, ...]:
     """One plan per declared model, probe settings taken from ``checks.models`` where given."""
     probes: dict[str, ModelCheck] = {c.name: c for c in p.checks.models}
     out = []
@@ -124,7 +124,7 @@ def load_npz(path: Path) -> dict[str, Array]:
         raise TensorError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def reference_path(p: SiteDeployment, relative: str) -> Path:
+def reference_path(p: Placement, relative: str) -> Path:
     """Reference files are named relative to the deployment file."""
     return p.source.parent / relative
 

@@ -23,7 +23,7 @@ from pipelines.cli.options import (
     seconds_option,
     site_option,
 )
-from pipelines.config import SiteDeployment, layout
+from pipelines.config import Placement, layout
 
 
 @cli.command()
@@ -167,7 +167,7 @@ def _rendered_spec(
 
 def _deployment(
     deployment: str | None, spec_file: Path | None, site: str | None, root: Path, fmt: str
-) -> tuple[SiteDeployment, str | None]:
+) -> tuple[Placement, str | None]:
     """The placement to check and its site's Prometheus URL (None from a spec); exits 2 on misuse."""
     if spec_file is not None:
         if deployment is not None:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from pipelines.cli import EXIT_INVALID, EXIT_USAGE, cli, load_or_exit, out
 from pipelines.cli.options import find_root_or_die, resolve_placement, root_option
-from pipelines.config import ConfigErrors, SiteDeployment, Tree, layout
+from pipelines.config import ConfigErrors, Placement, Tree, layout
 
 DEMO_DEPLOYMENT = "cms/minimal"
 
@@ -83,7 +83,7 @@ def demo(root: Path, deployment: str, replicas: int, keep: bool, no_prometheus: 
     sys.exit(0 if ok else EXIT_INVALID)
 
 
-def _build(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Path:
+def _build(tree: Tree, p: Placement, root: Path, steps: list[Step]) -> Path:
     from pipelines.local.stack import StackError, build_local_snapshot
     from pipelines.modelrepo.build import UsageError
 
@@ -104,7 +104,7 @@ def _build(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Path
     return built.repository
 
 
-def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> None:
+def _render(tree: Tree, p: Placement, root: Path, steps: list[Step]) -> None:
     t0 = time.perf_counter()
     try:
         from pipelines.render import RenderError, read_inputs, render_tree
@@ -141,7 +141,7 @@ def _render(tree: Tree, p: SiteDeployment, root: Path, steps: list[Step]) -> Non
 
 def _run_stack(
     tree: Tree,
-    p: SiteDeployment,
+    p: Placement,
     root: Path,
     repository: Path,
     replicas: int,
@@ -244,7 +244,7 @@ def print_site_summary(tree: Tree) -> None:
         for col in ("experiment/deployment", "namespace", "replicas", "GPU", "models"):
             table.add_column(col)
         used: dict[str, int] = {}
-        for p in tree.site_deployments(site.name):
+        for p in tree.placements_at(site.name):
             scale = f"{p.autoscaling.min}-{p.autoscaling.max} (KEDA)" if p.autoscaling else str(p.replicas)
             gpu = "CPU"
             if p.triton.gpu is not None:  # count 0: on the class's nodes, no GPU requested

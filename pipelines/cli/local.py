@@ -25,7 +25,7 @@ from pipelines.cli.options import (
     seconds_option,
     site_option,
 )
-from pipelines.config import ConfigErrors, SiteDeployment, Tree
+from pipelines.config import ConfigErrors, Placement, Tree
 
 if TYPE_CHECKING:  # the local stack's modules load only when a local command runs
     from pipelines.local.stack import ComponentStatus
@@ -46,7 +46,7 @@ def local() -> None:
     """
 
 
-def _load(root: Path, deployment: str, site: str | None) -> tuple[Path, Tree, SiteDeployment]:
+def _load(root: Path, deployment: str, site: str | None) -> tuple[Path, Tree, Placement]:
     root, tree = load_tree_at(root)
     return root, tree, resolve_placement(tree, deployment, site)
 
@@ -123,7 +123,7 @@ def up(
 
 def _start(
     tree: Tree,
-    p: SiteDeployment,
+    p: Placement,
     root: Path,
     replicas: int | None,
     with_prometheus: bool,
@@ -156,7 +156,7 @@ def _start(
     return state
 
 
-def local_differences(p: SiteDeployment, replicas: int | None) -> list[str]:
+def local_differences(p: Placement, replicas: int | None) -> list[str]:
     """How the local stack differs from the deployment at its site, in words a newcomer reads once."""
     from pipelines.local.stack import default_replicas
 
@@ -181,7 +181,7 @@ def _root_opt(root: Path) -> str:
 
 
 def _print_summary(
-    state: StackState, components: list[ComponentStatus], root: Path, p: SiteDeployment, replicas: int | None
+    state: StackState, components: list[ComponentStatus], root: Path, p: Placement, replicas: int | None
 ) -> None:
     _print_status(state, components)
     for note in state.skipped:

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipelines.cli import EXIT_INVALID, EXIT_USAGE, die, load_or_exit
-from pipelines.config import Deployment, LayoutError, SiteDeployment, Tree, find_root
+from pipelines.config import Deployment, LayoutError, Placement, Tree, find_root
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,7 +136,7 @@ def deployment_or_die(tree: Tree, name: str) -> Deployment:
         die(str(exc.args[0]))
 
 
-def resolve_placement(tree: Tree, deployment: str, site: str | None) -> SiteDeployment:
+def resolve_placement(tree: Tree, deployment: str, site: str | None) -> Placement:
     """``deployment`` at ``site`` (or at its only site); exits 2 naming the choices otherwise."""
     d = deployment_or_die(tree, deployment)
     sites = [x.site for x in d.placements]

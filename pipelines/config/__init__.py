@@ -6,7 +6,7 @@ Entry point: :func:`load_tree`, which returns a fully checked :class:`Tree` or r
 
 from pipelines.config.checked import load_tree
 from pipelines.config.errors import ConfigError, ConfigErrors, Location
-from pipelines.config.model import Deployment, Experiment, Site, SiteDeployment
+from pipelines.config.model import Deployment, Experiment, Placement, Site
 from pipelines.config.tree import LayoutError, Tree, expand, find_root
 
 __all__ = [
@@ -16,8 +16,8 @@ __all__ = [
     "Experiment",
     "LayoutError",
     "Location",
+    "Placement",
     "Site",
-    "SiteDeployment",
     "Tree",
     "expand",
     "find_root",

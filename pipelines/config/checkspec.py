@@ -2,14 +2,14 @@
 
 The PostSync hook Job runs the pipeline image, which holds the package but not the
 configuration tree (``experiments/``, ``gitops/sites/``). So the renderer ships, per deployment,
-the resolved :class:`~pipelines.config.model.SiteDeployment` (per-site overrides merged,
+the resolved :class:`~pipelines.config.model.Placement` (per-site overrides merged,
 defaults applied) as canonical JSON, plus the reference ``.npz`` files of
 ``checks.models[].reference``, in a ConfigMap beside the Job, which runs
 ``sonic check --spec <mount>/deployment.json``.
 
 The file::
 
-    {"specVersion": 1, "deployment": {<SiteDeployment, camelCase keys as in the schemas>}}
+    {"specVersion": 1, "deployment": {<Placement, camelCase keys as in the schemas>}}
 
 Reference paths in the spec are relative to the spec file, as they are relative to the
 deployment file in the repository. A :func:`bundle` renames them to flat file names
@@ -36,7 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipelines.config.errors import display_path
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 
 SPEC_VERSION = 1
 SPEC_FILE = "deployment.json"
@@ -67,7 +67,7 @@ class Bundle:
         return {SPEC_FILE: self.spec.encode("utf-8"), **dict(sorted(self.references.items()))}
 
 
-def to_spec(p: SiteDeployment, references: Mapping[str, str] | None = None) -> dict[str, Any]:
+def to_spec(p: Placement, references: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The spec of ``p`` as a JSON-ready dict; ``references`` renames reference paths (old -> new)."""
     deployment = p.model_dump(mode="json", by_alias=True)
     if references:
@@ -84,7 +84,7 @@ def dumps(spec: Mapping[str, Any]) -> str:
     return json.dumps(spec, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def reference_names(p: SiteDeployment) -> dict[str, str]:
+def reference_names(p: Placement) -> dict[str, str]:
     """Each reference path of ``p`` (as declared) -> its flat file name, in declaration order.
 
     The same path declared twice gets one name; the number keeps names unique when two paths
@@ -101,7 +101,7 @@ def reference_names(p: SiteDeployment) -> dict[str, str]:
     return names
 
 
-def read_references(p: SiteDeployment) -> dict[str, bytes]:
+def read_references(p: Placement) -> dict[str, bytes]:
     """The reference files of ``p`` (declared path -> content), read from next to the deployment file.
 
     The one read a :func:`bundle` needs, done by the caller (renderers read no files).
@@ -122,7 +122,7 @@ def read_references(p: SiteDeployment) -> dict[str, bytes]:
     return references
 
 
-def bundle(p: SiteDeployment, references: Mapping[str, bytes]) -> Bundle:
+def bundle(p: Placement, references: Mapping[str, bytes]) -> Bundle:
     """The spec of ``p`` with its reference files (``references``: declared path -> content, as
     :func:`read_references` returns them).
 
@@ -133,7 +133,7 @@ def bundle(p: SiteDeployment, references: Mapping[str, bytes]) -> Bundle:
     return Bundle(dumps(to_spec(p, names)), {name: references[declared] for declared, name in names.items()})
 
 
-def write(p: SiteDeployment, directory: Path) -> Path:
+def write(p: Placement, directory: Path) -> Path:
     """Write the :func:`bundle` of ``p`` into ``directory`` (created if missing); returns the spec file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in bundle(p, read_references(p)).files().items():
@@ -141,7 +141,7 @@ def write(p: SiteDeployment, directory: Path) -> Path:
     return directory / SPEC_FILE
 
 
-def load_spec(path: Path) -> SiteDeployment:
+def load_spec(path: Path) -> Placement:
     """The deployment a spec file describes, with ``source`` = ``path`` (references resolve next to it).
 
     Raises:
@@ -170,7 +170,7 @@ def load_spec(path: Path) -> SiteDeployment:
     if not isinstance(deployment, dict):
         raise SpecError(f"{shown}: deployment: expected an object")
     try:
-        return SiteDeployment.model_validate({**deployment, "source": path})
+        return Placement.model_validate({**deployment, "source": path})
     except ValidationError as exc:
         problems = [
             f"{shown}: deployment.{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipelines.config.model import Resources, Site, SiteDeployment
+from pipelines.config.model import Placement, Resources, Site
 from pipelines.config.quantity import parse_quantity
 
 # The PostSync check Job's container (pipelines.render.argocd.render_check_job).
@@ -44,7 +44,7 @@ STACK_OTEL_COLLECTOR = Resources(cpu="100m", memory="128Mi", cpu_limit="500m", m
 STACK_TEMPO = Resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit="1Gi")
 
 
-def triton_surge(p: SiteDeployment) -> int:
+def triton_surge(p: Placement) -> int:
     """Triton's rollingUpdate.maxSurge: GPU pods never surge (a rollout must not need more GPUs).
 
     A pod placed on a GPU class's nodes without a GPU (``gpu.count: 0``) requests none, so it
@@ -104,12 +104,12 @@ def pod(*containers: Resources) -> Footprint:
     return total
 
 
-def builds_models(p: SiteDeployment, site: Site) -> bool:
+def builds_models(p: Placement, site: Site) -> bool:
     """Whether the model-build workflow runs in the deployment's namespace for it."""
     return site.storage.snapshots is not None and any(m.artifact is not None for m in p.models)
 
 
-def deployment_parts(p: SiteDeployment, site: Site) -> dict[str, Footprint]:
+def deployment_parts(p: Placement, site: Site) -> dict[str, Footprint]:
     """The deployment's most, by part (for messages): triton, envoy, check, build, monitoring."""
     parts = {
         "triton": pod(p.triton.resources).times(p.max_replicas + triton_surge(p)),
@@ -128,7 +128,7 @@ def deployment_parts(p: SiteDeployment, site: Site) -> dict[str, Footprint]:
     return parts
 
 
-def deployment_footprint(p: SiteDeployment, site: Site) -> Footprint:
+def deployment_footprint(p: Placement, site: Site) -> Footprint:
     total = Footprint()
     for part in deployment_parts(p, site).values():
         total = total + part

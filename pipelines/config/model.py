@@ -609,10 +609,12 @@ class Checks(Frozen):
     timeout: Seconds
 
 
-class SiteDeployment(Frozen):
-    """A deployment as it runs at one site: per-site overrides merged, defaults applied.
+class Placement(Frozen):
+    """A deployment as it runs at one site (a *placement*): per-site overrides merged, defaults applied.
 
-    This is what renderers, the model builder and the checks work on.
+    This is what renderers, the model builder and the checks work on; ``Deployment.placements``
+    holds one per site, ``Tree.placements_at(site)`` every one at a site. Variables holding one
+    are called ``p`` or ``placement``.
     """
 
     name: str
@@ -667,12 +669,12 @@ class Deployment(Frozen):
     name: str
     experiment: str
     source: Path = Field(exclude=True)
-    placements: tuple[SiteDeployment, ...]
+    placements: tuple[Placement, ...]
 
     @property
     def ref(self) -> str:
-        """``<experiment>/<deployment>``, as :attr:`SiteDeployment.ref`."""
+        """``<experiment>/<deployment>``, as :attr:`Placement.ref`."""
         return deployment_ref(self.experiment, self.name)
 
-    def at(self, site: str) -> SiteDeployment | None:
+    def at(self, site: str) -> Placement | None:
         return next((p for p in self.placements if p.site == site), None)

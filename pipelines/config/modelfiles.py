@@ -35,7 +35,7 @@ import numpy as np
 
 from pipelines.config.errors import ConfigError, JsonPath
 from pipelines.config.loader import Document
-from pipelines.config.model import Model, Site, SiteDeployment, Tensor
+from pipelines.config.model import Model, Placement, Site, Tensor
 
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2 as mc
@@ -283,7 +283,7 @@ def config_file_errors(
     explicit: frozenset[str],
     display: str,
     text: str,
-    placements: Sequence[SiteDeployment],
+    placements: Sequence[Placement],
     sites: dict[str, Site],
 ) -> tuple[list[ConfigError], mc.ModelConfig | None]:
     """Every problem of the supplied config of ``models[index]``, and the parsed config (None if unparsable)."""

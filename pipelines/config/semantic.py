@@ -29,9 +29,9 @@ from pipelines.config.model import (
     Model,
     NamespaceQuota,
     NodeSelectorTerm,
+    Placement,
     PodAffinityTerm,
     Resources,
-    SiteDeployment,
     application_name,
 )
 from pipelines.config.promql import promql_problems
@@ -64,14 +64,14 @@ def _err(tree: Tree, source: Path, path: JsonPath, message: str, *, key: bool = 
     return tree.documents[source].error(path, message, key=key)
 
 
-def _where(tree: Tree, p: SiteDeployment, *path: str | int) -> JsonPath:
+def _where(tree: Tree, p: Placement, *path: str | int) -> JsonPath:
     """The path of a setting of ``p`` as written: the site override if there is one, else deployment-wide."""
     site_path: JsonPath = ("sites", p.site, *path)
     doc = tree.documents[p.source]
     return site_path if site_path in doc.values else tuple(path)
 
 
-def _live(tree: Tree) -> Iterator[tuple[Deployment, SiteDeployment]]:
+def _live(tree: Tree) -> Iterator[tuple[Deployment, Placement]]:
     for d in tree.deployments:
         for p in d.placements:
             yield d, p
@@ -238,7 +238,7 @@ def gpu_class_known(tree: Tree) -> Iterator[ConfigError]:
 
 @rule
 def gpu_quota(tree: Tree) -> Iterator[ConfigError]:
-    claims: dict[tuple[str, str], list[SiteDeployment]] = defaultdict(list)
+    claims: dict[tuple[str, str], list[Placement]] = defaultdict(list)
     for _, p in _live(tree):
         if p.gpus_per_pod and p.site in tree.sites and p.experiment in tree.sites[p.site].experiments:
             claims[(p.site, p.experiment)].append(p)
@@ -420,7 +420,7 @@ def _site_hosts(tree: Tree) -> dict[str, str]:
     return hosts
 
 
-def _ingress_claims(tree: Tree) -> Iterator[tuple[SiteDeployment, str, JsonPath, str]]:
+def _ingress_claims(tree: Tree) -> Iterator[tuple[Placement, str, JsonPath, str]]:
     """Every ingress host a placement claims: (placement, host, where written, what for)."""
     for _, p in _live(tree):
         if p.envoy.ingress is not None:
@@ -438,7 +438,7 @@ def ingress_hosts(tree: Tree) -> Iterator[ConfigError]:
     one told (and the pull request that takes the host fails its own validation).
     """
     reserved = _site_hosts(tree)
-    claims: dict[str, list[tuple[SiteDeployment, JsonPath, str]]] = defaultdict(list)
+    claims: dict[str, list[tuple[Placement, JsonPath, str]]] = defaultdict(list)
     for p, given, where, what in _ingress_claims(tree):
         host = given.lower()
         claims[host].append((p, where, what))
@@ -587,7 +587,7 @@ def auth_consistency(tree: Tree) -> Iterator[ConfigError]:
                 )
 
 
-def _declared_models(tree: Tree) -> Iterator[tuple[SiteDeployment, int, Model]]:
+def _declared_models(tree: Tree) -> Iterator[tuple[Placement, int, Model]]:
     """Each model as declared (the first placement: models are deployment-wide), with its index."""
     for d in tree.deployments:
         if d.placements:
@@ -692,7 +692,7 @@ def gpu_instances_need_gpu(tree: Tree) -> Iterator[ConfigError]:
                     break
 
 
-def _local_file(tree: Tree, p: SiteDeployment, path: JsonPath, rel: str) -> Iterator[ConfigError]:
+def _local_file(tree: Tree, p: Placement, path: JsonPath, rel: str) -> Iterator[ConfigError]:
     """A file named relative to the deployment must exist inside the experiment's folder.
 
     The build workflow reads these files from a checkout of a pull request: an absolute path
@@ -713,7 +713,7 @@ def _local_file(tree: Tree, p: SiteDeployment, path: JsonPath, rel: str) -> Iter
 
 
 def _remote_artifact(
-    tree: Tree, p: SiteDeployment, at: JsonPath, source: str, size: int | None
+    tree: Tree, p: Placement, at: JsonPath, source: str, size: int | None
 ) -> Iterator[ConfigError]:
     """A URL artifact is https, and says how big it is (the build stops reading there).
 
@@ -737,7 +737,7 @@ def _remote_artifact(
         )
 
 
-def _has_in_place(p: SiteDeployment) -> bool:
+def _has_in_place(p: Placement) -> bool:
     r = p.model_repository
     return bool(r.cvmfs or r.pvc or r.nfs or r.baked)
 
@@ -895,7 +895,7 @@ def monitoring_stack(tree: Tree) -> Iterator[ConfigError]:
     """
     seen: set[tuple[Path, JsonPath, str]] = set()
 
-    def once(p: SiteDeployment, where: JsonPath, message: str) -> Iterator[ConfigError]:
+    def once(p: Placement, where: JsonPath, message: str) -> Iterator[ConfigError]:
         if (p.source, where, message) not in seen:
             seen.add((p.source, where, message))
             yield _err(tree, p.source, where, message)
@@ -1099,7 +1099,7 @@ def namespace_quota(tree: Tree) -> Iterator[ConfigError]:
     quota). Reported on every deployment of the namespace, each at its own replica limit, so the
     pull request that adds the last straw fails as well as the files already there.
     """
-    groups: dict[tuple[str, str], list[SiteDeployment]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Placement]] = defaultdict(list)
     for _, p in _live(tree):
         site = tree.sites.get(p.site)
         grant = site.experiments.get(p.experiment) if site else None
@@ -1220,7 +1220,7 @@ def _site_file(site: str) -> str:
     return layout.site_file(site)
 
 
-def _placement_settings(tree: Tree, p: SiteDeployment) -> Iterator[ConfigError]:
+def _placement_settings(tree: Tree, p: Placement) -> Iterator[ConfigError]:
     for component, tolerations in (("triton", p.triton.tolerations), ("envoy", p.envoy.tolerations)):
         for i, t in enumerate(tolerations):
             if t.key in CONTROL_PLANE_TAINTS:
@@ -1339,7 +1339,7 @@ def placement_settings(tree: Tree) -> Iterator[ConfigError]:
     yield from _once(err for _, p in _live(tree) for err in _placement_settings(tree, p))
 
 
-def _service_names(p: SiteDeployment) -> dict[str, str]:
+def _service_names(p: Placement) -> dict[str, str]:
     """Every Service ``p`` renders in its namespace: name -> what it is."""
     from pipelines.render import names  # render imports this module: import at call time
 
@@ -1353,7 +1353,7 @@ def _service_names(p: SiteDeployment) -> dict[str, str]:
 @rule
 def envoy_service_settings(tree: Tree) -> Iterator[ConfigError]:
     """The client Service: no plain-text exposure of bearer tokens, and an alias no other Service has."""
-    taken: dict[tuple[str, str], dict[str, tuple[SiteDeployment, str]]] = defaultdict(dict)
+    taken: dict[tuple[str, str], dict[str, tuple[Placement, str]]] = defaultdict(dict)
     placements = sorted((p for _, p in _live(tree)), key=lambda x: (x.site, x.experiment, x.name))
     for p in placements:  # the renderer's names first: an alias never takes one of them
         for svc, what in _service_names(p).items():
@@ -1618,7 +1618,7 @@ def outputs_are_not_optional(tree: Tree) -> Iterator[ConfigError]:
                         )
 
 
-def _readable_file(p: SiteDeployment, rel: str) -> Path | None:
+def _readable_file(p: Placement, rel: str) -> Path | None:
     """The file ``rel`` names if the ``_local_file`` rule accepts it (inside the experiment), else None."""
     folder = p.source.parent.resolve()
     target = (folder / rel).resolve()
@@ -1793,7 +1793,7 @@ def application_names_unique(tree: Tree) -> Iterator[ConfigError]:
     One ApplicationSet (or a central Argo CD) would generate one Application for both, so one
     deployment would silently replace the other. Reported in every file involved.
     """
-    by_name: dict[str, list[SiteDeployment]] = defaultdict(list)
+    by_name: dict[str, list[Placement]] = defaultdict(list)
     for _, p in _live(tree):
         by_name[application_name(p.site, p.experiment, p.name)].append(p)
     for app, users in sorted(by_name.items()):

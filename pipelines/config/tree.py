@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from pipelines.config import layout, schema
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
 from pipelines.config.loader import Document, load_file
-from pipelines.config.model import Deployment, Experiment, Site, SiteDeployment
+from pipelines.config.model import Deployment, Experiment, Placement, Site
 
 Kind = Literal["site", "experiment", "deployment"]
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -105,7 +105,7 @@ class Tree:
     broken_sites: frozenset[str] = frozenset()
     broken_experiments: frozenset[str] = frozenset()
 
-    def site_deployments(self, site: str | None = None) -> list[SiteDeployment]:
+    def placements_at(self, site: str | None = None) -> list[Placement]:
         """Every (deployment, site) pair, ordered by site, experiment and name."""
         out = [p for d in self.deployments for p in d.placements if site is None or p.site == site]
         return sorted(out, key=lambda p: (p.site, p.experiment, p.name))
@@ -244,9 +244,7 @@ class Loader:
                 continue
             data = schema.apply_defaults(eff, "deployment")
             extra = {"site": site_name, "namespace": placement["namespace"], "source": path}
-            built = self.typed(
-                doc, lambda d, extra=extra: SiteDeployment.model_validate({**d, **extra}), data
-            )
+            built = self.typed(doc, lambda d, extra=extra: Placement.model_validate({**d, **extra}), data)
             if built is not None:
                 placements.append(built)
         return Deployment(

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.local.processes import Proc, start, stop, wait_until
 from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
 from pipelines.render.names import ENVOY_UPSTREAM_CLUSTER
@@ -44,7 +44,7 @@ def envoy_binary() -> Path:
 
 
 def local_config(
-    p: SiteDeployment,
+    p: Placement,
     site: Site,
     *,
     endpoints: Sequence[tuple[str, int]],

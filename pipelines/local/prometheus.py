@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.local.processes import Proc, start, wait_until
 from pipelines.render.monitoring import prometheus_rule_groups, prometheus_scrape_config
 
@@ -33,7 +33,7 @@ def prometheus_binary() -> Path | None:
 
 
 def config(
-    p: SiteDeployment,
+    p: Placement,
     *,
     triton_targets: Sequence[str],
     envoy_targets: Sequence[str],
@@ -55,7 +55,7 @@ def config(
 
 
 def write_files(
-    p: SiteDeployment,
+    p: Placement,
     run_dir: Path,
     *,
     triton_targets: Sequence[str],

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.config.tree import Tree
 from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
@@ -68,7 +68,7 @@ class Built:
     skipped: tuple[tuple[str, str], ...] = ()
 
 
-def build_local_snapshot(tree: Tree, p: SiteDeployment, dest: Path) -> Built:
+def build_local_snapshot(tree: Tree, p: Placement, dest: Path) -> Built:
     """``sonic build-models --local``: verify the artifacts and publish the CPU variant.
 
     Every file of both snapshots is re-hashed before it is published or reused, so a snapshot
@@ -94,14 +94,14 @@ def _quiet(_: str) -> None:
     pass
 
 
-def default_replicas(p: SiteDeployment) -> int:
+def default_replicas(p: Placement) -> int:
     """Triton replicas started locally: the fixed count, or autoscaling's min (nothing scales here); at least one."""
     return max(1, p.autoscaling.min if p.autoscaling is not None else p.replicas)
 
 
 def up(
     tree: Tree,
-    p: SiteDeployment,
+    p: Placement,
     *,
     root: Path,
     replicas: int | None = None,
@@ -182,7 +182,7 @@ def up(
         raise
 
 
-def _gate_policy(p: SiteDeployment) -> str:
+def _gate_policy(p: Placement) -> str:
     gate = p.envoy.admission_gate
     return gate.on_prometheus_error if gate is not None and gate.enabled else "no gate"
 
@@ -202,7 +202,7 @@ def _refuse_if_running(directory: Path) -> None:
 
 
 def _start_tritons(
-    p: SiteDeployment,
+    p: Placement,
     repository: Path,
     directory: Path,
     n: int,
@@ -267,7 +267,7 @@ def _admin_key(directory: Path) -> str:
 
 
 def _start_envoy(
-    p: SiteDeployment,
+    p: Placement,
     site: Site,
     directory: Path,
     tritons: tuple[TritonPorts, ...],
@@ -323,7 +323,7 @@ class ExtraEnvoy:
 
 @contextlib.contextmanager
 def extra_envoy(
-    state: StackState, p: SiteDeployment, site: Site, *, name: str, jwks: str | None = None
+    state: StackState, p: Placement, site: Site, *, name: str, jwks: str | None = None
 ) -> Iterator[ExtraEnvoy]:
     """Run ``p``'s rendered Envoy (e.g. a variant with JWT or another gate threshold) in front of
     the stack's Tritons and Prometheus, for as long as the ``with`` block lasts."""
@@ -340,7 +340,7 @@ def extra_envoy(
 
 
 def _start_prometheus(
-    p: SiteDeployment,
+    p: Placement,
     binary: Path,
     directory: Path,
     tritons: tuple[TritonPorts, ...],
@@ -438,13 +438,13 @@ def down(state: StackState) -> list[str]:
     return stopped
 
 
-def find(root: Path, p: SiteDeployment) -> StackState:
+def find(root: Path, p: Placement) -> StackState:
     """The running (or crashed) stack of ``p``; StateError when there is none."""
     return load(run_dir(root, p))
 
 
 @contextlib.contextmanager
-def running(tree: Tree, p: SiteDeployment, *, root: Path, **kwargs: Any) -> Iterator[StackState]:
+def running(tree: Tree, p: Placement, *, root: Path, **kwargs: Any) -> Iterator[StackState]:
     """``up`` ... ``down``, for tests, the demo and the benchmark."""
     state = up(tree, p, root=root, **kwargs)
     try:
@@ -503,7 +503,7 @@ def stop_prometheus(state: StackState) -> None:
     stop(state.process("prometheus"))
 
 
-def restart_prometheus(state: StackState, p: SiteDeployment, timeout: float = 30.0) -> StackState:
+def restart_prometheus(state: StackState, p: Placement, timeout: float = 30.0) -> StackState:
     """Start Prometheus again on its port with the same files (its data survives); saves the state."""
     binary = local_prometheus.prometheus_binary()
     if binary is None or state.prometheus_port is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.local.processes import Proc
 
 STATE_VERSION = 1
@@ -20,7 +20,7 @@ class StateError(RuntimeError):
     """No stack, or an unreadable state file (the message says which and where)."""
 
 
-def run_dir(root: Path, p: SiteDeployment) -> Path:
+def run_dir(root: Path, p: Placement) -> Path:
     """``<root>/.sonic/run/<experiment>-<deployment>``: every file of one local stack."""
     return root / RUN_ROOT / f"{p.experiment}-{p.name}"
 

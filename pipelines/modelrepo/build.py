@@ -28,7 +28,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError, ConfigErrors, display_path
-from pipelines.config.model import Deployment, Model, SiteDeployment
+from pipelines.config.model import Deployment, Model, Placement
 from pipelines.config.modelconfig import pbtxt
 from pipelines.config.modelconfig.configcheck import check_config, compare_declared, placements_of
 from pipelines.config.modelconfig.onnxcheck import OnnxError, check_graph, read_graph
@@ -132,7 +132,7 @@ class _Prepared:
     source: Source
 
 
-def select_placements(deployment: Deployment, sites: Sequence[str]) -> list[SiteDeployment]:
+def select_placements(deployment: Deployment, sites: Sequence[str]) -> list[Placement]:
     """The placements to build for; UsageError for a site the deployment does not run at."""
     placed = [p.site for p in deployment.placements]
     if not placed:
@@ -283,7 +283,7 @@ def build(
         raise UsageError(str(exc)) from None
 
 
-def _site_limits(options: BuildOptions, placements: Sequence[SiteDeployment], tree: Tree) -> BuildOptions:
+def _site_limits(options: BuildOptions, placements: Sequence[Placement], tree: Tree) -> BuildOptions:
     """No artifact above the smallest ``storage.maxArtifactSize`` of the sites built for."""
     caps = [tree.sites[p.site].storage.max_artifact_size for p in placements if p.site in tree.sites]
     if not caps or min(caps) >= options.policy.max_size:
@@ -293,7 +293,7 @@ def _site_limits(options: BuildOptions, placements: Sequence[SiteDeployment], tr
 
 def _build_locked(
     deployment: Deployment,
-    first: SiteDeployment,
+    first: Placement,
     prepared: Sequence[_Prepared],
     reports: dict[str, ModelReport],
     statuses: Sequence[InPlaceStatus],

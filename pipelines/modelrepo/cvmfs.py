@@ -19,7 +19,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError, ConfigErrors, Location, display_path
-from pipelines.config.model import Model, SiteDeployment
+from pipelines.config.model import Model, Placement
 from pipelines.config.modelconfig.configcheck import compare_declared
 from pipelines.config.modelconfig.pbtxt import find_line, parse
 from pipelines.config.modelconfig.where import Where
@@ -76,7 +76,7 @@ def _configs(repo: Path) -> tuple[dict[str, tuple[mc.ModelConfig, str]], list[Co
 
 
 def verify_in_place(
-    p: SiteDeployment,
+    p: Placement,
     models: Sequence[InPlaceModel],
     cvmfs_root: Path = Path("/"),
 ) -> tuple[list[InPlaceStatus], list[ConfigError]]:

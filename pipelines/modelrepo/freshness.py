@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from pipelines.config.model import Model, SiteDeployment, deployment_ref
+from pipelines.config.model import Model, Placement, deployment_ref
 from pipelines.config.modelconfig import pbtxt
 from pipelines.modelrepo.lock import Lock
 
 
-def supplied_config_sha256(p: SiteDeployment) -> dict[str, str | None]:
+def supplied_config_sha256(p: Placement) -> dict[str, str | None]:
     """sha256 of each supplied ``configFile`` of ``p``'s models, by model name (None if unreadable).
 
     The one file read :func:`stale_reasons` depends on, done by its caller.
@@ -40,12 +40,12 @@ def _config_sha256(model: Model, supplied: Mapping[str, str | None]) -> str | No
     return hashlib.sha256(pbtxt.to_text(pbtxt.generate(model)).encode("utf-8")).hexdigest()
 
 
-def expected_config_sha256(model: Model, p: SiteDeployment) -> str | None:
+def expected_config_sha256(model: Model, p: Placement) -> str | None:
     """sha256 of the config.pbtxt a build would publish for ``model`` (None if a supplied file is unreadable)."""
     return _config_sha256(model, supplied_config_sha256(p))
 
 
-def stale_reasons(lock: Lock, p: SiteDeployment, supplied: Mapping[str, str | None]) -> list[str]:
+def stale_reasons(lock: Lock, p: Placement, supplied: Mapping[str, str | None]) -> list[str]:
     """Why ``lock`` does not describe ``p``'s models with artifacts; empty when it is current.
 
     ``supplied`` holds the digests of the supplied config files (:func:`supplied_config_sha256`).

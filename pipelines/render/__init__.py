@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import layout
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.config.repository import DEFAULT, Repository
 from pipelines.config.tree import Tree
 from pipelines.modelrepo.lock import lock_path
@@ -71,7 +71,7 @@ KUSTOMIZATION = "kustomization.yaml"
 
 
 def render_site_deployment(
-    p: SiteDeployment, site: Site, inputs: DeploymentInputs, *, repo: Repository = DEFAULT
+    p: Placement, site: Site, inputs: DeploymentInputs, *, repo: Repository = DEFAULT
 ) -> list[dict[str, Any]]:
     """Every object deployment ``p`` runs at ``site``, with sync waves, in a fixed order.
 
@@ -156,7 +156,7 @@ def render_tree(tree: Tree, inputs: RenderInputs, *, only: Collection[str] | Non
     repo = inputs.repository
     for site_name in sorted(tree.sites):
         site = tree.sites[site_name]
-        for p in tree.site_deployments(site_name):
+        for p in tree.placements_at(site_name):
             if only is not None and names.deployment_ref(p) not in only:
                 continue
             if key(p) in inputs.problems:
@@ -176,7 +176,7 @@ def render_tree(tree: Tree, inputs: RenderInputs, *, only: Collection[str] | Non
         for directory, objs in render_site_quotas(site).items():
             files.update(_files_of(objs, directory, _header([_relative(tree, site.source)])))
         argo = render_argocd_site(
-            site, dict(tree.experiments), dict(tree.sites), tree.site_deployments(site_name), repo
+            site, dict(tree.experiments), dict(tree.sites), tree.placements_at(site_name), repo
         )
         header = _header([_relative(tree, site.source), layout.REPOSITORY_FILE, layout.experiment_file("*")])
         files.update(_files_of(argo, layout.argocd_dir(site_name), header))

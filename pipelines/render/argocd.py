@@ -36,7 +36,7 @@ from typing import Any
 from pipelines.config import checkspec as spec
 from pipelines.config.footprint import CHECK_JOB
 from pipelines.config.images import pinned
-from pipelines.config.model import Experiment, Site, SiteDeployment
+from pipelines.config.model import Experiment, Placement, Site
 from pipelines.config.repository import DEFAULT, REPOSITORY_FILE, Repository
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
@@ -116,7 +116,7 @@ def annotate_waves(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return objs
 
 
-def render_check_spec(p: SiteDeployment, references: Mapping[str, bytes]) -> list[dict[str, Any]]:
+def render_check_spec(p: Placement, references: Mapping[str, bytes]) -> list[dict[str, Any]]:
     """The check spec ConfigMap ``<name>-check``: ``deployment.json`` and the reference files.
 
     ``references``: each declared reference path -> its content (:func:`pipelines.config.checkspec.read_references`).
@@ -152,7 +152,7 @@ def render_check_spec(p: SiteDeployment, references: Mapping[str, bytes]) -> lis
 
 
 def render_check_job(
-    p: SiteDeployment, site: Site, lock: Lock | None, repo: Repository = DEFAULT
+    p: Placement, site: Site, lock: Lock | None, repo: Repository = DEFAULT
 ) -> list[dict[str, Any]]:
     """The PostSync hook Job: ``sonic check --spec`` from the pipeline image against the Envoy Service.
 
@@ -248,7 +248,7 @@ def render_check_job(
     ]
 
 
-def application_parameters(p: SiteDeployment) -> dict[str, str]:
+def application_parameters(p: Placement) -> dict[str, str]:
     """What the site's ApplicationSet reads from a deployment directory to generate its Application."""
     return {
         "name": names.application_name(p),
@@ -260,7 +260,7 @@ def application_parameters(p: SiteDeployment) -> dict[str, str]:
     }
 
 
-def application_file(p: SiteDeployment) -> str:
+def application_file(p: Placement) -> str:
     """``application.json`` of the deployment directory (canonical JSON, a final newline)."""
     return json.dumps(application_parameters(p), indent=2, sort_keys=True) + "\n"
 
@@ -398,7 +398,7 @@ def render_argocd_site(
     site: Site,
     experiments: dict[str, Experiment],
     sites: dict[str, Site],
-    placements: list[SiteDeployment],
+    placements: list[Placement],
     repo: Repository,
 ) -> list[dict[str, Any]]:
     """Everything a site admin applies once: the AppProjects of the admitted experiments and the ApplicationSet.

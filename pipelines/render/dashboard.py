@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.render import metrics, names
 from pipelines.render.objects import meta
 
@@ -22,7 +22,7 @@ DASHBOARD_LABEL = "grafana_dashboard"  # what the kube-prometheus-stack / Grafan
 _DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def _per_request_ms(p: SiteDeployment, metric: str) -> str:
+def _per_request_ms(p: Placement, metric: str) -> str:
     sel = metrics.triton_selector(p)
     window = metrics.rate_window(p)
     return (
@@ -31,7 +31,7 @@ def _per_request_ms(p: SiteDeployment, metric: str) -> str:
     )
 
 
-def _envoy_total_ms(p: SiteDeployment) -> str:
+def _envoy_total_ms(p: Placement) -> str:
     sel = f'{metrics.envoy_selector(p)},envoy_cluster_name="{names.ENVOY_UPSTREAM_CLUSTER}"'
     window = metrics.rate_window(p)
     return (
@@ -56,7 +56,7 @@ def _panel(pid: int, title: str, unit: str, targets: list[tuple[str, str]], x: i
     }
 
 
-def dashboard(p: SiteDeployment) -> dict[str, Any]:
+def dashboard(p: Placement) -> dict[str, Any]:
     """The dashboard JSON model (Grafana schema 39)."""
     sel = metrics.triton_selector(p)
     thresholds: list[tuple[str, str]] = [("load metric", metrics.load_query(p))]
@@ -134,7 +134,7 @@ def dashboard(p: SiteDeployment) -> dict[str, Any]:
     }
 
 
-def render_dashboard(p: SiteDeployment, site: Site) -> dict[str, Any]:
+def render_dashboard(p: Placement, site: Site) -> dict[str, Any]:
     """ConfigMap labelled ``grafana_dashboard: "1"`` holding the dashboard JSON."""
     m = meta(p, "monitoring", names.dashboard_name(p))
     m["labels"][DASHBOARD_LABEL] = "1"

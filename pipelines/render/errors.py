@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config.errors import display_path
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 
 
 @dataclass(frozen=True, order=True)
@@ -35,7 +35,7 @@ class RenderError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-def problem(p: SiteDeployment, message: str, source: Path | None = None) -> RenderError:
+def problem(p: Placement, message: str, source: Path | None = None) -> RenderError:
     """A :class:`RenderError` about ``p`` (located at its deployment file unless ``source`` is given)."""
     where = display_path(source if source is not None else p.source)
     return RenderError([RenderProblem(where, p.site, p.ref, message)])

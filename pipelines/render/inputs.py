@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config import checkspec
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.config.repository import DEFAULT, Repository
 from pipelines.config.tree import Tree
 from pipelines.modelrepo.freshness import supplied_config_sha256
@@ -37,7 +37,7 @@ from pipelines.render.errors import RenderError, RenderProblem, problem
 Key = tuple[str, str]
 
 
-def key(p: SiteDeployment) -> Key:
+def key(p: Placement) -> Key:
     """The key of ``p`` in :attr:`RenderInputs.deployments`."""
     return (p.site, names.deployment_ref(p))
 
@@ -63,7 +63,7 @@ class RenderInputs:
     problems: Mapping[Key, tuple[RenderProblem, ...]] = field(default_factory=dict)
 
 
-def read_lock_of(p: SiteDeployment) -> Lock | None:
+def read_lock_of(p: Placement) -> Lock | None:
     """The committed lock of ``p`` (None when there is none).
 
     Raises:
@@ -77,7 +77,7 @@ def read_lock_of(p: SiteDeployment) -> Lock | None:
         ) from None
 
 
-def read_deployment_inputs(p: SiteDeployment, lock: Lock | None) -> DeploymentInputs:
+def read_deployment_inputs(p: Placement, lock: Lock | None) -> DeploymentInputs:
     """The files ``p`` depends on (but its lock, given): supplied config digests and reference files.
 
     Raises:
@@ -96,7 +96,7 @@ def read_inputs(tree: Tree, repository: Repository = DEFAULT) -> RenderInputs:
     problems: dict[Key, tuple[RenderProblem, ...]] = {}
     locks: dict[tuple[Path, str], Lock | None] = {}
     for site in sorted(tree.sites):
-        for p in tree.site_deployments(site):
+        for p in tree.placements_at(site):
             found: list[RenderProblem] = []
             lock: Lock | None = None
             try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.config.model import ScalingBehavior, Site, SiteDeployment
+from pipelines.config.model import Placement, ScalingBehavior, Site
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import metrics, names
 from pipelines.render.durations import whole_seconds
@@ -54,7 +54,7 @@ def _behavior(b: ScalingBehavior) -> dict[str, Any]:
 
 
 def _trigger(
-    p: SiteDeployment, site: Site, name: str, query: str, threshold: str, activation: str, metric_type: str
+    p: Placement, site: Site, name: str, query: str, threshold: str, activation: str, metric_type: str
 ) -> dict[str, Any]:
     url = names.prometheus_url(p, site)
     assert url is not None
@@ -77,7 +77,7 @@ def _trigger(
     return trigger
 
 
-def render_keda(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_keda(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """The ScaledObject (and its TriggerAuthentication when Prometheus needs a token); nothing without autoscaling."""
     a = p.autoscaling
     if a is None:

@@ -13,7 +13,7 @@ missed or late, and the autoscaler, the gate and the alerts all see "no data".
 
 from __future__ import annotations
 
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.render.durations import go_duration
 from pipelines.render.names import ENVOY_HTTP_PREFIX, envoy_name, triton_name
 
@@ -24,20 +24,20 @@ ERROR_RATIO_WINDOW = 300.0  # seconds: errors are judged over 5 minutes (or more
 ENVOY_RATE_WINDOW = 120.0  # seconds: client arrivals that wake a scaled-to-zero deployment
 
 
-def rate_window(p: SiteDeployment, at_least: float = 0.0) -> str:
+def rate_window(p: Placement, at_least: float = 0.0) -> str:
     """The range of every ``rate()`` of ``p``: four scrape intervals, or ``at_least`` seconds if longer."""
     return go_duration(max(RATE_SCRAPES * p.monitoring.scrape_interval, at_least))
 
 
-def triton_selector(p: SiteDeployment) -> str:
+def triton_selector(p: Placement) -> str:
     return f'namespace="{p.namespace}",service="{triton_name(p)}"'
 
 
-def envoy_selector(p: SiteDeployment) -> str:
+def envoy_selector(p: Placement) -> str:
     return f'namespace="{p.namespace}",service="{envoy_name(p)}"'
 
 
-def queue_latency_query(p: SiteDeployment) -> str:
+def queue_latency_query(p: Placement) -> str:
     """SuperSONIC's load metric: milliseconds of queueing per batch execution, over all replicas."""
     sel = triton_selector(p)
     window = rate_window(p)
@@ -47,13 +47,13 @@ def queue_latency_query(p: SiteDeployment) -> str:
     )
 
 
-def pending_requests_query(p: SiteDeployment) -> str:
+def pending_requests_query(p: Placement) -> str:
     """Requests waiting in Triton, averaged per replica."""
     sel = triton_selector(p)
     return f"avg(nv_inference_pending_request_count{{{sel}}})"
 
 
-def load_query(p: SiteDeployment) -> str:
+def load_query(p: Placement) -> str:
     """The deployment's load metric: what autoscaling targets and the admission gate compares.
 
     It has no data while no Triton runs (Triton's metrics vanish with its last replica) and for
@@ -68,7 +68,7 @@ def load_query(p: SiteDeployment) -> str:
     return queue_latency_query(p)
 
 
-def gate_query(p: SiteDeployment) -> str:
+def gate_query(p: Placement) -> str:
     """What the admission gate compares with its threshold: its own metric, else the load metric.
 
     ``envoy.admissionGate.metric`` separates the gate from autoscaling (SuperSONIC's
@@ -82,14 +82,14 @@ def gate_query(p: SiteDeployment) -> str:
     return load_query(p)
 
 
-def envoy_request_rate_query(p: SiteDeployment) -> str:
+def envoy_request_rate_query(p: Placement) -> str:
     """Client requests arriving at Envoy per second; exists even with zero Triton replicas."""
     sel = envoy_selector(p)
     window = rate_window(p, ENVOY_RATE_WINDOW)
     return f'sum(rate(envoy_http_downstream_rq_total{{{sel},envoy_http_conn_manager_prefix="{ENVOY_HTTP_PREFIX}"}}[{window}]))'
 
 
-def activation_query(p: SiteDeployment) -> str:
+def activation_query(p: Placement) -> str:
     """What wakes a scaled-to-zero deployment: the declared activation query or Envoy's request rate."""
     a = p.autoscaling
     if a is not None and a.activation_query:
@@ -97,12 +97,12 @@ def activation_query(p: SiteDeployment) -> str:
     return envoy_request_rate_query(p)
 
 
-def triton_up_query(p: SiteDeployment) -> str:
+def triton_up_query(p: Placement) -> str:
     """Triton replicas Prometheus scrapes successfully (0 or no data when none runs)."""
     return f"sum(up{{{triton_selector(p)}}})"
 
 
-def load_total_query(p: SiteDeployment) -> str:
+def load_total_query(p: Placement) -> str:
     """The load metric times the replica count, for KEDA's ``AverageValue`` metric type.
 
     KEDA's ``fallback`` works only with ``AverageValue`` (HPA divides the value by the replica

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import metrics, names
 from pipelines.render.dashboard import render_dashboard
@@ -30,19 +30,19 @@ RULES_KEY = "rules.yaml"
 LOAD_RECORD = "sonic:load"
 
 
-def _rule_labels(p: SiteDeployment) -> dict[str, str]:
+def _rule_labels(p: Placement) -> dict[str, str]:
     return {"namespace": p.namespace, "sonic_experiment": p.experiment, "sonic_deployment": p.name}
 
 
-def _healthy_upstreams(p: SiteDeployment) -> str:
+def _healthy_upstreams(p: Placement) -> str:
     return f'envoy_cluster_membership_healthy{{{metrics.envoy_selector(p)},envoy_cluster_name="{names.ENVOY_UPSTREAM_CLUSTER}"}}'
 
 
-def _total_upstreams(p: SiteDeployment) -> str:
+def _total_upstreams(p: Placement) -> str:
     return f'envoy_cluster_membership_total{{{metrics.envoy_selector(p)},envoy_cluster_name="{names.ENVOY_UPSTREAM_CLUSTER}"}}'
 
 
-def error_ratio_query(p: SiteDeployment) -> str:
+def error_ratio_query(p: Placement) -> str:
     """Share of Triton inference requests that failed, over all replicas."""
     sel = metrics.triton_selector(p)
     window = metrics.rate_window(p, metrics.ERROR_RATIO_WINDOW)
@@ -63,7 +63,7 @@ def _alert(
     }
 
 
-def prometheus_rule_groups(p: SiteDeployment) -> list[dict[str, Any]]:
+def prometheus_rule_groups(p: Placement) -> list[dict[str, Any]]:
     """Rule groups of ``p``: the load-metric recording rule, then the alerts (when enabled)."""
     labels = _rule_labels(p)
     ref = names.deployment_ref(p)
@@ -157,7 +157,7 @@ def prometheus_rule_groups(p: SiteDeployment) -> list[dict[str, Any]]:
 
 
 def _sd_job(
-    p: SiteDeployment, job: str, service: str, port: str, path: str, label_as: str, interval: str
+    p: Placement, job: str, service: str, port: str, path: str, label_as: str, interval: str
 ) -> dict[str, Any]:
     return {
         "job_name": job,
@@ -182,7 +182,7 @@ def _sd_job(
 
 
 def _static_job(
-    p: SiteDeployment, job: str, targets: Sequence[str], path: str, label_as: str, interval: str
+    p: Placement, job: str, targets: Sequence[str], path: str, label_as: str, interval: str
 ) -> dict[str, Any]:
     return {
         "job_name": job,
@@ -197,7 +197,7 @@ def _static_job(
 
 
 def prometheus_scrape_config(
-    p: SiteDeployment,
+    p: Placement,
     *,
     triton_targets: Sequence[str] | None = None,
     envoy_targets: Sequence[str] | None = None,
@@ -246,13 +246,13 @@ def prometheus_scrape_config(
     return jobs
 
 
-def _monitor_labels(p: SiteDeployment, site: Site) -> dict[str, str]:
+def _monitor_labels(p: Placement, site: Site) -> dict[str, str]:
     extra = dict(site.prometheus.rule_labels) if site.prometheus else {}
     return {**names.labels(p, "monitoring"), **extra}
 
 
 def _service_monitor(
-    p: SiteDeployment,
+    p: Placement,
     site: Site,
     name: str,
     selector: dict[str, str],
@@ -286,7 +286,7 @@ def _service_monitor(
     }
 
 
-def render_monitoring(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_monitoring(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """ServiceMonitors + PrometheusRule (operator sites) or the plain-Prometheus ConfigMap; the dashboard."""
     objs: list[dict[str, Any]] = []
     if site.prometheus is not None and site.prometheus.operator:

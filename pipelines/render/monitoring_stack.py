@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from pipelines.config import footprint
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.durations import go_duration
@@ -67,7 +67,7 @@ TEMPO_VOLUME = "4Gi"
 TMP_SIZE = "64Mi"
 
 
-def enabled(p: SiteDeployment) -> bool:
+def enabled(p: Placement) -> bool:
     """Whether ``p`` runs any part of the stack."""
     m = p.monitoring
     return m.prometheus.enabled or m.grafana.enabled or m.tracing.enabled
@@ -90,7 +90,7 @@ def _http_probe(path: str, port: str, period: int, failures: int) -> dict[str, A
 
 
 def _deployment(
-    p: SiteDeployment,
+    p: Placement,
     component: str,
     name: str,
     container: dict[str, Any],
@@ -147,7 +147,7 @@ def _deployment(
     return [account, deployment]
 
 
-def _service(p: SiteDeployment, component: str, name: str, ports: list[tuple[str, int]]) -> dict[str, Any]:
+def _service(p: Placement, component: str, name: str, ports: list[tuple[str, int]]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -160,11 +160,11 @@ def _service(p: SiteDeployment, component: str, name: str, ports: list[tuple[str
     }
 
 
-def _config_map(p: SiteDeployment, component: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+def _config_map(p: Placement, component: str, name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(p, component, name), "data": data}
 
 
-def _policy(p: SiteDeployment, component: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _policy(p: Placement, component: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     """Ingress NetworkPolicy; an empty ``rules`` list admits nothing."""
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -178,14 +178,14 @@ def _policy(p: SiteDeployment, component: str, name: str, rules: list[dict[str, 
     }
 
 
-def _from_pods(p: SiteDeployment, components: list[str], port: int) -> list[dict[str, Any]]:
+def _from_pods(p: Placement, components: list[str], port: int) -> list[dict[str, Any]]:
     if not components:
         return []
     peers = [{"podSelector": {"matchLabels": names.selector(p, c)}} for c in components]
     return [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
-def _service_url(p: SiteDeployment, name: str, port: int) -> str:
+def _service_url(p: Placement, name: str, port: int) -> str:
     return f"http://{name}.{p.namespace}.svc.cluster.local:{port}"
 
 
@@ -197,7 +197,7 @@ def _meta_label(label: str) -> str:
     return "__meta_kubernetes_service_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
 
 
-def prometheus_config(p: SiteDeployment) -> dict[str, Any]:
+def prometheus_config(p: Placement) -> dict[str, Any]:
     """``prometheus.yml`` of the in-namespace Prometheus: this deployment's targets, its rules."""
     interval = go_duration(p.monitoring.scrape_interval)
     jobs = prometheus_scrape_config(p)
@@ -214,12 +214,12 @@ def prometheus_config(p: SiteDeployment) -> dict[str, Any]:
     }
 
 
-def prometheus_rules(p: SiteDeployment) -> dict[str, Any]:
+def prometheus_rules(p: Placement) -> dict[str, Any]:
     """The rules file: the same groups the site's Prometheus would get (:mod:`.monitoring`)."""
     return {"groups": prometheus_rule_groups(p)}
 
 
-def _prometheus(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
+def _prometheus(p: Placement, site: Site) -> list[dict[str, Any]]:
     name = names.prometheus_name(p)
     config_text = dump(prometheus_config(p))
     rules_text = dump(prometheus_rules(p))
@@ -300,7 +300,7 @@ def _prometheus(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
     ]
 
 
-def _gate_enabled(p: SiteDeployment) -> bool:
+def _gate_enabled(p: Placement) -> bool:
     gate = p.envoy.admission_gate
     return gate is not None and gate.enabled
 
@@ -308,7 +308,7 @@ def _gate_enabled(p: SiteDeployment) -> bool:
 # --- Grafana ---------------------------------------------------------------------------------------
 
 
-def grafana_datasources(p: SiteDeployment) -> dict[str, Any]:
+def grafana_datasources(p: Placement) -> dict[str, Any]:
     """Grafana's provisioned datasources: the in-namespace Prometheus (default) and Tempo."""
     sources: list[dict[str, Any]] = [
         {
@@ -354,7 +354,7 @@ def grafana_dashboard_provider() -> dict[str, Any]:
     }
 
 
-def _grafana_env(p: SiteDeployment) -> list[dict[str, Any]]:
+def _grafana_env(p: Placement) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         # The admin login: the site admins' Secret mounted as files, never a value (no admin/admin)
         # and never an environment variable. Grafana reads any GF_<SECTION>_<KEY>__FILE variable as
@@ -387,7 +387,7 @@ def _grafana_env(p: SiteDeployment) -> list[dict[str, Any]]:
     return env
 
 
-def _grafana_ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
+def _grafana_ingress(p: Placement, site: Site) -> dict[str, Any] | None:
     host = p.monitoring.grafana.host
     if host is None or site.ingress is None:
         return None  # no host, or no ingress at the site (semantic.ingress_hosts reports it)
@@ -414,7 +414,7 @@ def _grafana_ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
     }
 
 
-def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
+def _grafana(p: Placement, site: Site) -> list[dict[str, Any]]:
     name = names.grafana_name(p)
     datasources = dump(grafana_datasources(p))
     provider = dump(grafana_dashboard_provider())
@@ -488,7 +488,7 @@ def _grafana(p: SiteDeployment, site: Site) -> list[dict[str, Any]]:
 # --- OpenTelemetry collector and Tempo -------------------------------------------------------------
 
 
-def otel_collector_config(p: SiteDeployment) -> dict[str, Any]:
+def otel_collector_config(p: Placement) -> dict[str, Any]:
     """The collector: OTLP in (gRPC from Envoy, HTTP from Triton), batched, OTLP out to Tempo."""
     tempo = f"{names.tempo_name(p)}.{p.namespace}.svc.cluster.local:{names.OTLP_GRPC}"
     return {
@@ -540,12 +540,12 @@ def tempo_config() -> dict[str, Any]:
     }
 
 
-def _triton_traces_otel(p: SiteDeployment) -> bool:
+def _triton_traces_otel(p: Placement) -> bool:
     t = p.triton.server.tracing
     return t is not None and t.mode == "opentelemetry"
 
 
-def _tracing(p: SiteDeployment) -> list[dict[str, Any]]:
+def _tracing(p: Placement) -> list[dict[str, Any]]:
     collector = names.otel_collector_name(p)
     collector_text = dump(otel_collector_config(p))
     collector_container = {
@@ -621,7 +621,7 @@ def _tracing(p: SiteDeployment) -> list[dict[str, Any]]:
     ]
 
 
-def render_monitoring_stack(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_monitoring_stack(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """The enabled parts of the in-namespace stack; nothing when none is enabled."""
     objs: list[dict[str, Any]] = []
     m = p.monitoring

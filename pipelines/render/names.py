@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pipelines.config import layout, model
 from pipelines.config.layout import ARGOCD_DIR, CODEOWNERS_FILE, NAMESPACES_DIR, RENDERED_DIR
-from pipelines.config.model import PrometheusAuth, Site, SiteDeployment
+from pipelines.config.model import Placement, PrometheusAuth, Site
 from pipelines.config.repository import (
     CHECK_CLIENT_SECRET,
     GITHUB_READ_TOKEN_SECRET,
@@ -78,15 +78,15 @@ def triton_admin_env() -> dict[str, object]:
     }
 
 
-def triton_name(p: SiteDeployment) -> str:
+def triton_name(p: Placement) -> str:
     return f"{p.name}-triton"
 
 
-def envoy_name(p: SiteDeployment) -> str:
+def envoy_name(p: Placement) -> str:
     return f"{p.name}-envoy"
 
 
-def triton_service_host(p: SiteDeployment) -> str:
+def triton_service_host(p: Placement) -> str:
     """DNS name of the headless Triton Service: resolves to every ready pod IP."""
     return f"{triton_name(p)}.{p.namespace}.svc.cluster.local"
 
@@ -101,12 +101,12 @@ def managed_labels(*, experiment: str | None = None, site: str | None = None) ->
     return out
 
 
-def labels(p: SiteDeployment, component: str) -> dict[str, str]:
+def labels(p: Placement, component: str) -> dict[str, str]:
     """Labels on every object of one component; a superset of :func:`selector`."""
     return {**selector(p, component), **managed_labels(experiment=p.experiment, site=p.site)}
 
 
-def selector(p: SiteDeployment, component: str) -> dict[str, str]:
+def selector(p: Placement, component: str) -> dict[str, str]:
     """The stable subset of labels used in selectors (immutable on Deployments)."""
     return {NAME_LABEL: component, INSTANCE_LABEL: p.name}
 
@@ -130,22 +130,22 @@ INGRESS_STATUS_ANNOTATION = "sonic.fastml.org/ingress-status"
 INGRESS_STATUS_UNPUBLISHED = "unpublished"
 
 
-def envoy_stats_name(p: SiteDeployment) -> str:
+def envoy_stats_name(p: Placement) -> str:
     """Service that exposes only Envoy's stats listener, for Prometheus."""
     return f"{p.name}-envoy-stats"
 
 
-def envoy_service_host(p: SiteDeployment) -> str:
+def envoy_service_host(p: Placement) -> str:
     """In-cluster DNS name of the client-facing Envoy Service (gRPC only)."""
     return f"{envoy_name(p)}.{p.namespace}.svc"
 
 
-def cvmfs_claim_name(p: SiteDeployment) -> str:
+def cvmfs_claim_name(p: Placement) -> str:
     """The per-deployment read-only CVMFS PersistentVolumeClaim (sites with a CVMFS StorageClass)."""
     return f"{p.name}-cvmfs"
 
 
-def nfs_export_path(p: SiteDeployment, export: str) -> str:
+def nfs_export_path(p: Placement, export: str) -> str:
     """The only directory of the site's NFS export a deployment mounts: its experiment's own.
 
     The volume itself points there (not the whole export plus a subPath), so the node mounts
@@ -154,7 +154,7 @@ def nfs_export_path(p: SiteDeployment, export: str) -> str:
     return f"{export.rstrip('/')}/{p.experiment}"
 
 
-def snapshot_subpath(p: SiteDeployment) -> str:
+def snapshot_subpath(p: Placement) -> str:
     """Directory of this deployment's built snapshots inside the site's snapshot claim."""
     return snapshot_dir(p.experiment, p.name)
 
@@ -164,40 +164,40 @@ def snapshot_dir(experiment: str, deployment: str) -> str:
     return f"{experiment}/{deployment}"
 
 
-def monitoring_name(p: SiteDeployment) -> str:
+def monitoring_name(p: Placement) -> str:
     """PrometheusRule / plain-Prometheus ConfigMap of the deployment."""
     return f"{p.name}-monitoring"
 
 
-def dashboard_name(p: SiteDeployment) -> str:
+def dashboard_name(p: Placement) -> str:
     return f"{p.name}-dashboard"
 
 
-def scaler_name(p: SiteDeployment) -> str:
+def scaler_name(p: Placement) -> str:
     """ScaledObject (and the HPA KEDA creates for it)."""
     return f"{p.name}-triton"
 
 
-def trigger_auth_name(p: SiteDeployment) -> str:
+def trigger_auth_name(p: Placement) -> str:
     return f"{p.name}-prometheus"
 
 
-def check_name(p: SiteDeployment) -> str:
+def check_name(p: Placement) -> str:
     """PostSync hook Job (and its ServiceAccount) running ``sonic check``."""
     return f"{p.name}-check"
 
 
-def deployment_ref(p: SiteDeployment) -> str:
-    """``<experiment>/<deployment>``: how the CLI names a deployment (:attr:`SiteDeployment.ref`)."""
+def deployment_ref(p: Placement) -> str:
+    """``<experiment>/<deployment>``: how the CLI names a deployment (:attr:`Placement.ref`)."""
     return p.ref
 
 
-def application_name(p: SiteDeployment) -> str:
+def application_name(p: Placement) -> str:
     """Argo CD Application of one deployment at one site (unique even in a central Argo CD)."""
     return model.application_name(p.site, p.experiment, p.name)
 
 
-def rendered_dir(p: SiteDeployment) -> str:
+def rendered_dir(p: Placement) -> str:
     """Repository-relative directory of the deployment's rendered manifests at its site."""
     return layout.rendered_dir(p.site, p.experiment, p.name)
 
@@ -231,34 +231,34 @@ GRAFANA_ADMIN_USER_KEY = "admin-user"
 GRAFANA_ADMIN_PASSWORD_KEY = "admin-password"
 
 
-def prometheus_name(p: SiteDeployment) -> str:
+def prometheus_name(p: Placement) -> str:
     """The in-namespace Prometheus: Deployment, Service, ConfigMap, ServiceAccount, Role, RoleBinding."""
     return f"{p.name}-prometheus"
 
 
-def grafana_name(p: SiteDeployment) -> str:
+def grafana_name(p: Placement) -> str:
     return f"{p.name}-grafana"
 
 
-def otel_collector_name(p: SiteDeployment) -> str:
+def otel_collector_name(p: Placement) -> str:
     return f"{p.name}-otel-collector"
 
 
-def tempo_name(p: SiteDeployment) -> str:
+def tempo_name(p: Placement) -> str:
     return f"{p.name}-tempo"
 
 
-def otel_collector_grpc(p: SiteDeployment) -> str:
+def otel_collector_grpc(p: Placement) -> str:
     """``host:port`` of the in-namespace collector's OTLP/gRPC receiver (Envoy's tracing)."""
     return f"{otel_collector_name(p)}.{p.namespace}.svc.cluster.local:{OTLP_GRPC}"
 
 
-def otel_collector_http(p: SiteDeployment) -> str:
+def otel_collector_http(p: Placement) -> str:
     """URL of the in-namespace collector's OTLP/HTTP traces endpoint (Triton's tracing)."""
     return f"http://{otel_collector_name(p)}.{p.namespace}.svc.cluster.local:{OTLP_HTTP}/v1/traces"
 
 
-def prometheus_url(p: SiteDeployment, site: Site) -> str | None:
+def prometheus_url(p: Placement, site: Site) -> str | None:
     """The Prometheus that answers ``p``'s queries (KEDA, the admission gate, the checks).
 
     The deployment's own, in its namespace, when it runs one; else the site's; None if neither.
@@ -268,7 +268,7 @@ def prometheus_url(p: SiteDeployment, site: Site) -> str | None:
     return site.prometheus.url if site.prometheus is not None else None
 
 
-def prometheus_auth(p: SiteDeployment, site: Site) -> PrometheusAuth | None:
+def prometheus_auth(p: Placement, site: Site) -> PrometheusAuth | None:
     """The bearer token :func:`prometheus_url` needs: the site's, never for the in-namespace one."""
     if p.monitoring.prometheus.enabled or site.prometheus is None:
         return None
@@ -288,7 +288,7 @@ def namespace_dir(site: str, namespace: str) -> str:
     return layout.namespace_dir(site, namespace)
 
 
-def check_client_secret(p: SiteDeployment) -> str:
+def check_client_secret(p: Placement) -> str:
     """The deployment's own OAuth2 check-client Secret (JWT deployments), in its namespace.
 
     One per deployment, not one per site: every pod of a namespace can read its Secrets, so a

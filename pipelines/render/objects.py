@@ -6,13 +6,13 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from pipelines.config.model import Affinity, NodeSelectorTerm, Resources, Site, SiteDeployment, Toleration
+from pipelines.config.model import Affinity, NodeSelectorTerm, Placement, Resources, Site, Toleration
 from pipelines.config.quantity import parse_quantity
 from pipelines.render import names
 from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 
 
-def meta(p: SiteDeployment, component: str, name: str, **annotations: str) -> dict[str, Any]:
+def meta(p: Placement, component: str, name: str, **annotations: str) -> dict[str, Any]:
     """``metadata`` of a namespaced object of one component of ``p``."""
     out: dict[str, Any] = {"name": name, "namespace": p.namespace, "labels": names.labels(p, component)}
     if annotations:
@@ -49,7 +49,7 @@ def whole_cpus(r: Resources) -> int | None:
     return max(1, math.ceil(quantity(cpu))) if cpu else None
 
 
-def spread(p: SiteDeployment, component: str) -> list[dict[str, Any]]:
+def spread(p: Placement, component: str) -> list[dict[str, Any]]:
     """Prefer spreading the component's pods over nodes (never blocks scheduling)."""
     return [
         {
@@ -61,7 +61,7 @@ def spread(p: SiteDeployment, component: str) -> list[dict[str, Any]]:
     ]
 
 
-def prometheus_token_volume(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def prometheus_token_volume(p: Placement, site: Site) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(volumeMount, volume) putting the site's Prometheus token Secret at PROMETHEUS_TOKEN_PATH,
     read-only; None when the deployment's Prometheus (names.prometheus_url) needs no token. Only
     the reference is rendered."""

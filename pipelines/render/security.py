@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.objects import meta
@@ -61,7 +61,7 @@ def namespace_peer(namespace: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
 
 
-def _metrics_rules(p: SiteDeployment, site: Site, port: int) -> list[dict[str, Any]]:
+def _metrics_rules(p: Placement, site: Site, port: int) -> list[dict[str, Any]]:
     """The ingress rules admitting the site's Prometheus, and the deployment's own, to ``port``;
     none without a Prometheus."""
     rules = []
@@ -82,7 +82,7 @@ def _metrics_rules(p: SiteDeployment, site: Site, port: int) -> list[dict[str, A
     return rules
 
 
-def render_security(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_security(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """ServiceAccounts, NetworkPolicies and the Triton PodDisruptionBudget of one deployment."""
     objs: list[dict[str, Any]] = []
     for component, name in (

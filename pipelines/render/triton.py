@@ -22,9 +22,9 @@ from pipelines.config.footprint import triton_surge
 from pipelines.config.model import (
     FlagValue,
     NodeSelectorTerm,
+    Placement,
     SelectorRequirement,
     Site,
-    SiteDeployment,
     Toleration,
 )
 from pipelines.modelrepo.lock import Lock
@@ -93,7 +93,7 @@ def restricted_protocol_args(key: str) -> list[str]:
     ]
 
 
-def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
+def triton_args(p: Placement, repositories: list[str]) -> list[str]:
     """``tritonserver`` arguments, one list element each (never a shell string)."""
     s = p.triton.server
     args = [f"--model-repository={r}" for r in repositories]
@@ -133,7 +133,7 @@ def triton_args(p: SiteDeployment, repositories: list[str]) -> list[str]:
     return args + flag_args(s.flags)
 
 
-def _readiness_path(p: SiteDeployment) -> str:
+def _readiness_path(p: Placement) -> str:
     rm = p.triton.probes.readiness_model
     if rm is None:
         return "/v2/health/ready"
@@ -142,7 +142,7 @@ def _readiness_path(p: SiteDeployment) -> str:
     return f"/v2/models/{rm.name}/versions/{rm.version}/ready"
 
 
-def readiness_command(p: SiteDeployment) -> list[str]:
+def readiness_command(p: Placement) -> list[str]:
     """Ready = Triton (or the readiness model) ready AND not draining."""
     r = p.triton.probes.readiness
     timeout = KUBERNETES_PROBE_TIMEOUT if r.mode == "kubernetesDefaults" else whole_seconds(r.timeout, 1)
@@ -154,13 +154,13 @@ def readiness_command(p: SiteDeployment) -> list[str]:
     return ["/bin/sh", "-c", script]
 
 
-def prestop_command(p: SiteDeployment) -> list[str]:
+def prestop_command(p: Placement) -> list[str]:
     """Create the drain file, then give Envoy ``drain.delay`` to stop sending new requests."""
     delay = whole_seconds(p.triton.drain.delay)
     return ["/bin/sh", "-c", f"touch {shlex.quote(names.DRAIN_FILE)} && sleep {delay}"]
 
 
-def _readiness_probe(p: SiteDeployment) -> dict[str, Any]:
+def _readiness_probe(p: Placement) -> dict[str, Any]:
     """By ``probes.readiness.mode``: our timing, Kubernetes' defaults (SuperSONIC's ``reset``), or none."""
     r = p.triton.probes.readiness
     if r.mode == "off":
@@ -175,7 +175,7 @@ def _readiness_probe(p: SiteDeployment) -> dict[str, Any]:
     return {"readinessProbe": probe}
 
 
-def _probes(p: SiteDeployment) -> dict[str, Any]:
+def _probes(p: Placement) -> dict[str, Any]:
     pr = p.triton.probes
     return {
         "startupProbe": {
@@ -194,7 +194,7 @@ def _probes(p: SiteDeployment) -> dict[str, Any]:
     }
 
 
-def _scheduling(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str, Any]]:
+def _scheduling(p: Placement, site: Site) -> tuple[dict[str, Any], dict[str, Any]]:
     """(GPU resources, pod scheduling fields): the GPU class's placement plus the deployment's own.
 
     ``gpu.count: 0`` keeps the class's placement (node selector, product affinity, tolerations)
@@ -232,14 +232,14 @@ def _scheduling(p: SiteDeployment, site: Site) -> tuple[dict[str, Any], dict[str
     return gpu_resources, pod
 
 
-def _pod_metadata(p: SiteDeployment) -> dict[str, Any]:
+def _pod_metadata(p: Placement) -> dict[str, Any]:
     out: dict[str, Any] = {"labels": names.labels(p, "triton")}
     if p.triton.pod_annotations:
         out["annotations"] = dict(p.triton.pod_annotations)
     return out
 
 
-def render_triton(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_triton(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """The Triton Deployment and its headless Service."""
     r = p.triton.resources
     require(

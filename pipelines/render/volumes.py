@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config.hostpaths import cvmfs_host_path_problem
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.freshness import stale_reasons
 from pipelines.modelrepo.lock import Lock, lock_path
 from pipelines.render import names
@@ -44,10 +44,10 @@ class ModelSources:
     objects: list[dict[str, Any]] = field(default_factory=list)  # PersistentVolumeClaims to render
 
 
-Handler = Callable[[SiteDeployment, Site, ModelSources], None]
+Handler = Callable[[Placement, Site, ModelSources], None]
 
 
-def _stays_inside(p: SiteDeployment, field: str, path: str) -> None:
+def _stays_inside(p: Placement, field: str, path: str) -> None:
     """Refuse '.' and '..' segments: the schema already does, this guards typed input from elsewhere."""
     require(
         not any(part in (".", "..") for part in path.split("/")),
@@ -56,7 +56,7 @@ def _stays_inside(p: SiteDeployment, field: str, path: str) -> None:
     )
 
 
-def _cvmfs_claim(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+def _cvmfs_claim(p: Placement, site: Site, out: ModelSources) -> None:
     cvmfs = site.storage.cvmfs
     assert cvmfs is not None and cvmfs.storage_class is not None
     out.objects.append(
@@ -76,7 +76,7 @@ def _cvmfs_claim(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     )
 
 
-def _cvmfs_host_path(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+def _cvmfs_host_path(p: Placement, site: Site, out: ModelSources) -> None:
     cvmfs = site.storage.cvmfs
     assert cvmfs is not None and cvmfs.host_path is not None
     refused = cvmfs_host_path_problem(cvmfs.host_path)
@@ -88,7 +88,7 @@ def _cvmfs_host_path(p: SiteDeployment, site: Site, out: ModelSources) -> None:
 CVMFS_MODES: dict[str, Handler] = {"storageClass": _cvmfs_claim, "hostPath": _cvmfs_host_path}
 
 
-def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+def _cvmfs(p: Placement, site: Site, out: ModelSources) -> None:
     if not p.model_repository.cvmfs and not p.triton.extra_mounts:
         return
     cvmfs = site.storage.cvmfs
@@ -127,7 +127,7 @@ def _cvmfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
         )
 
 
-def _pvc(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+def _pvc(p: Placement, site: Site, out: ModelSources) -> None:
     claims: list[str] = []
     for i, entry in enumerate(p.model_repository.pvc):
         require(
@@ -156,7 +156,7 @@ def _pvc(p: SiteDeployment, site: Site, out: ModelSources) -> None:
         out.repositories.append(path)
 
 
-def _nfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+def _nfs(p: Placement, site: Site, out: ModelSources) -> None:
     if not p.model_repository.nfs:
         return
     nfs = site.storage.nfs
@@ -178,7 +178,7 @@ def _nfs(p: SiteDeployment, site: Site, out: ModelSources) -> None:
     out.repositories.extend(f"{names.NFS_MOUNT}/{rel.strip('/')}" for rel in p.model_repository.nfs)
 
 
-def _baked(p: SiteDeployment, site: Site, out: ModelSources) -> None:
+def _baked(p: Placement, site: Site, out: ModelSources) -> None:
     for i, path in enumerate(p.model_repository.baked):
         _stays_inside(p, f"modelRepository.baked[{i}]", path)
     out.repositories.extend(p.model_repository.baked)
@@ -188,7 +188,7 @@ def _baked(p: SiteDeployment, site: Site, out: ModelSources) -> None:
 IN_PLACE: dict[str, Handler] = {"cvmfs": _cvmfs, "pvc": _pvc, "nfs": _nfs, "baked": _baked}
 
 
-def check_lock(p: SiteDeployment, lock: Lock | None, configs: Mapping[str, str | None]) -> None:
+def check_lock(p: Placement, lock: Lock | None, configs: Mapping[str, str | None]) -> None:
     """Refuse to render models with artifacts without a lock, or with one that is not current.
 
     ``configs``: sha256 of each supplied config.pbtxt
@@ -219,7 +219,7 @@ def check_lock(p: SiteDeployment, lock: Lock | None, configs: Mapping[str, str |
         )
 
 
-def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSources) -> None:
+def _snapshot(p: Placement, site: Site, lock: Lock | None, out: ModelSources) -> None:
     if not any(m.artifact is not None for m in p.models):
         return
     require(
@@ -263,7 +263,7 @@ def _snapshot(p: SiteDeployment, site: Site, lock: Lock | None, out: ModelSource
         )
 
 
-def model_sources(p: SiteDeployment, site: Site, lock: Lock | None) -> ModelSources:
+def model_sources(p: Placement, site: Site, lock: Lock | None) -> ModelSources:
     """Every model source of ``p`` at ``site``: the built snapshot first, then the in-place ones.
 
     ``lock`` passed :func:`check_lock` (``render_site_deployment`` checks it first).
@@ -280,6 +280,6 @@ def model_sources(p: SiteDeployment, site: Site, lock: Lock | None) -> ModelSour
     return out
 
 
-def render_volumes(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_volumes(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """The PersistentVolumeClaims the deployment's model sources need (a CVMFS claim, or none)."""
     return model_sources(p, site, lock).objects

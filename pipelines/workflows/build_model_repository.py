@@ -110,7 +110,7 @@ def template(settings: PipelineSettings, site: Site, namespace: str) -> Workflow
 
 def namespaces(tree: Tree, site: str) -> list[str]:
     """Namespaces that run a deployment at ``site`` (where snapshots are mounted)."""
-    return sorted({p.namespace for p in tree.site_deployments(site)})
+    return sorted({p.namespace for p in tree.placements_at(site)})
 
 
 def objects(settings: PipelineSettings, tree: Tree, site: Site) -> list[dict[str, Any]]:

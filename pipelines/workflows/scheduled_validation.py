@@ -23,7 +23,7 @@ from typing import Any
 
 from hera.workflows import DAG, CronWorkflow, Task
 
-from pipelines.config import Site, SiteDeployment, Tree
+from pipelines.config import Placement, Site, Tree
 from pipelines.render.names import ENVOY_GRPC, SITE_LABEL, envoy_service_host, rendered_dir
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
@@ -52,11 +52,11 @@ def needs_prometheus_token(site: Site) -> bool:
     return site.prometheus is not None and site.prometheus.auth is not None
 
 
-def uses_jwt(p: SiteDeployment) -> bool:
+def uses_jwt(p: Placement) -> bool:
     return p.envoy.auth is not None and p.envoy.auth.jwt is not None
 
 
-def check_args(p: SiteDeployment, site: Site, settings: PipelineSettings) -> list[str]:
+def check_args(p: Placement, site: Site, settings: PipelineSettings) -> list[str]:
     """The arguments of ``sonic check`` (or ``sonic pushgateway check``) for one deployment.
 
     The deployment is read from its rendered directory in the GitOps branch checkout, which
@@ -81,7 +81,7 @@ def check_args(p: SiteDeployment, site: Site, settings: PipelineSettings) -> lis
 
 def cron_workflow(settings: PipelineSettings, tree: Tree, site: Site) -> CronWorkflow | None:
     """The site's CronWorkflow, or None when no deployment runs there."""
-    placements = tree.site_deployments(site.name)
+    placements = tree.placements_at(site.name)
     if not placements:
         return None
     token = github_token(settings)

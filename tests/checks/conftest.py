@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines.config import Tree, load_tree
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.local import stack
 from pipelines.local.prometheus import prometheus_binary
 from pipelines.local.state import StackState
@@ -36,7 +36,7 @@ def copy_tree(dest: Path, source: Path, edit: Callable[[dict[str, Any]], None] |
     return dest
 
 
-def minimal_of(root: Path) -> tuple[Tree, SiteDeployment]:
+def minimal_of(root: Path) -> tuple[Tree, Placement]:
     tree = load_tree(root)
     return tree, tree.deployment("cms/minimal").placements[0]
 
@@ -44,10 +44,10 @@ def minimal_of(root: Path) -> tuple[Tree, SiteDeployment]:
 @pytest.fixture(scope="module")
 def variant(
     tmp_path_factory: pytest.TempPathFactory, fixture_root: Path
-) -> Callable[..., tuple[Tree, SiteDeployment]]:
+) -> Callable[..., tuple[Tree, Placement]]:
     """``variant(edit)``: the minimal deployment as declared by an edited copy of the tree."""
 
-    def make(edit: Callable[[dict[str, Any]], None] | None = None) -> tuple[Tree, SiteDeployment]:
+    def make(edit: Callable[[dict[str, Any]], None] | None = None) -> tuple[Tree, Placement]:
         return minimal_of(copy_tree(tmp_path_factory.mktemp("variant"), fixture_root, edit))
 
     return make
@@ -56,7 +56,7 @@ def variant(
 @pytest.fixture(scope="module")
 def live(
     tmp_path_factory: pytest.TempPathFactory, fixture_root: Path
-) -> Iterator[tuple[Tree, SiteDeployment, StackState]]:
+) -> Iterator[tuple[Tree, Placement, StackState]]:
     """The minimal deployment running with 3 Triton replicas, Envoy and (if installed) Prometheus."""
     root = copy_tree(tmp_path_factory.mktemp("live"), fixture_root)
     tree, p = minimal_of(root)

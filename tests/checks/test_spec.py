@@ -23,7 +23,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.config import SiteDeployment, load_tree
+from pipelines.config import Placement, load_tree
 from pipelines.config.checkspec import (
     SPEC_FILE,
     SpecError,
@@ -46,11 +46,11 @@ RENDERED = FIXTURE / "gitops" / "rendered" / "uchicago" / "cms" / "minimal"
 COMMAND_TIMEOUT = 120  # seconds; the runs below fail fast or finish in seconds
 
 
-def placements() -> list[SiteDeployment]:
-    return load_tree(FIXTURE).site_deployments()
+def placements() -> list[Placement]:
+    return load_tree(FIXTURE).placements_at()
 
 
-def ident(p: SiteDeployment) -> str:
+def ident(p: Placement) -> str:
     return f"{p.site}/{p.experiment}/{p.name}"
 
 
@@ -58,7 +58,7 @@ def ident(p: SiteDeployment) -> str:
 
 
 @pytest.mark.parametrize("p", placements(), ids=ident)
-def test_spec_round_trip_gives_the_same_deployment(p: SiteDeployment, tmp_path: Path) -> None:
+def test_spec_round_trip_gives_the_same_deployment(p: Placement, tmp_path: Path) -> None:
     path = tmp_path / SPEC_FILE
     path.write_text(dumps(to_spec(p)))
     loaded = load_spec(path)
@@ -68,7 +68,7 @@ def test_spec_round_trip_gives_the_same_deployment(p: SiteDeployment, tmp_path: 
 
 
 @pytest.mark.parametrize("p", placements(), ids=ident)
-def test_written_bundle_resolves_its_references_next_to_the_spec(p: SiteDeployment, tmp_path: Path) -> None:
+def test_written_bundle_resolves_its_references_next_to_the_spec(p: Placement, tmp_path: Path) -> None:
     loaded = load_spec(write(p, tmp_path))
     renamed = reference_names(p)
     assert sorted(x.name for x in tmp_path.iterdir()) == sorted([SPEC_FILE, *renamed.values()])
@@ -162,7 +162,7 @@ def test_the_spec_module_stands_alone() -> None:
 
 
 @pytest.mark.parametrize("p", placements(), ids=ident)
-def test_a_rendered_directory_holds_the_whole_spec(p: SiteDeployment, tmp_path: Path) -> None:
+def test_a_rendered_directory_holds_the_whole_spec(p: Placement, tmp_path: Path) -> None:
     """What the scheduled checks read from the GitOps branch (issue 10.14) is the deployment itself."""
     from pipelines.render.names import rendered_dir
 

@@ -19,12 +19,12 @@ from pipelines.checks.result import CheckResult, Report
 from pipelines.checks.scaling import judge
 from pipelines.checks.tensors import ModelPlan, TensorError, plans, synthetic_inputs
 from pipelines.config import load_tree
-from pipelines.config.model import Reference, SiteDeployment
+from pipelines.config.model import Placement, Reference
 from pipelines.local.processes import free_port
 
 
 @pytest.fixture(scope="module")
-def minimal(fixture_root: Path) -> SiteDeployment:
+def minimal(fixture_root: Path) -> Placement:
     tree = load_tree(fixture_root)
     return tree.deployment("cms/minimal").placements[0]
 
@@ -85,7 +85,7 @@ def test_unavailable_says_metric_unavailable() -> None:
 
 
 def served(
-    p: SiteDeployment, **changes: Any
+    p: Placement, **changes: Any
 ) -> tuple[service_pb2.ModelMetadataResponse, model_config_pb2.ModelConfig]:
     m = p.models[0]
     meta = service_pb2.ModelMetadataResponse(name=m.name, versions=["1"], platform="python")
@@ -104,11 +104,11 @@ def served(
     return meta, cfg
 
 
-def test_matching_model_has_no_differences(minimal: SiteDeployment) -> None:
+def test_matching_model_has_no_differences(minimal: Placement) -> None:
     assert differences(minimal.models[0], *served(minimal)) == []
 
 
-def test_each_differing_field_is_named(minimal: SiteDeployment) -> None:
+def test_each_differing_field_is_named(minimal: Placement) -> None:
     meta, cfg = served(
         minimal, max_batch_size=8, **{"dims:cpf_features": [25, 15], "dtype:global_features": "FP16"}
     )
@@ -118,7 +118,7 @@ def test_each_differing_field_is_named(minimal: SiteDeployment) -> None:
     assert any(d.startswith("inputs.global_features.dtype: served FP16, declared FP32") for d in diffs)
 
 
-def test_missing_and_extra_tensors(minimal: SiteDeployment) -> None:
+def test_missing_and_extra_tensors(minimal: Placement) -> None:
     meta, cfg = served(minimal)
     del meta.outputs[:]
     meta.outputs.add(name="logits", datatype="FP32", shape=[-1, 6])
@@ -159,7 +159,7 @@ def test_reference_shape_and_missing_output() -> None:
 # --- synthetic inputs ---------------------------------------------------------------------------------
 
 
-def test_synthetic_inputs_are_seeded_and_shaped(minimal: SiteDeployment) -> None:
+def test_synthetic_inputs_are_seeded_and_shaped(minimal: Placement) -> None:
     (plan,) = plans(minimal)
     a, b = synthetic_inputs(plan), synthetic_inputs(plan)
     assert a.keys() == b.keys() == {"global_features", "cpf_features"}
@@ -167,7 +167,7 @@ def test_synthetic_inputs_are_seeded_and_shaped(minimal: SiteDeployment) -> None
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_dynamic_dims_need_declared_shapes(minimal: SiteDeployment) -> None:
+def test_dynamic_dims_need_declared_shapes(minimal: Placement) -> None:
     model = minimal.models[0]
     dyn = model.model_copy(update={"inputs": (model.inputs[0].model_copy(update={"dims": (-1, 16)}),)})
     with pytest.raises(TensorError, match=r"checks.models\[\].shapes.global_features"):

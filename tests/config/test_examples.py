@@ -32,7 +32,7 @@ def test_whole_example_tree_is_valid(repo_root: Path) -> None:
     tree = load_tree(repo_root)
     assert {"geddes", "anvil", "nautilus", "uchicago"} <= set(tree.sites)
     assert {"cms", "atlas", "icecube"} <= set(tree.experiments)
-    placements = tree.site_deployments()
+    placements = tree.placements_at()
     assert len(placements) >= 7
     assert all(p.source.is_file() for p in placements)
 

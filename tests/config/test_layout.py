@@ -208,7 +208,7 @@ def test_ref_names_a_deployment_and_each_of_its_placements(tree: Tree) -> None:
 
 
 def test_labels_of_a_placement_are_the_managed_ones_plus_its_selector(tree: Tree) -> None:
-    p = tree.site_deployments()[0]
+    p = tree.placements_at()[0]
     assert names.labels(p, "triton") == {
         "app.kubernetes.io/name": "triton",
         "app.kubernetes.io/instance": p.name,

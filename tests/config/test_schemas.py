@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from pipelines.config import load_tree
-from pipelines.config.model import Experiment, Site, SiteDeployment
+from pipelines.config.model import Experiment, Placement, Site
 from pipelines.config.schema import SCHEMA_DIR, inlined, registry, schema_uri
 
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.schema.json"))
@@ -95,14 +95,14 @@ def test_defaults_are_valid_values(path: Path) -> None:
 # --- the typed models follow the schema -------------------------------------------------------------
 
 # Fields that exist on one side only, on purpose:
-#   deployment.sites is split into one SiteDeployment per site (site, namespace come from it);
+#   deployment.sites is split into one Placement per site (site, namespace come from it);
 #   source is where the object was read from.
 SCHEMA_ONLY = {"deployment": {"sites"}}
 MODEL_ONLY = {"deployment": {"site", "namespace", "source"}, "site": {"source"}, "experiment": {"source"}}
 # Objects the typed model keeps as plain data on purpose: the schema checks every known key and
 # value, and the renderer only turns them into arguments (render.triton.flag_args).
 FREE_FORM = {"triton.server.flags"}
-ROOTS: dict[str, type[BaseModel]] = {"deployment": SiteDeployment, "site": Site, "experiment": Experiment}
+ROOTS: dict[str, type[BaseModel]] = {"deployment": Placement, "site": Site, "experiment": Experiment}
 
 
 def _unwrap(annotation: Any) -> tuple[str, Any]:

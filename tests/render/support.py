@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import Site, SiteDeployment, Tree, load_tree
+from pipelines.config import Placement, Site, Tree, load_tree
 from pipelines.modelrepo.freshness import expected_config_sha256
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
 from pipelines.render import DeploymentInputs, render_site_deployment
@@ -41,7 +41,7 @@ def tree() -> Tree:
     return load_tree(FIXTURE)
 
 
-def lock_for(p: SiteDeployment) -> Lock | None:
+def lock_for(p: Placement) -> Lock | None:
     """A well-formed lock for ``p``'s artifact models (None when it has none)."""
     built = [m for m in p.models if m.artifact is not None]
     if not built:
@@ -61,29 +61,29 @@ def lock_for(p: SiteDeployment) -> Lock | None:
     return Lock(p.experiment, p.name, content_digest(p.experiment, p.name, models), models)
 
 
-def inputs_for(p: SiteDeployment) -> DeploymentInputs:
+def inputs_for(p: Placement) -> DeploymentInputs:
     """What rendering ``p`` reads (its supplied configs and reference files), with the lock of :func:`lock_for`."""
     return read_deployment_inputs(p, lock_for(p))
 
 
-def unlocked_inputs(p: SiteDeployment) -> DeploymentInputs:
+def unlocked_inputs(p: Placement) -> DeploymentInputs:
     """What rendering ``p`` reads, without a lock (for deployments with no artifact model)."""
     return read_deployment_inputs(p, None)
 
 
-def placements() -> list[tuple[SiteDeployment, Site]]:
+def placements() -> list[tuple[Placement, Site]]:
     t = tree()
-    return [(p, t.sites[p.site]) for p in t.site_deployments()]
+    return [(p, t.sites[p.site]) for p in t.placements_at()]
 
 
-def placement(site: str, name: str) -> tuple[SiteDeployment, Site]:
+def placement(site: str, name: str) -> tuple[Placement, Site]:
     for p, s in placements():
         if p.site == site and p.name == name:
             return p, s
     raise KeyError((site, name))
 
 
-def ident(p: SiteDeployment) -> str:
+def ident(p: Placement) -> str:
     return f"{p.site}/{p.experiment}/{p.name}"
 
 
@@ -93,7 +93,7 @@ def _rendered(site: str, name: str) -> tuple[dict[str, Any], ...]:
     return tuple(render_site_deployment(p, s, inputs_for(p)))
 
 
-def rendered(p: SiteDeployment) -> list[dict[str, Any]]:
+def rendered(p: Placement) -> list[dict[str, Any]]:
     """Fresh copies of the objects ``p`` renders (tests may modify them)."""
     import copy
 

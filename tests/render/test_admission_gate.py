@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
 
-from pipelines.config.model import AdmissionGate, PrometheusAuth, SecretKeyRef, SiteDeployment
+from pipelines.config.model import AdmissionGate, Placement, PrometheusAuth, SecretKeyRef
 from pipelines.config.model import Site as SiteConfig
 from pipelines.render.envoy.bootstrap import envoy_config
 from pipelines.render.envoy.gate import admission_gate_script
@@ -188,20 +188,20 @@ def test_any_number_prometheus_prints_is_read_back(gate_lua: Any, load: float, t
 GATE = AdmissionGate(enabled=True, threshold=100, cache_for=60, query_timeout=0.5, on_prometheus_error="open")
 
 
-def gated(gate: AdmissionGate = GATE) -> tuple[SiteDeployment, SiteConfig]:
+def gated(gate: AdmissionGate = GATE) -> tuple[Placement, SiteConfig]:
     p, site = by_name("minimal")
     return with_envoy(p, admission_gate=gate), site
 
 
 def start(
-    run_envoy: Any, triton: Any, p: SiteDeployment, site: SiteConfig, prometheus_url: str, **kw: Any
+    run_envoy: Any, triton: Any, p: Placement, site: SiteConfig, prometheus_url: str, **kw: Any
 ) -> LocalPorts:
     ports, _ = start_envoy(run_envoy, triton, p, site, prometheus_url, **kw)
     return ports
 
 
 def start_envoy(
-    run_envoy: Any, triton: Any, p: SiteDeployment, site: SiteConfig, prometheus_url: str, **kw: Any
+    run_envoy: Any, triton: Any, p: Placement, site: SiteConfig, prometheus_url: str, **kw: Any
 ) -> tuple[LocalPorts, EnvoyProcess]:
     """Envoy with the deployment's rendered config, in front of ``triton``, asking ``prometheus_url``."""
     ports = LocalPorts.pick()

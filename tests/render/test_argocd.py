@@ -54,7 +54,7 @@ KIND_GROUPS = {k: g for g, k in NAMESPACED_KINDS}
 def _argocd(site: str) -> list[dict]:  # type: ignore[type-arg]
     t = tree()
     return render_argocd_site(
-        t.sites[site], dict(t.experiments), dict(t.sites), t.site_deployments(site), DEFAULT
+        t.sites[site], dict(t.experiments), dict(t.sites), t.placements_at(site), DEFAULT
     )
 
 
@@ -177,7 +177,7 @@ def test_application_set_generates_what_the_rollout_waits_for() -> None:
     for site in sorted(t.sites):
         appset = find(_argocd(site), "ApplicationSet")
         apps = _generated_applications(files, appset)
-        expected = {names.application_name(p): p for p in t.site_deployments(site)}
+        expected = {names.application_name(p): p for p in t.placements_at(site)}
         assert sorted(a["metadata"]["name"] for a in apps) == sorted(expected)
         for app in apps:
             p = expected[app["metadata"]["name"]]

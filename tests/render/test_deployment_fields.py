@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 
 from pipelines.config import load_tree
-from pipelines.config.model import AdmissionGate, Site, SiteDeployment
+from pipelines.config.model import AdmissionGate, Placement, Site
 from pipelines.render import names, render_site_deployment
 from pipelines.render.envoy.bootstrap import envoy_config
 from pipelines.render.envoy.gate import LUA_FILTER
@@ -110,7 +110,7 @@ envoy:
 )
 
 
-def _load(tree: Path, text: str, *, allowed: str = "") -> tuple[SiteDeployment, Site]:
+def _load(tree: Path, text: str, *, allowed: str = "") -> tuple[Placement, Site]:
     if allowed:
         site = tree / "gitops" / "sites" / "uchicago.yaml"
         site.write_text(
@@ -125,7 +125,7 @@ def _load(tree: Path, text: str, *, allowed: str = "") -> tuple[SiteDeployment, 
 
 
 @pytest.fixture
-def everything(example_tree: Path) -> tuple[SiteDeployment, Site, list[dict[str, Any]]]:
+def everything(example_tree: Path) -> tuple[Placement, Site, list[dict[str, Any]]]:
     p, site = _load(
         example_tree,
         EVERYTHING,
@@ -167,8 +167,8 @@ def test_alias_service_has_the_same_pods_and_only_the_grpc_port(everything: Any)
     assert alias["metadata"]["namespace"] == "cms-af"
 
 
-def _p(everything: Any) -> SiteDeployment:
-    p: SiteDeployment = everything[0]
+def _p(everything: Any) -> Placement:
+    p: Placement = everything[0]
     return p
 
 
@@ -184,7 +184,7 @@ def test_the_admin_port_is_in_no_service_of_any_deployment(everything: Any) -> N
         assert names.ENVOY_ADMIN not in ports, svc["metadata"]["name"]
 
 
-def _examples() -> list[tuple[SiteDeployment, Site]]:
+def _examples() -> list[tuple[Placement, Site]]:
     from tests.render.support import placements
 
     return placements()

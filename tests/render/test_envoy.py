@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2
 
 from bench.supersonic_envoy import supersonic_style_config
 from pipelines.config.checked import load_tree
-from pipelines.config.model import Jwt, SiteDeployment, TokenBucket
+from pipelines.config.model import Jwt, Placement, TokenBucket
 from pipelines.config.model import Site as SiteConfig
 from pipelines.config.tree import Tree
 from pipelines.render import names
@@ -37,17 +37,17 @@ from tests.render.conftest import (
 )
 
 TREE: Tree = load_tree(FIXTURE)
-PLACEMENTS = TREE.site_deployments()
+PLACEMENTS = TREE.placements_at()
 IDS = [f"{p.site}/{p.experiment}/{p.name}" for p in PLACEMENTS]
 Json = dict[str, Any]
 
 
-def by_name(name: str, site: str | None = None) -> tuple[SiteDeployment, SiteConfig]:
+def by_name(name: str, site: str | None = None) -> tuple[Placement, SiteConfig]:
     p = next(p for p in PLACEMENTS if p.name == name and (site is None or p.site == site))
     return p, TREE.sites[p.site]
 
 
-def with_envoy(p: SiteDeployment, **changes: Any) -> SiteDeployment:
+def with_envoy(p: Placement, **changes: Any) -> Placement:
     """``p`` with some Envoy settings replaced (the typed models are frozen)."""
     return p.model_copy(update={"envoy": p.envoy.model_copy(update=changes)})
 
@@ -87,7 +87,7 @@ def http_filter(cfg: Json, name: str) -> Json | None:
 @pytest.mark.parametrize("explicit", [False, True], ids=["headless-service", "explicit-endpoints"])
 @pytest.mark.parametrize("p", PLACEMENTS, ids=IDS)
 def test_every_example_passes_envoy_validate(
-    p: SiteDeployment, explicit: bool, envoy_binary: Path, tmp_path: Path
+    p: Placement, explicit: bool, envoy_binary: Path, tmp_path: Path
 ) -> None:
     endpoints = [("127.0.0.1", 18001), ("127.0.0.2", 18001)] if explicit else None
     path = tmp_path / "envoy.yaml"
@@ -122,7 +122,7 @@ def test_supersonic_baseline_passes_envoy_validate(envoy_binary: Path, tmp_path:
 
 
 @pytest.mark.parametrize("p", PLACEMENTS, ids=IDS)
-def test_rendering_twice_is_byte_identical(p: SiteDeployment) -> None:
+def test_rendering_twice_is_byte_identical(p: Placement) -> None:
     site = TREE.sites[p.site]
     assert envoy_yaml(envoy_config(p, site)) == envoy_yaml(envoy_config(p, site))
 
@@ -174,7 +174,7 @@ def test_no_endpoints_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("p", PLACEMENTS, ids=IDS)
-def test_upstream_resilience_comes_from_the_config(p: SiteDeployment) -> None:
+def test_upstream_resilience_comes_from_the_config(p: Placement) -> None:
     """Defect 7: HTTP/2, gRPC health checks, outlier detection, circuit breakers, retry budget."""
     e = p.envoy
     triton = cluster(envoy_config(p, TREE.sites[p.site]), "triton")
@@ -356,7 +356,7 @@ def test_no_jwt_filter_without_auth() -> None:
 
 
 @pytest.mark.parametrize("p", PLACEMENTS, ids=IDS)
-def test_admin_listens_only_on_loopback(p: SiteDeployment) -> None:
+def test_admin_listens_only_on_loopback(p: Placement) -> None:
     cfg = envoy_config(p, TREE.sites[p.site])
     assert cfg["admin"]["address"]["socket_address"] == {
         "address": "127.0.0.1",
@@ -385,7 +385,7 @@ GATED = [p for p in PLACEMENTS if p.envoy.admission_gate is not None and p.envoy
 
 
 @pytest.mark.parametrize("p", GATED, ids=[f"{p.site}/{p.name}" for p in GATED])
-def test_lua_runs_only_on_repository_index(p: SiteDeployment) -> None:
+def test_lua_runs_only_on_repository_index(p: Placement) -> None:
     cfg = envoy_config(p, TREE.sites[p.site])
     assert http_filter(cfg, LUA_FILTER) is not None
     first, *others = routes(cfg)
@@ -447,7 +447,7 @@ def test_gate_without_prometheus_is_an_error() -> None:
 # --- real Envoy in front of a real Triton ----------------------------------------------------------
 
 
-def local_config(p: SiteDeployment, site: SiteConfig, triton_port: int, ports: LocalPorts, **kw: Any) -> Json:
+def local_config(p: Placement, site: SiteConfig, triton_port: int, ports: LocalPorts, **kw: Any) -> Json:
     return envoy_config(p, site, endpoints=[("127.0.0.1", triton_port)], **ports.render_kwargs(), **kw)
 
 

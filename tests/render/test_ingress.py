@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.render import names
 from pipelines.render.argocd import ingress_health_lua
 from pipelines.render.envoy.k8s import render_envoy
@@ -17,7 +17,7 @@ from pipelines.render.errors import Unvalidated
 from tests.render.support import ROOT, find, placement, placements, rendered
 
 
-def _ingresses() -> list[tuple[SiteDeployment, Site, dict[str, Any]]]:
+def _ingresses() -> list[tuple[Placement, Site, dict[str, Any]]]:
     out = [(p, s, o) for p, s in placements() for o in rendered(p) if o["kind"] == "Ingress"]
     assert len(out) >= 4
     return out
@@ -58,7 +58,7 @@ def test_tls_secret_precedence() -> None:
     assert p.envoy.ingress is not None
     host = p.envoy.ingress.host
 
-    def tls(q: SiteDeployment, s: Site) -> Any:
+    def tls(q: Placement, s: Site) -> Any:
         return find(render_envoy(q, s, None), "Ingress")["spec"].get("tls")
 
     assert tls(p, site) == [{"hosts": [host], "secretName": "anvil-wildcard-tls"}]

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.render import metrics
 from pipelines.render.keda import render_keda
 from tests.render.support import CRDS, all_objects, crd_schema, find, placement, rendered
 
 
-def _with(p: SiteDeployment, **changes: Any) -> SiteDeployment:
+def _with(p: Placement, **changes: Any) -> Placement:
     assert p.autoscaling is not None
     return p.model_copy(update={"autoscaling": p.autoscaling.model_copy(update=changes)})
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pipelines.config import schema
-from pipelines.config.model import SiteDeployment, Tracing
+from pipelines.config.model import Placement, Tracing
 from pipelines.local.processes import free_port, start, stop
 from pipelines.render import names, render_site_deployment
 from pipelines.render.envoy.bootstrap import envoy_config
@@ -39,12 +39,12 @@ needs_promtool = pytest.mark.skipif(
 )
 
 
-def _anvil() -> tuple[SiteDeployment, list[dict[str, Any]]]:
+def _anvil() -> tuple[Placement, list[dict[str, Any]]]:
     p, _ = placement("anvil", "particlenet-anvil")
     return p, rendered(p)
 
 
-def _variant(site: str, name: str, **monitoring: Any) -> tuple[SiteDeployment, list[dict[str, Any]]]:
+def _variant(site: str, name: str, **monitoring: Any) -> tuple[Placement, list[dict[str, Any]]]:
     """``name`` at ``site`` with the stack settings changed (e.g. prometheus={"enabled": True})."""
     p, s = placement(site, name)
     m = p.monitoring.model_copy(

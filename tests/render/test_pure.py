@@ -93,7 +93,7 @@ def test_the_whole_tree_renders_without_files_network_or_clock(monkeypatch: pyte
 
 def test_the_seal_catches_a_renderer_that_reads_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard can fail: reading a lock, a reference file or the clock while sealed raises."""
-    p = tree().site_deployments()[0]
+    p = tree().placements_at()[0]
     with sealed(monkeypatch):
         with pytest.raises(Touched):
             (ROOT / "README.md").read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from pipelines.config.model import SiteDeployment
+from pipelines.config.model import Placement
 from pipelines.render import metrics
 from pipelines.render.keda import render_keda
 from pipelines.render.monitoring import prometheus_rule_groups
@@ -66,7 +66,7 @@ def _labels(**kv: str) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in kv.items()) + "}"
 
 
-def _envoy_series(p: SiteDeployment, healthy: int) -> list[dict[str, str]]:
+def _envoy_series(p: Placement, healthy: int) -> list[dict[str, str]]:
     """Envoy, scraped and counting client requests; Envoy sees ``healthy`` Triton pods."""
     who = {"namespace": p.namespace, "service": f"{p.name}-envoy", "pod": "envoy-0"}
     return [
@@ -89,9 +89,7 @@ def _envoy_series(p: SiteDeployment, healthy: int) -> list[dict[str, str]]:
     ]
 
 
-def _triton_series(
-    p: SiteDeployment, queue: str = "0+150000x40", execs: str = "0+15x40"
-) -> list[dict[str, str]]:
+def _triton_series(p: Placement, queue: str = "0+150000x40", execs: str = "0+15x40") -> list[dict[str, str]]:
     """One Triton replica: 10 ms of queueing per second and one batch execution per second."""
     who = {"namespace": p.namespace, "service": f"{p.name}-triton", "pod": "triton-0"}
     return [
@@ -104,7 +102,7 @@ def _triton_series(
     ]
 
 
-def _autoscaled() -> list[SiteDeployment]:
+def _autoscaled() -> list[Placement]:
     """Every autoscaled example, and each of them again with ``fallbackReplicas`` (the other query)."""
     out = []
     for p, _ in placements():
@@ -119,7 +117,7 @@ def _autoscaled() -> list[SiteDeployment]:
     return out
 
 
-def _triggers(p: SiteDeployment) -> list[dict[str, Any]]:
+def _triggers(p: Placement) -> list[dict[str, Any]]:
     _, site = placement(p.site, p.name)
     triggers: list[dict[str, Any]] = find(render_keda(p, site, None), "ScaledObject")["spec"]["triggers"]
     return triggers
@@ -180,7 +178,7 @@ def test_triggers_read_the_metric_while_triton_runs(tmp_path: Path) -> None:
     _promtool_test(tmp_path, tests)
 
 
-def _expected(p: SiteDeployment) -> float:
+def _expected(p: Placement) -> float:
     """The load the series of :func:`_triton_series` give, as the deployment measures it."""
     assert p.autoscaling is not None
     if p.autoscaling.metric == "pendingRequests":
@@ -208,12 +206,12 @@ def test_load_window_survives_one_missed_scrape(tmp_path: Path) -> None:
     _promtool_test(tmp_path, [{"interval": SCRAPE, "input_series": series, "promql_expr_test": checks}])
 
 
-def _alert(p: SiteDeployment, name: str) -> dict[str, Any]:
+def _alert(p: Placement, name: str) -> dict[str, Any]:
     rule: dict[str, Any] = next(r for r in prometheus_rule_groups(p)[0]["rules"] if r.get("alert") == name)
     return rule
 
 
-def _firing(p: SiteDeployment, name: str) -> list[dict[str, Any]]:
+def _firing(p: Placement, name: str) -> list[dict[str, Any]]:
     rule = _alert(p, name)
     return [{"exp_labels": rule["labels"], "exp_annotations": rule["annotations"]}]
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipelines.config.footprint import deployment_footprint
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.config.quantity import parse_quantity
 from pipelines.config.tree import Tree
 from pipelines.render import names, read_inputs, render_site_deployment, render_tree
@@ -51,7 +51,7 @@ def _add(total: dict[str, Decimal], use: dict[str, Decimal], times: int = 1) -> 
         total[key] += value * times
 
 
-def _max_replicas(p: SiteDeployment, deployment: dict[str, Any]) -> int:
+def _max_replicas(p: Placement, deployment: dict[str, Any]) -> int:
     component = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
     at_most = p.max_replicas if component == "triton" else deployment["spec"]["replicas"]
     strategy = deployment["spec"]["strategy"]
@@ -76,9 +76,9 @@ def _build_pod(site: str, namespace: str) -> dict[str, Decimal] | None:
     return None
 
 
-def rendered_use(t: Tree, site: Site, namespace: str) -> tuple[dict[str, Decimal], list[SiteDeployment]]:
+def rendered_use(t: Tree, site: Site, namespace: str) -> tuple[dict[str, Decimal], list[Placement]]:
     total: dict[str, Decimal] = defaultdict(Decimal)
-    placements = [p for p in t.site_deployments(site.name) if p.namespace == namespace]
+    placements = [p for p in t.placements_at(site.name) if p.namespace == namespace]
     for p in placements:
         for obj in render_site_deployment(p, site, inputs_for(p)):
             if obj["kind"] == "Deployment":
@@ -98,7 +98,7 @@ NAMESPACES = [
     for site_name, site in sorted(tree().sites.items())
     for grant in site.experiments.values()
     for ns in grant.namespaces
-    if any(p.namespace == ns for p in tree().site_deployments(site_name))
+    if any(p.namespace == ns for p in tree().placements_at(site_name))
 ]
 
 

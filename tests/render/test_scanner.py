@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.config import Site, SiteDeployment
+from pipelines.config import Placement, Site
 from pipelines.config.repository import DEFAULT, Repository
 from pipelines.render import render_site_deployment
 from pipelines.render.argocd import render_argocd_site
@@ -49,7 +49,7 @@ def _checkov() -> Path | None:
     return Path(found) if found else None
 
 
-def _pinned() -> tuple[SiteDeployment, Site, Repository]:
+def _pinned() -> tuple[Placement, Site, Repository]:
     """The CPU demo at uchicago with every image pinned by digest and Triton at a high UID."""
     p, site = placement("uchicago", "minimal")
     pinned = p.model_copy(
@@ -86,7 +86,7 @@ def write_tree(dest: Path, *, suppressions: bool = True) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(dump_all(objs))
     for name, site in sorted(t.sites.items()):
-        argo = render_argocd_site(site, dict(t.experiments), dict(t.sites), t.site_deployments(name), DEFAULT)
+        argo = render_argocd_site(site, dict(t.experiments), dict(t.sites), t.placements_at(name), DEFAULT)
         (dest / "argocd").mkdir(parents=True, exist_ok=True)
         (dest / "argocd" / f"{name}.yaml").write_text(dump_all(argo))
     for name, text in workflows.render(t).items():

@@ -68,7 +68,7 @@ def _argocd_objects() -> list[tuple[str, dict[str, Any]]]:
         (f"argocd/{name}", obj)
         for name, site in sorted(t.sites.items())
         for obj in render_argocd_site(
-            site, dict(t.experiments), dict(t.sites), t.site_deployments(name), DEFAULT
+            site, dict(t.experiments), dict(t.sites), t.placements_at(name), DEFAULT
         )
     ]
 

@@ -51,7 +51,7 @@ def test_rendering_is_deterministic() -> None:
 
 
 def test_expected_files_and_objects() -> None:
-    sites_with_deployments = sorted({p.site for p in tree().site_deployments()})
+    sites_with_deployments = sorted({p.site for p in tree().placements_at()})
     assert sorted(files()) == sorted(
         ["common.yaml", "events.yaml", "pr-validation.yaml", "rollout.yaml"]
         + [f"build-model-repository-{s}.yaml" for s in sites_with_deployments]

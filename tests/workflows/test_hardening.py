@@ -145,7 +145,7 @@ def test_every_executor_account_has_the_token_secret_argo_mounts() -> None:
         }
         assert "data" not in secret and "stringData" not in secret  # the token controller fills it
         checked.add(namespace)
-    namespaces = {settings().namespace} | {p.namespace for p in tree().site_deployments()
+    namespaces = {settings().namespace} | {p.namespace for p in tree().placements_at()
                                            if tree().sites[p.site].storage.snapshots}  # fmt: skip
     assert checked == namespaces
     # The rule itself: an account that lists a Secret, or names one, is read that way.

@@ -292,7 +292,7 @@ def test_rollout_waits_where_the_sites_argocd_runs() -> None:
 def test_build_model_repository_per_namespace_on_the_sites_claim() -> None:
     t = tree()
     for site in t.sites.values():
-        namespaces = sorted({p.namespace for p in t.site_deployments(site.name)})
+        namespaces = sorted({p.namespace for p in t.placements_at(site.name)})
         rendered = [o for o in of_kind("WorkflowTemplate") if o["metadata"]["name"] == "build-model-repository"
                     and o["metadata"]["annotations"]["sonic.fastml.org/site"] == site.name]  # fmt: skip
         assert sorted(o["metadata"]["namespace"] for o in rendered) == namespaces
@@ -326,7 +326,7 @@ def test_scheduled_validation_checks_what_the_gitops_branch_deployed() -> None:
     t = tree()
     crons = {o["metadata"]["name"]: o for o in of_kind("CronWorkflow")}
     for site in t.sites.values():
-        placements = t.site_deployments(site.name)
+        placements = t.placements_at(site.name)
         if not placements:  # nothing to check: no CronWorkflow
             assert f"scheduled-validation-{site.name}" not in crons
             continue

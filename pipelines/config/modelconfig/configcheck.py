@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.errors import ConfigError
-from pipelines.config.model import Model, Site, SiteDeployment, Tensor
+from pipelines.config.model import Model, Placement, Site, Tensor
 from pipelines.config.modelconfig.pbtxt import dtype_name, kind_name, platform_of
 from pipelines.config.modelconfig.where import Where
 
 
 @dataclass(frozen=True)
-class Placement:
+class GpuPlacement:
     """What a check needs to know about one site a deployment runs at."""
 
     site: str
@@ -29,19 +29,19 @@ class Placement:
     site_classes: frozenset[str] | None  # None when the site file is unknown (reported elsewhere)
 
 
-def placements_of(deployments: Iterable[SiteDeployment], sites: Mapping[str, Site]) -> list[Placement]:
+def placements_of(deployments: Iterable[Placement], sites: Mapping[str, Site]) -> list[GpuPlacement]:
     """The placements to check, from the typed deployment and the site files."""
     out = []
     for p in deployments:
         site = sites.get(p.site)
         classes = frozenset(site.gpu_classes) if site is not None else None
         gpu = p.triton.gpu
-        out.append(Placement(p.site, gpu.gpu_class if gpu else None, gpu.count if gpu else 0, classes))
+        out.append(GpuPlacement(p.site, gpu.gpu_class if gpu else None, gpu.count if gpu else 0, classes))
     return out
 
 
 def check_config(
-    cfg: mc.ModelConfig, where: Where, placements: Sequence[Placement], *, strict: bool
+    cfg: mc.ModelConfig, where: Where, placements: Sequence[GpuPlacement], *, strict: bool
 ) -> list[ConfigError]:
     """Every inconsistency in ``cfg`` and between ``cfg`` and the placements, as located errors."""
     errors: list[ConfigError] = []
@@ -80,7 +80,9 @@ def check_config(
     return errors
 
 
-def _check_instances(cfg: mc.ModelConfig, where: Where, placements: Sequence[Placement]) -> list[ConfigError]:
+def _check_instances(
+    cfg: mc.ModelConfig, where: Where, placements: Sequence[GpuPlacement]
+) -> list[ConfigError]:
     errors: list[ConfigError] = []
     for group in cfg.instance_group:
         kind = kind_name(group.kind)

@@ -205,7 +205,7 @@ def _with_namespace_quota(result: ImportResult, root: Path) -> ImportResult:
     if site is None or grant is None:
         return result
     total = Footprint()
-    for p in loaded.site_deployments(site.name):
+    for p in loaded.placements_at(site.name):
         if p.namespace == result.namespace:
             total = total + deployment_footprint(p, site)
     fragment = copy.deepcopy(result.fragment)

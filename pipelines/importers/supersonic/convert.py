@@ -1211,7 +1211,7 @@ class Converter:
         )
         others = sum(
             p.gpus_per_pod * p.max_replicas
-            for p in self.tree.site_deployments(self.site.name)
+            for p in self.tree.placements_at(self.site.name)
             if p.experiment == self.experiment and p.name != name
         )
         if others + mine > grant.gpu_quota:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipelines.config.model import Placement
 from pipelines.config.model import Site as SiteConfig
-from pipelines.config.model import SiteDeployment
 from pipelines.render.envoy.clusters import (
     SYSTEM_CA_BUNDLE,
     _admin_cluster,
@@ -30,7 +30,7 @@ STATS_CONNECTION_ROOM = 64  # connections beyond the client limit, kept for Prom
 
 
 def envoy_config(
-    p: SiteDeployment,
+    p: Placement,
     site: SiteConfig,
     *,
     endpoints: Sequence[tuple[str, int]] | None = None,

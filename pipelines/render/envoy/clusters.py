@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from pipelines.config.model import Jwt, SiteDeployment
+from pipelines.config.model import Jwt, Placement
 from pipelines.config.model import Site as SiteConfig
 from pipelines.render.envoy.gate import PROMETHEUS_CLUSTER, _prometheus_url
 from pipelines.render.envoy.proto import Json, _http2_options, _is_ip, _percent, _socket, _typed, duration
@@ -66,7 +66,7 @@ def _single_host_cluster(
     return cluster
 
 
-def _triton_cluster(p: SiteDeployment, endpoints: Sequence[tuple[str, int]] | None) -> Json:
+def _triton_cluster(p: Placement, endpoints: Sequence[tuple[str, int]] | None) -> Json:
     e = p.envoy
     if endpoints is None:
         hosts = [(triton_service_host(p), TRITON_GRPC)]
@@ -140,9 +140,7 @@ def _triton_cluster(p: SiteDeployment, endpoints: Sequence[tuple[str, int]] | No
     return cluster
 
 
-def _prometheus_cluster(
-    p: SiteDeployment, site: SiteConfig, prometheus_url: str | None, ca_bundle: str
-) -> Json:
+def _prometheus_cluster(p: Placement, site: SiteConfig, prometheus_url: str | None, ca_bundle: str) -> Json:
     url = urlsplit(_prometheus_url(p, site, prometheus_url))
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError(f"Prometheus URL {url.geturl()!r}: expected http(s)://host[:port][/path]")
@@ -172,7 +170,7 @@ def _jwks_cluster(jwt: Jwt, ca_bundle: str) -> Json:
     )
 
 
-def _otel_cluster(p: SiteDeployment) -> Json:
+def _otel_cluster(p: Placement) -> Json:
     tr = tracing_settings(p)
     assert tr is not None and tr.collector is not None  # semantic.monitoring_stack
     host, _, port = tr.collector.rpartition(":")

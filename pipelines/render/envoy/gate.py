@@ -10,8 +10,8 @@ from __future__ import annotations
 from importlib import resources
 from urllib.parse import quote, urlsplit
 
+from pipelines.config.model import Placement
 from pipelines.config.model import Site as SiteConfig
-from pipelines.config.model import SiteDeployment
 from pipelines.render import names
 from pipelines.render.envoy.proto import Json, _millis
 from pipelines.render.metrics import gate_query
@@ -36,12 +36,12 @@ def admission_gate_script() -> str:
     return _ADMISSION_GATE_LUA
 
 
-def _gate_enabled(p: SiteDeployment) -> bool:
+def _gate_enabled(p: Placement) -> bool:
     gate = p.envoy.admission_gate
     return gate is not None and gate.enabled
 
 
-def _prometheus_url(p: SiteDeployment, site: SiteConfig, override: str | None) -> str:
+def _prometheus_url(p: Placement, site: SiteConfig, override: str | None) -> str:
     if override is not None:
         return override
     url = names.prometheus_url(p, site)
@@ -50,7 +50,7 @@ def _prometheus_url(p: SiteDeployment, site: SiteConfig, override: str | None) -
     return url
 
 
-def _gate_metadata(p: SiteDeployment, site: SiteConfig, prometheus_url: str | None, token_path: str) -> Json:
+def _gate_metadata(p: Placement, site: SiteConfig, prometheus_url: str | None, token_path: str) -> Json:
     gate = p.envoy.admission_gate
     assert gate is not None
     url = urlsplit(_prometheus_url(p, site, prometheus_url))

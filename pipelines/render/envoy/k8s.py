@@ -24,7 +24,7 @@ from typing import Any
 
 from pipelines.config.footprint import ENVOY_SURGE
 from pipelines.config.model import Ingress as SiteIngress
-from pipelines.config.model import Site, SiteDeployment
+from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
 from pipelines.render import names
 from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
@@ -51,7 +51,7 @@ DEFAULT_WORKERS = 2
 MAX_WORKERS = 64  # deployment.schema.json envoyCore.workers maximum
 
 
-def envoy_workers(p: SiteDeployment) -> int:
+def envoy_workers(p: Placement) -> int:
     """Envoy's worker threads: ``envoy.workers``, else the CPU limit rounded up.
 
     Envoy's own default is one worker per hardware thread of the node, not of the container's
@@ -64,7 +64,7 @@ def envoy_workers(p: SiteDeployment) -> int:
     return p.envoy.workers or (min(derived, MAX_WORKERS) if derived else DEFAULT_WORKERS)
 
 
-def envoy_config_text(p: SiteDeployment, site: Site) -> str:
+def envoy_config_text(p: Placement, site: Site) -> str:
     """The envoy.yaml the ConfigMap carries.
 
     What the generator refuses (a gate without Prometheus, keys over http) the semantic rules and
@@ -87,7 +87,7 @@ def _probe(period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
+def render_envoy(p: Placement, site: Site, lock: Lock | None) -> list[dict[str, Any]]:
     """Envoy's ConfigMap, Deployment, Services, optional Ingress and PodDisruptionBudget."""
     r = p.envoy.resources
     require(
@@ -219,13 +219,13 @@ def render_envoy(p: SiteDeployment, site: Site, lock: Lock | None) -> list[dict[
     return objs
 
 
-def _service_meta(p: SiteDeployment, name: str, role: str) -> dict[str, Any]:
+def _service_meta(p: Placement, name: str, role: str) -> dict[str, Any]:
     m = meta(p, "envoy", name)
     m["labels"][names.ROLE_LABEL] = role
     return m
 
 
-def _placement(p: SiteDeployment) -> dict[str, Any]:
+def _placement(p: Placement) -> dict[str, Any]:
     """The Envoy pods' nodeSelector, affinity and tolerations, as the deployment declares them."""
     e = p.envoy
     out: dict[str, Any] = {}
@@ -240,7 +240,7 @@ def _placement(p: SiteDeployment) -> dict[str, Any]:
     return out
 
 
-def _client_service(p: SiteDeployment, name: str, service_type: str) -> dict[str, Any]:
+def _client_service(p: Placement, name: str, service_type: str) -> dict[str, Any]:
     """A client-facing Service (the Envoy Service or its alias): the gRPC port only, never the admin port.
 
     The deployment's labels and annotations go on both (e.g. MetalLB's address pool); the
@@ -271,7 +271,7 @@ def _client_service(p: SiteDeployment, name: str, service_type: str) -> dict[str
     }
 
 
-def _ingress_tls(p: SiteDeployment, ingress: SiteIngress) -> dict[str, Any] | None:
+def _ingress_tls(p: Placement, ingress: SiteIngress) -> dict[str, Any] | None:
     """The Ingress's ``tls`` entry, first of: the deployment's Secret, the deployment's ``tls: default``
     (the controller's default certificate), the site's Secret, the site's default certificate.
 
@@ -296,7 +296,7 @@ def _ingress_tls(p: SiteDeployment, ingress: SiteIngress) -> dict[str, Any] | No
     return None
 
 
-def _ingress(p: SiteDeployment, site: Site) -> dict[str, Any] | None:
+def _ingress(p: Placement, site: Site) -> dict[str, Any] | None:
     ing = p.envoy.ingress
     if ing is None:
         return None

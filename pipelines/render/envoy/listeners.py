@@ -3,7 +3,7 @@ gate, routes for the client methods only) and the stats listener (two admin path
 
 from __future__ import annotations
 
-from pipelines.config.model import Jwt, SiteDeployment
+from pipelines.config.model import Jwt, Placement
 from pipelines.config.model import Site as SiteConfig
 from pipelines.render.envoy.clusters import ADMIN_CLUSTER, _jwks_cluster_name
 from pipelines.render.envoy.gate import LUA_FILTER, _gate_enabled, _gate_metadata, admission_gate_script
@@ -53,7 +53,7 @@ RETRY_ON = {
 }
 
 
-def _retry_policy(p: SiteDeployment) -> Json | None:
+def _retry_policy(p: Placement) -> Json | None:
     r = p.envoy.retries
     if r.attempts == 0 or not r.on:
         return None
@@ -75,7 +75,7 @@ def _retry_policy(p: SiteDeployment) -> Json | None:
     return policy
 
 
-def _route_action(p: SiteDeployment) -> Json:
+def _route_action(p: Placement) -> Json:
     t = p.envoy.timeouts
     action: Json = {
         "cluster": ENVOY_UPSTREAM_CLUSTER,
@@ -109,7 +109,7 @@ def _admin_key_header() -> list[Json]:
     ]
 
 
-def _routes(p: SiteDeployment, site: SiteConfig, prometheus_url: str | None, token_path: str) -> list[Json]:
+def _routes(p: Placement, site: SiteConfig, prometheus_url: str | None, token_path: str) -> list[Json]:
     gate_on = _gate_enabled(p)
     index: Json = {
         "name": "repository-index-admission-gate" if gate_on else "repository-index",
@@ -169,7 +169,7 @@ def _jwt_filter(jwt: Jwt) -> Json:
     }
 
 
-def _http_filters(p: SiteDeployment) -> list[Json]:
+def _http_filters(p: Placement) -> list[Json]:
     filters: list[Json] = []
     requests = p.envoy.rate_limit.requests
     if requests is not None:
@@ -236,7 +236,7 @@ def _access_log() -> list[Json]:
 
 
 def _grpc_listener(
-    p: SiteDeployment,
+    p: Placement,
     site: SiteConfig,
     *,
     listen_address: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.config.model import EnvoyTracing, SiteDeployment
+from pipelines.config.model import EnvoyTracing, Placement
 from pipelines.render import names
 from pipelines.render.envoy.proto import Json, _percent, _typed
 from pipelines.render.names import envoy_name
@@ -12,7 +12,7 @@ OTEL_CLUSTER = "opentelemetry_collector"
 DEFAULT_SAMPLING_RATE = 0.01  # the schema's envoy.tracing.samplingRate default (a test holds them equal)
 
 
-def tracing_settings(p: SiteDeployment) -> EnvoyTracing | None:
+def tracing_settings(p: Placement) -> EnvoyTracing | None:
     """Envoy's tracing as rendered: with the in-namespace stack, to its collector (at the
     declared sampling rate, else the schema's default of 1 %)."""
     tr = p.envoy.tracing
@@ -22,7 +22,7 @@ def tracing_settings(p: SiteDeployment) -> EnvoyTracing | None:
     return tr
 
 
-def _tracing(p: SiteDeployment) -> Json:
+def _tracing(p: Placement) -> Json:
     tr = tracing_settings(p)
     assert tr is not None
     return {
