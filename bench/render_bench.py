@@ -25,10 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.config import Placement, Site, load_tree  # noqa: E402
+from pipelines.config import (  # noqa: E402
+    Placement,
+    Site,
+    load_tree,
+    names,
+)
 from pipelines.modelrepo.freshness import expected_config_sha256  # noqa: E402
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest  # noqa: E402
-from pipelines.render import DeploymentInputs, _files_of, names, render_site_deployment  # noqa: E402
+from pipelines.render import DeploymentInputs, _files_of, render_site_deployment  # noqa: E402
 from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml  # noqa: E402
 from pipelines.render.inputs import read_deployment_inputs  # noqa: E402
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.render.names import ENVOY_UPSTREAM_CLUSTER
+from pipelines.config.names import ENVOY_UPSTREAM_CLUSTER
 
 Json = dict[str, Any]
 _T = "type.googleapis.com/envoy."

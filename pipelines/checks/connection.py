@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 import tritonclient.grpc as triton
 
-from pipelines.render.names import GRPC_TLS_SCHEME
+from pipelines.config.names import GRPC_TLS_SCHEME
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
 # tritonclient's own channel defaults (unbounded message sizes), plus a private subchannel pool:

@@ -185,7 +185,7 @@ def _deployment(
         die("missing DEPLOYMENT (name or experiment/name), --spec FILE or --rendered DIR")
     _, tree = load_tree_at(root, fmt)
     p = resolve_placement(tree, deployment, site)
-    from pipelines.render.names import prometheus_url
+    from pipelines.config.names import prometheus_url
 
     return p, prometheus_url(p, tree.sites[p.site])
 

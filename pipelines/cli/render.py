@@ -27,11 +27,11 @@ import click
 
 from pipelines.cli import EXIT_INVALID, cli, die, err, out, report_errors
 from pipelines.cli.options import deployment_or_die, format_option, load_tree_at, root_option
-from pipelines.config import ConfigErrors, Tree, layout
+from pipelines.config import ConfigErrors, Tree, layout, names
+from pipelines.config.names import NAMESPACES_DIR
 from pipelines.config.repository import Repository, load_repository
-from pipelines.render import ARGOCD, RENDERED, RenderError, names, read_inputs, render_tree
+from pipelines.render import ARGOCD, RENDERED, RenderError, read_inputs, render_tree
 from pipelines.render.diff_summary import summarize
-from pipelines.render.names import NAMESPACES_DIR
 
 MANAGED = (RENDERED, ARGOCD)
 # Single generated files outside those directories (repository-relative).

@@ -35,10 +35,10 @@ from pipelines.cli.options import (
     write_outputs,
 )
 from pipelines.config.model import parse_duration
+from pipelines.config.names import GITOPS_BRANCH
 from pipelines.ops import argocd_wait, git, rollout_target
 from pipelines.ops.check_runner import run_check
 from pipelines.ops.github import TokenError, read_token
-from pipelines.render.names import GITOPS_BRANCH
 
 
 @cli.group()

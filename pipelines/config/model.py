@@ -655,7 +655,7 @@ def deployment_ref(experiment: str, deployment: str) -> str:
 
 
 def application_name(site: str, experiment: str, deployment: str) -> str:
-    """The Argo CD Application of one deployment at one site (``pipelines.render.names`` uses it).
+    """The Argo CD Application of one deployment at one site (``pipelines.config.names`` uses it).
 
     Unique only as long as no two (site, experiment, deployment) join to the same text: the
     rule ``application_names_unique`` refuses ``cms/mini-mal`` beside ``cms-mini/mal``.

@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipelines.config import layout
+from pipelines.config import layout, names
 from pipelines.config.errors import ConfigError, JsonPath, display_path, format_path
 from pipelines.config.footprint import Footprint, deployment_footprint
 from pipelines.config.hostpaths import cvmfs_host_path_problem
@@ -1341,8 +1341,6 @@ def placement_settings(tree: Tree) -> Iterator[ConfigError]:
 
 def _service_names(p: Placement) -> dict[str, str]:
     """Every Service ``p`` renders in its namespace: name -> what it is."""
-    from pipelines.render import names  # render imports this module: import at call time
-
     return {
         names.triton_name(p): f"the Triton Service of {names.deployment_ref(p)}",
         names.envoy_name(p): f"the Envoy Service of {names.deployment_ref(p)}",

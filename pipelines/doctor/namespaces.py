@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.config.model import Site
+from pipelines.config.names import POD_SECURITY_LEVEL
 from pipelines.doctor.cluster import Cluster
 from pipelines.doctor.result import Finding, failed, passed
 from pipelines.doctor.text import command, site_file
-from pipelines.render.names import POD_SECURITY_LEVEL
 
 CHECK = "namespace"
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"

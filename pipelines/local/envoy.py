@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 
 from pipelines.config.model import Placement, Site
+from pipelines.config.names import ENVOY_UPSTREAM_CLUSTER
 from pipelines.local.processes import Proc, start, stop, wait_until
 from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
-from pipelines.render.names import ENVOY_UPSTREAM_CLUSTER
 
 START_TIMEOUT = 30.0
 

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from pipelines.config.model import Placement, Site
+from pipelines.config.names import TRITON_ADMIN_ENV, TRITON_TRACE_FILE
 from pipelines.config.tree import Tree
 from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
@@ -43,7 +44,6 @@ from pipelines.local.triton import (
     triton_env,
 )
 from pipelines.render.envoy.k8s import envoy_workers
-from pipelines.render.names import TRITON_ADMIN_ENV, TRITON_TRACE_FILE
 from pipelines.render.triton import triton_args
 
 ADMIN_KEY_FILE = "triton-admin.key"  # the local stand-in for the namespace's Secret

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.config import Tree
-from pipelines.render.names import (
+from pipelines.config.names import (
     ARGOCD_KUBECONFIG_DIR,
     ENVOY_GRPC,
     GRPC_TLS_SCHEME,

@@ -27,12 +27,11 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import layout
+from pipelines.config import layout, names
 from pipelines.config.model import Placement, Site
 from pipelines.config.repository import DEFAULT, Repository
 from pipelines.config.tree import Tree
 from pipelines.modelrepo.lock import lock_path
-from pipelines.render import names
 from pipelines.render.argocd import (
     APPLICATION_FILE,
     annotate_waves,

@@ -34,12 +34,12 @@ from importlib import resources
 from typing import Any
 
 from pipelines.config import checkspec as spec
+from pipelines.config import names
 from pipelines.config.footprint import CHECK_JOB
 from pipelines.config.images import pinned
 from pipelines.config.model import Experiment, Placement, Site
 from pipelines.config.repository import DEFAULT, REPOSITORY_FILE, Repository
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import names
 from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.errors import problem, require
 from pipelines.render.objects import meta, prometheus_token_volume

@@ -14,8 +14,9 @@ import hashlib
 import json
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.model import Placement, Site
-from pipelines.render import metrics, names
+from pipelines.render import metrics
 from pipelines.render.objects import meta
 
 DASHBOARD_LABEL = "grafana_dashboard"  # what the kube-prometheus-stack / Grafana sidecar watches

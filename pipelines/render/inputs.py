@@ -24,13 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config import checkspec
+from pipelines.config import checkspec, names
 from pipelines.config.model import Placement
 from pipelines.config.repository import DEFAULT, Repository
 from pipelines.config.tree import Tree
 from pipelines.modelrepo.freshness import supplied_config_sha256
 from pipelines.modelrepo.lock import Lock, lock_path, read_lock
-from pipelines.render import names
 from pipelines.render.errors import RenderError, RenderProblem, problem
 
 # A deployment at a site: (site, "experiment/name").

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.model import Placement, ScalingBehavior, Site
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import metrics, names
+from pipelines.render import metrics
 from pipelines.render.durations import whole_seconds
 from pipelines.render.errors import require
 from pipelines.render.objects import meta

@@ -14,8 +14,8 @@ missed or late, and the autoscaler, the gate and the alerts all see "no data".
 from __future__ import annotations
 
 from pipelines.config.model import Placement
+from pipelines.config.names import ENVOY_HTTP_PREFIX, envoy_name, triton_name
 from pipelines.render.durations import go_duration
-from pipelines.render.names import ENVOY_HTTP_PREFIX, envoy_name, triton_name
 
 # Four scrapes per window leave at least two samples after one missed scrape (Prometheus'
 # own guidance for rate(): a range of at least four times the scrape interval).

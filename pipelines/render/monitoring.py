@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import metrics, names
+from pipelines.render import metrics
 from pipelines.render.dashboard import render_dashboard
 from pipelines.render.durations import go_duration
 from pipelines.render.objects import meta

@@ -27,10 +27,9 @@ import hashlib
 import re
 from typing import Any
 
-from pipelines.config import footprint
+from pipelines.config import footprint, names
 from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import names
 from pipelines.render.durations import go_duration
 from pipelines.render.monitoring import RULES_KEY, prometheus_rule_groups, prometheus_scrape_config
 from pipelines.render.objects import meta

@@ -6,9 +6,9 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.model import Affinity, NodeSelectorTerm, Placement, Resources, Site, Toleration
 from pipelines.config.quantity import parse_quantity
-from pipelines.render import names
 from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 
 

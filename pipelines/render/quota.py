@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.footprint import WORKFLOW_EXECUTOR
 from pipelines.config.model import Site
-from pipelines.render import names
 
 
 def _labels(site: Site, experiment: str) -> dict[str, str]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import names
 from pipelines.render.objects import meta
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server, immutable

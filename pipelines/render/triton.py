@@ -18,6 +18,7 @@ import math
 import shlex
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.footprint import triton_surge
 from pipelines.config.model import (
     FlagValue,
@@ -28,7 +29,6 @@ from pipelines.config.model import (
     Toleration,
 )
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import names
 from pipelines.render.durations import whole_seconds
 from pipelines.render.errors import require
 from pipelines.render.objects import affinity, meta, resources, spread, tolerations

@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.hostpaths import cvmfs_host_path_problem
 from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.freshness import stale_reasons
 from pipelines.modelrepo.lock import Lock, lock_path
-from pipelines.render import names
 from pipelines.render.errors import problem, require
 from pipelines.render.objects import meta
 

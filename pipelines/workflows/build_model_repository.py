@@ -20,9 +20,8 @@ from typing import Any
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 
-from pipelines.config import Site, Tree, layout
+from pipelines.config import Site, Tree, layout, names
 from pipelines.config.model import deployment_ref
-from pipelines.render import names
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (

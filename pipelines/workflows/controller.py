@@ -4,7 +4,7 @@ The controller adds its own containers to every workflow pod (``init`` and ``wai
 executor). Their security context comes only from the controller's ConfigMap
 (``workflow-controller-configmap``, key ``executor``; argo-workflows
 workflow/controller/workflowpod.go newExecContainer), not from the workflow. In a namespace that
-enforces the Pod Security Standard ``restricted`` (pipelines.render.names.POD_SECURITY_LEVEL, which
+enforces the Pod Security Standard ``restricted`` (pipelines.config.names.POD_SECURITY_LEVEL, which
 docs/gitops.md asks admins to label) the API server refuses every workflow pod unless the
 executor containers also drop all capabilities, forbid privilege escalation and run as non-root
 with the RuntimeDefault seccomp profile: the control-plane tier found exactly that refusal.

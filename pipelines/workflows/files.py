@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import Tree, layout
-from pipelines.render import names
+from pipelines.config import Tree, layout, names
 from pipelines.render.yamlout import dump_all
 from pipelines.workflows import (
     build_model_repository,

@@ -25,7 +25,7 @@ from hera.workflows import DAG, Container, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 
 from pipelines.config import Tree
-from pipelines.render.names import ARGOCD_KUBECONFIG_DIR
+from pipelines.config.names import ARGOCD_KUBECONFIG_DIR
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (

@@ -24,7 +24,7 @@ from typing import Any
 from hera.workflows import DAG, CronWorkflow, Task
 
 from pipelines.config import Placement, Site, Tree
-from pipelines.render.names import ENVOY_GRPC, SITE_LABEL, envoy_service_host, rendered_dir
+from pipelines.config.names import ENVOY_GRPC, SITE_LABEL, envoy_service_host, rendered_dir
 from pipelines.workflows import rbac
 from pipelines.workflows.settings import PipelineSettings
 from pipelines.workflows.steps import (

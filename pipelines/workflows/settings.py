@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipelines.config import names
 from pipelines.config.repository import REPOSITORY_FILE, Repository, load_repository
-from pipelines.render import names
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any
 from hera.workflows import Container, ContainerNode, ContainerSet, Parameter, RetryStrategy
 from hera.workflows import models as m
 
+from pipelines.config import names
 from pipelines.config.footprint import MODEL_BUILD
 from pipelines.config.model import Resources
-from pipelines.render import names
 from pipelines.workflows.settings import PipelineSettings, SecretRef
 
 WORKSPACE = "/work"

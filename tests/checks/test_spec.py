@@ -164,7 +164,7 @@ def test_the_spec_module_stands_alone() -> None:
 @pytest.mark.parametrize("p", placements(), ids=ident)
 def test_a_rendered_directory_holds_the_whole_spec(p: Placement, tmp_path: Path) -> None:
     """What the scheduled checks read from the GitOps branch (issue 10.14) is the deployment itself."""
-    from pipelines.render.names import rendered_dir
+    from pipelines.config.names import rendered_dir
 
     spec = extract_rendered(FIXTURE / rendered_dir(p), tmp_path / "spec")
     loaded = load_spec(spec)

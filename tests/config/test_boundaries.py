@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.config import names
 from pipelines.config.hostpaths import cvmfs_host_path_problem
 from pipelines.config.images import allowed, repository
 from pipelines.config.reserved import RESERVED_NAMESPACES
-from pipelines.render import names
 from pipelines.workflows.settings import DEFAULT
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigErrors, load_tree
+from pipelines.config import ConfigErrors, load_tree, names
 from pipelines.config.semantic import RESERVED_KEY_PREFIXES
-from pipelines.render import names
 from tests.config.test_rules import CPU, valid_with
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import layout, ownership, repository
+from pipelines.config import layout, names, ownership, repository
 from pipelines.config.model import Deployment, deployment_ref
 from pipelines.config.tree import Tree, classify
 from pipelines.modelrepo.lock import lock_path
-from pipelines.render import names
 from pipelines.workflows import settings
 from tests.render import support
 
@@ -40,7 +39,7 @@ DEFAULTS = {
 }
 
 LAYOUT_MODULE = "pipelines/config/layout.py"
-NAMES_MODULE = "pipelines/render/names.py"
+NAMES_MODULE = "pipelines/config/names.py"
 # The pipelines' defaults (image, UID, branch, Secrets): the repository settings' own module.
 DEFAULTS_MODULE = "pipelines/config/repository.py"
 # The only other places allowed to spell these, and why.

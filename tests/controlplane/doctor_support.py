@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from pipelines.config.model import Site
+from pipelines.config.names import POD_SECURITY_LEVEL
 from pipelines.local.processes import free_port, stop, wait_until
 from pipelines.local.prometheus import prometheus_binary, ready, start_prometheus
-from pipelines.render.names import POD_SECURITY_LEVEL
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace, site_prerequisites
 from tests.support.httpd import loopback_server, serving
 from tests.support.tls import TlsFiles, make_tls_files

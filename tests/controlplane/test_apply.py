@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from pipelines.config.checked import load_tree
+from pipelines.config.names import POD_SECURITY_LEVEL
 from pipelines.local.processes import wait_until
-from pipelines.render.names import POD_SECURITY_LEVEL
 from tests.support.controlplane import (
     ControlPlane,
     apply_object,

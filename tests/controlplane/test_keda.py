@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from pipelines.config.checked import load_tree
+from pipelines.config.names import TRITON_ADMIN_SECRET
 from pipelines.local import envoy as local_envoy
 from pipelines.local import prometheus as local_prometheus
 from pipelines.local.processes import Proc, StartError, free_ports, stop, wait_until
-from pipelines.render.names import TRITON_ADMIN_SECRET
 from tests.controlplane.conftest import needs_controller
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace
 

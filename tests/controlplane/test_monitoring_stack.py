@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.render import names, render_site_deployment
-from pipelines.render.names import POD_SECURITY_LEVEL
+from pipelines.config import names
+from pipelines.config.names import POD_SECURITY_LEVEL
+from pipelines.render import render_site_deployment
 from tests.controlplane.test_rbac import allowed
 from tests.render.support import inputs_for, placement
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace

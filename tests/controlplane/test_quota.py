@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.config import names
 from pipelines.config.checked import load_tree
+from pipelines.config.names import POD_SECURITY_LEVEL
 from pipelines.local.processes import wait_until
-from pipelines.render import names
-from pipelines.render.names import POD_SECURITY_LEVEL
 from tests.support.controlplane import ControlPlane, apply_object, ensure_namespace
 
 ROOT = Path(__file__).resolve().parents[2]

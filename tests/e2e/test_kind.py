@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from pipelines.checks import Endpoint
-from pipelines.render import names
+from pipelines.config import names
 from pipelines.render.argocd import APPLICATION_FILE
 from pipelines.workflows.settings import load_settings
 from tests.conftest import ROOT
@@ -293,7 +293,7 @@ def test_deployments_and_pipelines_on_a_real_cluster(
             "client-secret": CLIENT_SECRET,
         }
         kubectl.apply(
-            # The PostSync check's own client Secret (pipelines.render.names.check_client_secret).
+            # The PostSync check's own client Secret (pipelines.config.names.check_client_secret).
             cluster.secret("minimal-jwt-check-client", EXTRA_NAMESPACE, client),
             *(cluster.secret(settings.github_token.name, ns, {settings.github_token.key: "e2e"})
               for ns in (settings.namespace, NAMESPACE)),

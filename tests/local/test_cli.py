@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from pipelines.config import load_tree
+from pipelines.config.names import TRITON_ADMIN_ENV
 from pipelines.local import stack
 from pipelines.local.processes import group_members
 from pipelines.local.state import StackState
 from pipelines.local.triton import SHM_DIR
-from pipelines.render.names import TRITON_ADMIN_ENV
 from pipelines.render.triton import triton_args
 
 pytestmark = pytest.mark.integration

@@ -37,9 +37,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from pipelines.config.names import TRITON_ADMIN_ENV
 from pipelines.local.processes import free_port
 from pipelines.render.envoy.bootstrap import envoy_yaml
-from pipelines.render.names import TRITON_ADMIN_ENV
 from pipelines.render.triton import restricted_protocol_args
 from tests.support.httpd import loopback_server, serving
 from tests.support.tls import TlsFiles, make_tls_files

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from pipelines.config import load_tree
+from pipelines.config import load_tree, names
 from pipelines.config.errors import ConfigErrors
 from pipelines.config.repository import DEFAULT, load_repository
 from pipelines.ops.rollout_target import target as rollout_target
-from pipelines.render import RenderError, names, read_inputs, render_site_deployment, render_tree
+from pipelines.render import RenderError, read_inputs, render_site_deployment, render_tree
 from pipelines.render.argocd import (
     APPLICATION_FILE,
     CHECK_SPEC_DIR,

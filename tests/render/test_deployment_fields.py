@@ -16,9 +16,9 @@ import grpc
 import kubernetes_validate
 import pytest
 
-from pipelines.config import load_tree
+from pipelines.config import load_tree, names
 from pipelines.config.model import AdmissionGate, Placement, Site
-from pipelines.render import names, render_site_deployment
+from pipelines.render import render_site_deployment
 from pipelines.render.envoy.bootstrap import envoy_config
 from pipelines.render.envoy.gate import LUA_FILTER
 from pipelines.render.metrics import gate_query, load_query, queue_latency_query

@@ -15,11 +15,11 @@ import pytest
 from tritonclient.grpc import service_pb2
 
 from bench.supersonic_envoy import supersonic_style_config
+from pipelines.config import names
 from pipelines.config.checked import load_tree
 from pipelines.config.model import Jwt, Placement, TokenBucket
 from pipelines.config.model import Site as SiteConfig
 from pipelines.config.tree import Tree
-from pipelines.render import names
 from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
 from pipelines.render.envoy.clusters import ADMIN_CLUSTER
 from pipelines.render.envoy.gate import LUA_FILTER, PROMETHEUS_TOKEN_PATH

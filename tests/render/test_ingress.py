@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pipelines.config import names
 from pipelines.config.model import Placement, Site
-from pipelines.render import names
 from pipelines.render.argocd import ingress_health_lua
 from pipelines.render.envoy.k8s import render_envoy
 from pipelines.render.errors import Unvalidated

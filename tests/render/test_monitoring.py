@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.render import metrics, names
+from pipelines.config import names
+from pipelines.render import metrics
 from pipelines.render.monitoring import prometheus_rule_groups, prometheus_scrape_config
 from tests.render.support import all_objects, find, placement, placements, rendered
 

@@ -21,10 +21,10 @@ import httpx
 import pytest
 import yaml
 
-from pipelines.config import schema
+from pipelines.config import names, schema
 from pipelines.config.model import Placement, Tracing
 from pipelines.local.processes import free_port, start, stop
-from pipelines.render import names, render_site_deployment
+from pipelines.render import render_site_deployment
 from pipelines.render.envoy.bootstrap import envoy_config
 from pipelines.render.envoy.tracing import DEFAULT_SAMPLING_RATE
 from pipelines.render.monitoring import RULES_KEY

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.config import load_tree
-from pipelines.render import names, render_site_deployment
+from pipelines.config import load_tree, names
+from pipelines.render import render_site_deployment
 from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH
 from pipelines.render.envoy.k8s import MAX_WORKERS, envoy_workers
 from tests.config.support import SONIC

@@ -27,10 +27,10 @@ import pytest
 import yaml
 
 from pipelines.config.model import Placement
+from pipelines.config.names import ENVOY_HTTP_PREFIX, ENVOY_UPSTREAM_CLUSTER
 from pipelines.render import metrics
 from pipelines.render.keda import render_keda
 from pipelines.render.monitoring import prometheus_rule_groups
-from pipelines.render.names import ENVOY_HTTP_PREFIX, ENVOY_UPSTREAM_CLUSTER
 from tests.render.support import all_objects, find, placement, placements
 
 PROMTOOL = shutil.which("promtool")

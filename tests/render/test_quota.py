@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.config import names
 from pipelines.config.footprint import deployment_footprint
 from pipelines.config.model import Placement, Site
 from pipelines.config.quantity import parse_quantity
 from pipelines.config.tree import Tree
-from pipelines.render import names, read_inputs, render_site_deployment, render_tree
+from pipelines.render import read_inputs, render_site_deployment, render_tree
 from pipelines.render.quota import render_namespace_quota
 from pipelines.workflows.controller import EXECUTOR
 from tests.conftest import FIXTURE

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pipelines.render import names
+from pipelines.config import names
 from pipelines.render.security import NAMESPACE_NAME_LABEL, render_security
 from tests.render.support import all_objects, find, placement, placements, pods, rendered
 from tests.render.support import ident as deployment_id

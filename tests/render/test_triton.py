@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from pipelines.config import names
 from pipelines.config.model import S3, Cvmfs, Storage
 from pipelines.modelrepo.lock import Lock, LockedModel, content_digest
-from pipelines.render import names
 from pipelines.render.errors import RenderError, Unvalidated
 from pipelines.render.triton import render_triton
 from pipelines.render.volumes import CVMFS_MODES, IN_PLACE, check_lock

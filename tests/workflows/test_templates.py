@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.render.names import envoy_service_host
+from pipelines.config.names import envoy_service_host
 from tests.workflows import upstream
 from tests.workflows.support import main_container, of_kind, settings, tree, workflow_spec
 

@@ -6,6 +6,12 @@ from collections.abc import Sequence
 
 from pipelines.config.model import Placement
 from pipelines.config.model import Site as SiteConfig
+from pipelines.config.names import (
+    ENVOY_ADMIN,
+    ENVOY_GRPC,
+    ENVOY_STATS,
+    envoy_name,
+)
 from pipelines.render.envoy.clusters import (
     SYSTEM_CA_BUNDLE,
     _admin_cluster,
@@ -18,12 +24,6 @@ from pipelines.render.envoy.gate import PROMETHEUS_TOKEN_PATH, _gate_enabled
 from pipelines.render.envoy.listeners import _grpc_listener, _stats_listener
 from pipelines.render.envoy.proto import Json, _socket, _typed
 from pipelines.render.envoy.tracing import tracing_settings
-from pipelines.render.names import (
-    ENVOY_ADMIN,
-    ENVOY_GRPC,
-    ENVOY_STATS,
-    envoy_name,
-)
 from pipelines.render.yamlout import dump_as_built
 
 STATS_CONNECTION_ROOM = 64  # connections beyond the client limit, kept for Prometheus and probes

@@ -9,14 +9,14 @@ from urllib.parse import urlsplit
 
 from pipelines.config.model import Jwt, Placement
 from pipelines.config.model import Site as SiteConfig
-from pipelines.render.envoy.gate import PROMETHEUS_CLUSTER, _prometheus_url
-from pipelines.render.envoy.proto import Json, _http2_options, _is_ip, _percent, _socket, _typed, duration
-from pipelines.render.envoy.tracing import OTEL_CLUSTER, tracing_settings
-from pipelines.render.names import (
+from pipelines.config.names import (
     ENVOY_UPSTREAM_CLUSTER,
     TRITON_GRPC,
     triton_service_host,
 )
+from pipelines.render.envoy.gate import PROMETHEUS_CLUSTER, _prometheus_url
+from pipelines.render.envoy.proto import Json, _http2_options, _is_ip, _percent, _socket, _typed, duration
+from pipelines.render.envoy.tracing import OTEL_CLUSTER, tracing_settings
 
 # CA bundle of the Envoy image (distroless and Debian images alike) used to verify upstream TLS.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

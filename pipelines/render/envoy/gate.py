@@ -10,9 +10,9 @@ from __future__ import annotations
 from importlib import resources
 from urllib.parse import quote, urlsplit
 
+from pipelines.config import names
 from pipelines.config.model import Placement
 from pipelines.config.model import Site as SiteConfig
-from pipelines.render import names
 from pipelines.render.envoy.proto import Json, _millis
 from pipelines.render.metrics import gate_query
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pipelines.config import names
 from pipelines.config.footprint import ENVOY_SURGE
 from pipelines.config.model import Ingress as SiteIngress
 from pipelines.config.model import Placement, Site
 from pipelines.modelrepo.lock import Lock
-from pipelines.render import names
 from pipelines.render.envoy.bootstrap import envoy_config, envoy_yaml
 from pipelines.render.errors import Unvalidated, require
 from pipelines.render.objects import (

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pipelines.config.model import Jwt, Placement
 from pipelines.config.model import Site as SiteConfig
-from pipelines.render.envoy.clusters import ADMIN_CLUSTER, _jwks_cluster_name
-from pipelines.render.envoy.gate import LUA_FILTER, _gate_enabled, _gate_metadata, admission_gate_script
-from pipelines.render.envoy.proto import HCM_TYPE, Json, _router, _socket, _token_bucket, _typed, duration
-from pipelines.render.envoy.tracing import _tracing, tracing_settings
-from pipelines.render.names import (
+from pipelines.config.names import (
     ENVOY_HTTP_PREFIX,
     ENVOY_UPSTREAM_CLUSTER,
     TRITON_ADMIN_ENV,
     TRITON_ADMIN_GRPC_HEADER,
 )
+from pipelines.render.envoy.clusters import ADMIN_CLUSTER, _jwks_cluster_name
+from pipelines.render.envoy.gate import LUA_FILTER, _gate_enabled, _gate_metadata, admission_gate_script
+from pipelines.render.envoy.proto import HCM_TYPE, Json, _router, _socket, _token_bucket, _typed, duration
+from pipelines.render.envoy.tracing import _tracing, tracing_settings
 
 GRPC_SERVICE = "/inference.GRPCInferenceService/"
 

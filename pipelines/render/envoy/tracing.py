@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from pipelines.config import names
 from pipelines.config.model import EnvoyTracing, Placement
-from pipelines.render import names
+from pipelines.config.names import envoy_name
 from pipelines.render.envoy.proto import Json, _percent, _typed
-from pipelines.render.names import envoy_name
 
 OTEL_CLUSTER = "opentelemetry_collector"
 
