@@ -163,6 +163,21 @@ def command(
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The ``tritonserver`` command line (HTTP, gRPC, metrics ports in that order)."""
+    return [
+        *_this_machine(install, repositories, backends, ports),
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        "--disable-auto-complete-config",  # serve config.pbtxt exactly as built
+        "--exit-timeout-secs=2",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+        *extra_args,
+    ]
+
+
+def _this_machine(
+    install: TritonInstall, repositories: Sequence[Path], backends: Path, ports: tuple[int, int, int]
+) -> list[str]:
+    """The binary, repositories, backend directory and loopback endpoints of a server here."""
     http, grpc, metrics = ports
     return [
         str(install.binary),
@@ -174,12 +189,6 @@ def command(
         f"--http-port={http}",
         f"--grpc-port={grpc}",
         f"--metrics-port={metrics}",
-        "--model-control-mode=none",
-        "--strict-readiness=true",
-        "--disable-auto-complete-config",  # serve config.pbtxt exactly as built
-        "--exit-timeout-secs=2",
-        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-        *extra_args,
     ]
 
 
@@ -207,7 +216,6 @@ def cluster_command(
     replaces text the cluster leaves to the kubelet or the pod, e.g. ``$(SONIC_TRITON_ADMIN_KEY)``
     or the trace file under ``/tmp``.
     """
-    http, grpc, metrics = ports
     kept = []
     for arg in cluster_args:
         if arg.startswith(_MACHINE_FLAGS):
@@ -216,15 +224,7 @@ def cluster_command(
             arg = arg.replace(old, new)
         kept.append(arg)
     return [
-        str(install.binary),
-        *(f"--model-repository={r}" for r in repositories),
-        f"--backend-directory={backends}",
-        "--http-address=127.0.0.1",
-        "--grpc-address=127.0.0.1",
-        "--metrics-address=127.0.0.1",
-        f"--http-port={http}",
-        f"--grpc-port={grpc}",
-        f"--metrics-port={metrics}",
+        *_this_machine(install, repositories, backends, ports),
         *kept,
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
     ]
